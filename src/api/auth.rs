@@ -1,0 +1,206 @@
+//! The authentication layer: one check at the gRPC level, for every
+//! protocol (the JSON transcoder and gRPC-Web reach the routes through it).
+//!
+//! It reads only the headers: a request that fails is answered before its
+//! body is read, as a gRPC status (`Status::into_http`) with
+//! `WWW-Authenticate: Bearer`, so gRPC clients get a real status.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Request, Response};
+use tonic::Status;
+use tower::{Layer, Service};
+
+use crate::auth::{ADMIN_SCOPE, Authenticator, Principal};
+use crate::error::Error;
+
+/// What a path needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Policy {
+    /// Health and reflection.
+    Public,
+    /// A user RPC: `sub` must be a user id.
+    User,
+    /// An internal RPC: the `practice:admin` scope.
+    Admin,
+}
+
+fn policy(path: &str) -> Policy {
+    if path.starts_with("/grpc.health.v1.Health/")
+        || path.starts_with("/grpc.reflection.v1.ServerReflection/")
+        || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
+    {
+        Policy::Public
+    } else if path.starts_with("/practice.v1.CatalogService/") {
+        Policy::Admin
+    } else {
+        // Everything else, including unknown paths, needs a user token.
+        Policy::User
+    }
+}
+
+/// The caller, as the auth layer put it into the request.
+pub fn principal<T>(request: &tonic::Request<T>) -> Result<&Principal, Status> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .ok_or_else(|| Status::unauthenticated("missing bearer token"))
+}
+
+#[derive(Clone)]
+pub struct AuthLayer {
+    auth: Arc<Authenticator>,
+}
+
+impl AuthLayer {
+    pub fn new(auth: Arc<Authenticator>) -> Self {
+        Self { auth }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    auth: Arc<Authenticator>,
+}
+
+/// The bearer token of a request, if it has a well-formed one.
+fn bearer(headers: &http::HeaderMap) -> Result<&str, Error> {
+    let value = headers.get(http::header::AUTHORIZATION).ok_or_else(|| {
+        Error::Unauthenticated("missing bearer token: send Authorization: Bearer <JWT>".into())
+    })?;
+    let value = value
+        .to_str()
+        .map_err(|_| Error::Unauthenticated("the Authorization header is not valid text".into()))?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
+        Error::Unauthenticated("the Authorization header must be Bearer <JWT>".into())
+    })?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(Error::Unauthenticated(
+            "the Authorization header must be Bearer <JWT>".into(),
+        ));
+    }
+    Ok(token.trim())
+}
+
+async fn authenticate(
+    auth: &Authenticator,
+    headers: &http::HeaderMap,
+    policy: Policy,
+) -> Result<Principal, Error> {
+    let principal = auth.verify(bearer(headers)?).await?;
+    match policy {
+        Policy::Public => {}
+        Policy::User => {
+            principal.user_id()?;
+        }
+        Policy::Admin => {
+            if !principal.has_scope(ADMIN_SCOPE) {
+                return Err(Error::PermissionDenied(format!(
+                    "this RPC needs the {ADMIN_SCOPE} scope"
+                )));
+            }
+        }
+    }
+    Ok(principal)
+}
+
+fn refusal<B: Default>(err: Error) -> Response<B> {
+    let unauthenticated = err.code() == tonic::Code::Unauthenticated;
+    let mut response = Status::from(err).into_http::<B>();
+    if unauthenticated {
+        response.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AuthService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let policy = policy(request.uri().path());
+        // The service that was polled ready is the one to call; leave a
+        // fresh clone behind for the next request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if policy == Policy::Public {
+            return Box::pin(inner.call(request));
+        }
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            match authenticate(&auth, request.headers(), policy).await {
+                Ok(principal) => {
+                    tracing::Span::current().record("enduser.id", principal.subject.as_str());
+                    request.extensions_mut().insert(principal);
+                    inner.call(request).await
+                }
+                Err(err) => Ok(refusal(err)),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_get_their_policy() {
+        assert_eq!(policy("/grpc.health.v1.Health/Check"), Policy::Public);
+        assert_eq!(
+            policy("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
+            Policy::Public
+        );
+        assert_eq!(
+            policy("/practice.v1.PracticeService/CreateSession"),
+            Policy::User
+        );
+        assert_eq!(
+            policy("/practice.v1.CatalogService/UpsertClass"),
+            Policy::Admin
+        );
+        assert_eq!(policy("/grpc.health.v1.HealthX/Check"), Policy::User);
+        assert_eq!(policy("/unknown"), Policy::User);
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        let mut h = http::HeaderMap::new();
+        assert!(bearer(&h).is_err());
+        h.insert("authorization", "Basic abc".parse().unwrap());
+        assert!(bearer(&h).is_err());
+        h.insert("authorization", "Bearer ".parse().unwrap());
+        assert!(bearer(&h).is_err());
+        h.insert("authorization", "bearer abc.def.ghi".parse().unwrap());
+        assert_eq!(bearer(&h).unwrap(), "abc.def.ghi");
+    }
+}

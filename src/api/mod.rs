@@ -1,0 +1,5 @@
+//! Transport adapters: the auth layer and the gRPC services.
+
+pub mod auth;
+pub mod convert;
+pub mod grpc;

@@ -1,0 +1,276 @@
+//! A practice session: the validated create request and the stored session.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, FieldViolation};
+
+pub const MAX_KNOWLEDGE_IDS: usize = 50;
+pub const MAX_TITLE_CHARS: usize = 200;
+pub const MAX_NOTES_CHARS: usize = 20_000;
+pub const DEFAULT_STYLE_PRESET: &str = "accurate";
+
+/// The create request as it arrives, before any rule is checked.
+#[derive(Debug, Clone, Default)]
+pub struct CreateSessionInput {
+    pub class_id: Option<i64>,
+    pub project_id: Option<i64>,
+    pub knowledge_ids: Vec<i64>,
+    pub agent_id: Option<i64>,
+    pub title: Option<String>,
+    pub notes: Option<String>,
+}
+
+/// A create request whose fields keep every rule that needs no database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    pub class_id: Option<i64>,
+    pub project_id: Option<i64>,
+    pub knowledge_ids: Vec<i64>,
+    pub agent_id: Option<i64>,
+    pub title: Option<String>,
+    pub notes: Option<String>,
+}
+
+fn check_id(field: &str, id: Option<i64>, out: &mut Vec<FieldViolation>) {
+    if let Some(id) = id
+        && id < 1
+    {
+        out.push(FieldViolation::new(
+            field,
+            format!("must be >= 1, got {id}"),
+        ));
+    }
+}
+
+impl NewSession {
+    /// Checks every field and reports all violations at once.
+    pub fn parse(input: CreateSessionInput) -> Result<Self, Error> {
+        let mut violations = Vec::new();
+        check_id("class_id", input.class_id, &mut violations);
+        check_id("project_id", input.project_id, &mut violations);
+        check_id("agent_id", input.agent_id, &mut violations);
+
+        if input.knowledge_ids.len() > MAX_KNOWLEDGE_IDS {
+            violations.push(FieldViolation::new(
+                "knowledge_ids",
+                format!(
+                    "at most {MAX_KNOWLEDGE_IDS} ids, got {}",
+                    input.knowledge_ids.len()
+                ),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, id) in input.knowledge_ids.iter().enumerate() {
+            if *id < 1 {
+                violations.push(FieldViolation::new(
+                    format!("knowledge_ids[{i}]"),
+                    format!("must be >= 1, got {id}"),
+                ));
+            } else if !seen.insert(*id) {
+                violations.push(FieldViolation::new(
+                    format!("knowledge_ids[{i}]"),
+                    format!("duplicate id {id}; each knowledge id may appear once"),
+                ));
+            }
+        }
+
+        if let Some(title) = &input.title {
+            let chars = title.chars().count();
+            if chars > MAX_TITLE_CHARS {
+                violations.push(FieldViolation::new(
+                    "title",
+                    format!("at most {MAX_TITLE_CHARS} characters, got {chars}"),
+                ));
+            }
+            if title.chars().any(char::is_control) {
+                violations.push(FieldViolation::new(
+                    "title",
+                    "must not contain control characters (such as newlines or tabs)",
+                ));
+            }
+        }
+        if let Some(notes) = &input.notes {
+            let chars = notes.chars().count();
+            if chars > MAX_NOTES_CHARS {
+                violations.push(FieldViolation::new(
+                    "notes",
+                    format!("at most {MAX_NOTES_CHARS} characters, got {chars}"),
+                ));
+            }
+        }
+
+        if !violations.is_empty() {
+            return Err(Error::invalid(violations));
+        }
+        Ok(NewSession {
+            class_id: input.class_id,
+            project_id: input.project_id,
+            knowledge_ids: input.knowledge_ids,
+            agent_id: input.agent_id,
+            title: input.title,
+            notes: input.notes,
+        })
+    }
+
+    /// A digest of the request, to tell a replay from a different request
+    /// that reuses an idempotency key.
+    pub fn fingerprint(&self) -> String {
+        let canonical = serde_json::json!([
+            self.class_id,
+            self.project_id,
+            self.knowledge_ids,
+            self.agent_id,
+            self.title,
+            self.notes,
+        ]);
+        let digest = Sha256::digest(canonical.to_string().as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub session_id: i64,
+    pub user_id: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub class_id: Option<i64>,
+    pub project_id: Option<i64>,
+    pub knowledge_ids: Vec<i64>,
+    pub agent_id: Option<i64>,
+    pub title: Option<String>,
+    pub notes: Option<String>,
+    pub settings: Settings,
+    pub models: Vec<SessionModel>,
+    pub responses: Vec<Response>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub setting_id: i64,
+    pub session_id: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub style_preset: String,
+    pub style_params: Map<String, Value>,
+    pub generation_params: Map<String, Value>,
+    pub agent_snapshot: Map<String, Value>,
+    pub few_shot_links: Vec<FewShotLink>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FewShotLink {
+    pub id: i64,
+    pub setting_id: i64,
+    pub example_id: i64,
+    pub sort_order: i64,
+    pub created_at: DateTime<Utc>,
+    pub example: super::Example,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionModel {
+    pub session_model_id: i64,
+    pub session_id: i64,
+    pub model_name: String,
+    pub sort_order: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub response_id: i64,
+    pub session_model_id: i64,
+    pub session_id: i64,
+    pub model_name: String,
+    pub prompt_text: String,
+    pub response_text: String,
+    pub created_at: DateTime<Utc>,
+    pub token_usage: Map<String, Value>,
+    pub latency_ms: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(err: Error) -> Vec<String> {
+        match err {
+            Error::InvalidArgument { violations, .. } => {
+                violations.into_iter().map(|v| v.field).collect()
+            }
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_an_empty_request() {
+        assert!(NewSession::parse(CreateSessionInput::default()).is_ok());
+    }
+
+    #[test]
+    fn reports_every_violation() {
+        let err = NewSession::parse(CreateSessionInput {
+            class_id: Some(0),
+            project_id: Some(-3),
+            knowledge_ids: vec![1, 1, 0],
+            agent_id: Some(0),
+            title: Some("a\nb".into()),
+            notes: Some("x".repeat(MAX_NOTES_CHARS + 1)),
+        })
+        .unwrap_err();
+        assert_eq!(
+            fields(err),
+            [
+                "class_id",
+                "project_id",
+                "agent_id",
+                "knowledge_ids[1]",
+                "knowledge_ids[2]",
+                "title",
+                "notes"
+            ]
+        );
+    }
+
+    #[test]
+    fn bounds_count_characters_not_bytes() {
+        let ok = CreateSessionInput {
+            title: Some("가".repeat(MAX_TITLE_CHARS)),
+            knowledge_ids: (1..=50).collect(),
+            ..Default::default()
+        };
+        assert!(NewSession::parse(ok).is_ok());
+        let too_long = CreateSessionInput {
+            title: Some("가".repeat(MAX_TITLE_CHARS + 1)),
+            ..Default::default()
+        };
+        assert_eq!(fields(NewSession::parse(too_long).unwrap_err()), ["title"]);
+        let too_many = CreateSessionInput {
+            knowledge_ids: (1..=51).collect(),
+            ..Default::default()
+        };
+        assert_eq!(
+            fields(NewSession::parse(too_many).unwrap_err()),
+            ["knowledge_ids"]
+        );
+    }
+
+    #[test]
+    fn fingerprint_tells_requests_apart() {
+        let a = NewSession::parse(CreateSessionInput {
+            title: Some("a".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let b = NewSession::parse(CreateSessionInput {
+            notes: Some("a".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(a.fingerprint(), a.clone().fingerprint());
+        assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+}

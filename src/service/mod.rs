@@ -1,0 +1,5 @@
+//! Use cases on domain types, independent of any transport.
+
+pub mod practice;
+
+pub use practice::PracticeService;

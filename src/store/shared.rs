@@ -1,0 +1,776 @@
+//! The SQL both backends run, written once.
+//!
+//! `impl_store!` expands inside each backend module with that module's
+//! concrete database type, so every query is type-checked against both
+//! drivers without a wall of generic bounds. The module supplies:
+//! `begin_write(&self)`, `id_list(&[i64])` (how a list of ids is bound),
+//! `is_retryable(&sqlx::Error)`, and the `ids_in` SQL fragment that tests
+//! membership in the list bound as `$1`.
+
+/// The caller's (`$2`) classes that still exist.
+macro_rules! my_classes {
+    () => {
+        "SELECT m.class_id FROM class_members m JOIN classes c ON c.class_id = m.class_id \
+         WHERE m.user_id = $2 AND c.deleted_at IS NULL"
+    };
+}
+pub(super) use my_classes;
+
+/// The columns of an example row, in the order of `ExampleRow`.
+macro_rules! example_columns {
+    () => {
+        "e.example_id, e.user_id, e.input_text, e.output_text, e.is_active, \
+         e.created_at, e.updated_at, e.title, e.meta"
+    };
+}
+pub(super) use example_columns;
+
+macro_rules! impl_store {
+    ($Store:ident, $DB:ty, ids_in = $ids_in:literal) => {
+        use std::collections::HashMap;
+
+        use async_trait::async_trait;
+        use chrono::{DateTime, Utc};
+        use serde_json::{Map, Value};
+        use sqlx::types::Json;
+        use sqlx::{QueryBuilder, Transaction};
+
+        use crate::domain::{Agent, Class, Example, FewShotLink, Knowledge, NewExample, NewSession, Project, Session, SessionModel, Settings, UserId};
+        use crate::domain::session::{Response, DEFAULT_STYLE_PRESET};
+        use crate::error::Error;
+        use crate::store::shared::{example_columns, my_classes};
+        use crate::store::{CatalogKind, CreateContext, Store, TableCounts, TxError, MAX_TX_ATTEMPTS};
+
+        type Tx = Transaction<'static, $DB>;
+        type JsonObject = Json<Map<String, Value>>;
+        type ExampleRow = (i64, i64, String, String, bool, DateTime<Utc>, DateTime<Utc>, Option<String>, JsonObject);
+
+        fn example_from_row(r: ExampleRow) -> Example {
+            Example {
+                example_id: r.0,
+                user_id: r.1,
+                input_text: r.2,
+                output_text: r.3,
+                is_active: r.4,
+                created_at: r.5,
+                updated_at: r.6,
+                title: r.7,
+                meta: r.8.0,
+            }
+        }
+
+        /// What a create found when it claimed its idempotency key.
+        enum Claim {
+            Claimed,
+            Replay(i64),
+        }
+
+        enum Created {
+            New(Session),
+            Replay(i64),
+        }
+
+        impl $Store {
+            /// Runs `create_once` again when the database reports a
+            /// serialization failure or deadlock, a bounded number of times.
+            async fn create_with_retry(&self, ctx: CreateContext<'_>, new: &NewSession) -> Result<Created, Error> {
+                let mut attempt = 1;
+                loop {
+                    match self.create_once(ctx, new).await {
+                        Err(TxError::Db(e)) if is_retryable(&e) && attempt < MAX_TX_ATTEMPTS => {
+                            tracing::debug!(attempt, error = %e, "retrying create transaction");
+                            attempt += 1;
+                        }
+                        other => return other.map_err(Error::from),
+                    }
+                }
+            }
+
+            async fn claim_key(tx: &mut Tx, ctx: CreateContext<'_>, fingerprint: &str) -> Result<Claim, TxError> {
+                let Some(key) = ctx.idempotency_key else {
+                    return Ok(Claim::Claimed);
+                };
+                let now_us = ctx.now.timestamp_micros();
+                let expired_before = now_us - chrono::Duration::hours(24).num_microseconds().unwrap_or(0);
+                // Insert, or take over a key older than 24 hours. A live key
+                // conflicts and returns no row; on PostgreSQL a concurrent
+                // claim waits here until the first transaction ends.
+                let claimed: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, session_id, created_at_us) \
+                     VALUES ($1, $2, $3, NULL, $4) \
+                     ON CONFLICT (user_id, idem_key) DO UPDATE \
+                     SET request_hash = excluded.request_hash, session_id = NULL, created_at_us = excluded.created_at_us \
+                     WHERE idempotency_keys.created_at_us < $5 \
+                     RETURNING user_id",
+                )
+                .bind(ctx.user.get())
+                .bind(key.as_str())
+                .bind(fingerprint)
+                .bind(now_us)
+                .bind(expired_before)
+                .fetch_optional(&mut **tx)
+                .await?;
+                if claimed.is_some() {
+                    return Ok(Claim::Claimed);
+                }
+                let (hash, session_id): (String, Option<i64>) = sqlx::query_as(
+                    "SELECT request_hash, session_id FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2",
+                )
+                .bind(ctx.user.get())
+                .bind(key.as_str())
+                .fetch_one(&mut **tx)
+                .await?;
+                if hash != fingerprint {
+                    return Err(Error::AlreadyExists(format!(
+                        "Idempotency-Key {:?} was already used with a different request; use a new key for a new request",
+                        key.as_str()
+                    ))
+                    .into());
+                }
+                match session_id {
+                    Some(id) => Ok(Claim::Replay(id)),
+                    None => Err(Error::Aborted(
+                        "a request with this Idempotency-Key is still in progress; retry shortly".into(),
+                    )
+                    .into()),
+                }
+            }
+
+            async fn create_once(&self, ctx: CreateContext<'_>, new: &NewSession) -> Result<Created, TxError> {
+                let user = ctx.user.get();
+                let now = ctx.now;
+                let mut tx = self.begin_write().await?;
+
+                let fingerprint = new.fingerprint();
+                if let Claim::Replay(id) = Self::claim_key(&mut tx, ctx, &fingerprint).await? {
+                    tx.rollback().await?;
+                    return Ok(Created::Replay(id));
+                }
+
+                // References, checked inside the write transaction so that no
+                // catalog change can slip in between check and write. A
+                // reference the caller may not see reads as a missing one.
+                if let Some(class_id) = new.class_id {
+                    let found: Option<i64> = sqlx::query_scalar(concat!(
+                        "SELECT class_id FROM (", my_classes!(), ") mine WHERE class_id = $1"
+                    ))
+                    .bind(class_id)
+                    .bind(user)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if found.is_none() {
+                        return Err(Error::NotFound(format!("class {class_id} not found")).into());
+                    }
+                }
+
+                if let Some(project_id) = new.project_id {
+                    let found: Option<Option<i64>> = sqlx::query_scalar(concat!(
+                        "SELECT p.class_id FROM projects p WHERE p.project_id = $1 AND p.deleted_at IS NULL \
+                         AND (p.owner_user_id = $2 OR p.class_id IN (", my_classes!(), "))"
+                    ))
+                    .bind(project_id)
+                    .bind(user)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some(project_class) = found else {
+                        return Err(Error::NotFound(format!("project {project_id} not found")).into());
+                    };
+                    if let (Some(asked), Some(actual)) = (new.class_id, project_class)
+                        && asked != actual
+                    {
+                        return Err(Error::invalid_field(
+                            "project_id",
+                            format!("project {project_id} does not belong to class {asked}"),
+                        )
+                        .into());
+                    }
+                }
+
+                if !new.knowledge_ids.is_empty() {
+                    let visible: Vec<i64> = sqlx::query_scalar(concat!(
+                        "SELECT k.knowledge_id FROM knowledge_items k WHERE k.knowledge_id", $ids_in,
+                        " AND k.deleted_at IS NULL AND (k.owner_user_id = $2 \
+                         OR k.class_id IN (", my_classes!(), ") \
+                         OR k.project_id IN (SELECT p.project_id FROM projects p WHERE p.deleted_at IS NULL \
+                             AND (p.owner_user_id = $2 OR p.class_id IN (", my_classes!(), "))))"
+                    ))
+                    .bind(id_list(&new.knowledge_ids))
+                    .bind(user)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    if let Some(missing) = new.knowledge_ids.iter().find(|id| !visible.contains(id)) {
+                        return Err(Error::NotFound(format!("knowledge item {missing} not found")).into());
+                    }
+                }
+
+                let agent = match new.agent_id {
+                    Some(agent_id) => Some(Self::visible_agent(&mut tx, agent_id, user).await?),
+                    None => None,
+                };
+
+                let model_names: Vec<String> = match new.class_id {
+                    Some(class_id) => {
+                        let names: Vec<String> = sqlx::query_scalar(
+                            "SELECT model_name FROM class_models WHERE class_id = $1 AND enabled ORDER BY position",
+                        )
+                        .bind(class_id)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                        if names.is_empty() {
+                            return Err(Error::FailedPrecondition(format!(
+                                "class {class_id} has no enabled model; ask the class owner to enable one"
+                            ))
+                            .into());
+                        }
+                        names
+                    }
+                    None => ctx.default_models.to_vec(),
+                };
+
+                // The writes.
+                let session_id: i64 = sqlx::query_scalar(
+                    "INSERT INTO practice_sessions \
+                     (user_id, class_id, project_id, agent_id, title, notes, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING session_id",
+                )
+                .bind(user)
+                .bind(new.class_id)
+                .bind(new.project_id)
+                .bind(new.agent_id)
+                .bind(new.title.as_deref())
+                .bind(new.notes.as_deref())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+
+                if !new.knowledge_ids.is_empty() {
+                    QueryBuilder::<$DB>::new("INSERT INTO session_knowledge (session_id, position, knowledge_id) ")
+                        .push_values(new.knowledge_ids.iter().enumerate(), |mut b, (i, id)| {
+                            b.push_bind(session_id).push_bind(i as i64).push_bind(*id);
+                        })
+                        .build()
+                        .execute(&mut *tx)
+                        .await?;
+                }
+
+                let (style_preset, style_params, generation_params, snapshot, examples) = match &agent {
+                    Some((agent, updated_at, examples)) => (
+                        agent.style_preset.clone(),
+                        agent.style_params.clone(),
+                        agent.generation_params.clone(),
+                        agent.snapshot(updated_at),
+                        examples.clone(),
+                    ),
+                    None => (DEFAULT_STYLE_PRESET.to_string(), Map::new(), Map::new(), Map::new(), Vec::new()),
+                };
+                let setting_id: i64 = sqlx::query_scalar(
+                    "INSERT INTO session_settings \
+                     (session_id, style_preset, style_params, generation_params, agent_snapshot, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING setting_id",
+                )
+                .bind(session_id)
+                .bind(&style_preset)
+                .bind(Json(&style_params))
+                .bind(Json(&generation_params))
+                .bind(Json(&snapshot))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+
+                let link_ids = if examples.is_empty() {
+                    HashMap::new()
+                } else {
+                    Self::insert_ordered(
+                        &mut tx,
+                        "INSERT INTO few_shot_links (setting_id, example_id, sort_order, created_at) ",
+                        " RETURNING id, sort_order",
+                        setting_id,
+                        examples.iter().map(|e| e.example_id),
+                        now,
+                    )
+                    .await?
+                };
+                let few_shot_links = examples
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, example)| FewShotLink {
+                        id: link_ids[&(i as i64)],
+                        setting_id,
+                        example_id: example.example_id,
+                        sort_order: i as i64,
+                        created_at: now,
+                        example,
+                    })
+                    .collect();
+
+                let model_ids = if model_names.is_empty() {
+                    HashMap::new()
+                } else {
+                    Self::insert_ordered(
+                        &mut tx,
+                        "INSERT INTO session_models (session_id, model_name, sort_order, created_at) ",
+                        " RETURNING session_model_id, sort_order",
+                        session_id,
+                        model_names.iter().cloned(),
+                        now,
+                    )
+                    .await?
+                };
+                let models = model_names
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, model_name)| SessionModel {
+                        session_model_id: model_ids[&(i as i64)],
+                        session_id,
+                        model_name,
+                        sort_order: i as i64,
+                        created_at: now,
+                    })
+                    .collect();
+
+                if let Some(key) = ctx.idempotency_key {
+                    sqlx::query("UPDATE idempotency_keys SET session_id = $3 WHERE user_id = $1 AND idem_key = $2")
+                        .bind(user)
+                        .bind(key.as_str())
+                        .bind(session_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+
+                Ok(Created::New(Session {
+                    session_id,
+                    user_id: user,
+                    created_at: now,
+                    updated_at: now,
+                    class_id: new.class_id,
+                    project_id: new.project_id,
+                    knowledge_ids: new.knowledge_ids.clone(),
+                    agent_id: new.agent_id,
+                    title: new.title.clone(),
+                    notes: new.notes.clone(),
+                    settings: Settings {
+                        setting_id,
+                        session_id,
+                        created_at: now,
+                        updated_at: now,
+                        style_preset,
+                        style_params,
+                        generation_params,
+                        agent_snapshot: snapshot,
+                        few_shot_links,
+                    },
+                    models,
+                    responses: Vec::new(),
+                }))
+            }
+
+            /// Inserts `(parent, value, sort_order, created_at)` rows in one
+            /// statement and maps each sort order to the new row's id (the
+            /// order of RETURNING rows is not guaranteed, the sort order is).
+            async fn insert_ordered<T>(
+                tx: &mut Tx,
+                insert: &str,
+                returning: &str,
+                parent: i64,
+                values: impl Iterator<Item = T>,
+                now: DateTime<Utc>,
+            ) -> Result<HashMap<i64, i64>, sqlx::Error>
+            where
+                T: for<'q> sqlx::Encode<'q, $DB> + sqlx::Type<$DB> + Send + 'static,
+            {
+                let mut builder = QueryBuilder::<$DB>::new(insert);
+                builder.push_values(values.enumerate(), |mut b, (i, value)| {
+                    b.push_bind(parent).push_bind(value).push_bind(i as i64).push_bind(now);
+                });
+                builder.push(returning);
+                let rows: Vec<(i64, i64)> = builder.build_query_as().fetch_all(&mut **tx).await?;
+                Ok(rows.into_iter().map(|(id, order)| (order, id)).collect())
+            }
+
+            /// The agent if the caller (`user`) may use it, with its last
+            /// update time and its active examples in the agent's order.
+            async fn visible_agent(
+                tx: &mut Tx,
+                agent_id: i64,
+                user: i64,
+            ) -> Result<(Agent, DateTime<Utc>, Vec<Example>), TxError> {
+                type AgentRow = (i64, i64, Option<i64>, String, Option<String>, Option<String>, String, JsonObject, JsonObject, DateTime<Utc>);
+                let row: Option<AgentRow> = sqlx::query_as(concat!(
+                    "SELECT a.agent_id, a.owner_user_id, a.class_id, a.name, a.description, a.system_prompt, \
+                     a.style_preset, a.style_params, a.generation_params, a.updated_at \
+                     FROM agents a WHERE a.agent_id = $1 AND a.deleted_at IS NULL \
+                     AND (a.owner_user_id = $2 OR a.class_id IN (", my_classes!(), "))"
+                ))
+                .bind(agent_id)
+                .bind(user)
+                .fetch_optional(&mut **tx)
+                .await?;
+                let Some(r) = row else {
+                    return Err(Error::NotFound(format!("agent {agent_id} not found")).into());
+                };
+                // Every example of the agent, in order: the snapshot lists all
+                // of them; the session links the active ones that still exist.
+                let rows: Vec<(bool, ExampleRow)> = sqlx::query_as::<_, (bool, i64, i64, String, String, bool, DateTime<Utc>, DateTime<Utc>, Option<String>, JsonObject)>(
+                    concat!(
+                        "SELECT e.deleted_at IS NULL, ", example_columns!(), " FROM agent_examples ae \
+                         JOIN examples e ON e.example_id = ae.example_id \
+                         WHERE ae.agent_id = $1 ORDER BY ae.position"
+                    ),
+                )
+                .bind(agent_id)
+                .fetch_all(&mut **tx)
+                .await?
+                .into_iter()
+                .map(|r| (r.0, (r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9)))
+                .collect();
+                let example_ids = rows.iter().map(|(_, e)| e.0).collect();
+                let examples = rows
+                    .into_iter()
+                    .filter(|(exists, e)| *exists && e.4)
+                    .map(|(_, e)| example_from_row(e))
+                    .collect();
+                let agent = Agent {
+                    agent_id: r.0,
+                    owner_user_id: r.1,
+                    class_id: r.2,
+                    name: r.3,
+                    description: r.4,
+                    system_prompt: r.5,
+                    style_preset: r.6,
+                    style_params: r.7.0,
+                    generation_params: r.8.0,
+                    example_ids,
+                };
+                Ok((agent, r.9, examples))
+            }
+        }
+
+        #[async_trait]
+        impl Store for $Store {
+            fn backend(&self) -> &'static str {
+                BACKEND
+            }
+
+            async fn migrate(&self) -> Result<(), Error> {
+                MIGRATOR
+                    .run(&self.pool)
+                    .await
+                    .map_err(|e| Error::internal(anyhow::anyhow!("migration failed: {e}")))
+            }
+
+            async fn ping(&self) -> Result<(), Error> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn create_session(&self, ctx: CreateContext<'_>, new: &NewSession) -> Result<Session, Error> {
+                match self.create_with_retry(ctx, new).await? {
+                    Created::New(session) => Ok(session),
+                    Created::Replay(id) => self.get_session(ctx.user, id).await?.ok_or_else(|| {
+                        Error::internal(anyhow::anyhow!("idempotency key names missing session {id}"))
+                    }),
+                }
+            }
+
+            async fn get_session(&self, user: UserId, session_id: i64) -> Result<Option<Session>, Error> {
+                let mut conn = self.pool.acquire().await?;
+                type SessionRow = (i64, i64, Option<i64>, Option<i64>, Option<i64>, Option<String>, Option<String>, DateTime<Utc>, DateTime<Utc>);
+                let row: Option<SessionRow> = sqlx::query_as(
+                    "SELECT session_id, user_id, class_id, project_id, agent_id, title, notes, created_at, updated_at \
+                     FROM practice_sessions WHERE session_id = $1 AND user_id = $2",
+                )
+                .bind(session_id)
+                .bind(user.get())
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some(s) = row else { return Ok(None) };
+
+                let knowledge_ids: Vec<i64> = sqlx::query_scalar(
+                    "SELECT knowledge_id FROM session_knowledge WHERE session_id = $1 ORDER BY position",
+                )
+                .bind(session_id)
+                .fetch_all(&mut *conn)
+                .await?;
+
+                type SettingsRow = (i64, String, JsonObject, JsonObject, JsonObject, DateTime<Utc>, DateTime<Utc>);
+                let st: SettingsRow = sqlx::query_as(
+                    "SELECT setting_id, style_preset, style_params, generation_params, agent_snapshot, created_at, updated_at \
+                     FROM session_settings WHERE session_id = $1",
+                )
+                .bind(session_id)
+                .fetch_one(&mut *conn)
+                .await?;
+
+                type LinkRow = (i64, i64, DateTime<Utc>, i64, i64, String, String, bool, DateTime<Utc>, DateTime<Utc>, Option<String>, JsonObject);
+                let links: Vec<LinkRow> = sqlx::query_as(concat!(
+                    "SELECT l.id, l.sort_order, l.created_at, ", example_columns!(),
+                    " FROM few_shot_links l JOIN examples e ON e.example_id = l.example_id \
+                     WHERE l.setting_id = $1 ORDER BY l.sort_order"
+                ))
+                .bind(st.0)
+                .fetch_all(&mut *conn)
+                .await?;
+
+                let models: Vec<(i64, String, i64, DateTime<Utc>)> = sqlx::query_as(
+                    "SELECT session_model_id, model_name, sort_order, created_at FROM session_models \
+                     WHERE session_id = $1 ORDER BY sort_order",
+                )
+                .bind(session_id)
+                .fetch_all(&mut *conn)
+                .await?;
+
+                type ResponseRow = (i64, i64, String, String, String, DateTime<Utc>, JsonObject, Option<i64>);
+                let responses: Vec<ResponseRow> = sqlx::query_as(
+                    "SELECT response_id, session_model_id, model_name, prompt_text, response_text, created_at, \
+                     token_usage, latency_ms FROM responses WHERE session_id = $1 ORDER BY response_id",
+                )
+                .bind(session_id)
+                .fetch_all(&mut *conn)
+                .await?;
+
+                Ok(Some(Session {
+                    session_id: s.0,
+                    user_id: s.1,
+                    class_id: s.2,
+                    project_id: s.3,
+                    agent_id: s.4,
+                    title: s.5,
+                    notes: s.6,
+                    created_at: s.7,
+                    updated_at: s.8,
+                    knowledge_ids,
+                    settings: Settings {
+                        setting_id: st.0,
+                        session_id,
+                        style_preset: st.1,
+                        style_params: st.2.0,
+                        generation_params: st.3.0,
+                        agent_snapshot: st.4.0,
+                        created_at: st.5,
+                        updated_at: st.6,
+                        few_shot_links: links
+                            .into_iter()
+                            .map(|l| FewShotLink {
+                                id: l.0,
+                                setting_id: st.0,
+                                example_id: l.3,
+                                sort_order: l.1,
+                                created_at: l.2,
+                                example: example_from_row((l.3, l.4, l.5, l.6, l.7, l.8, l.9, l.10, l.11)),
+                            })
+                            .collect(),
+                    },
+                    models: models
+                        .into_iter()
+                        .map(|m| SessionModel {
+                            session_model_id: m.0,
+                            session_id,
+                            model_name: m.1,
+                            sort_order: m.2,
+                            created_at: m.3,
+                        })
+                        .collect(),
+                    responses: responses
+                        .into_iter()
+                        .map(|r| Response {
+                            response_id: r.0,
+                            session_model_id: r.1,
+                            session_id,
+                            model_name: r.2,
+                            prompt_text: r.3,
+                            response_text: r.4,
+                            created_at: r.5,
+                            token_usage: r.6.0,
+                            latency_ms: r.7,
+                        })
+                        .collect(),
+                }))
+            }
+
+            async fn upsert_class(&self, class: &Class, now: DateTime<Utc>) -> Result<(), Error> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO classes (class_id, name, updated_at, deleted_at) VALUES ($1, $2, $3, NULL) \
+                     ON CONFLICT (class_id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at, deleted_at = NULL",
+                )
+                .bind(class.class_id)
+                .bind(&class.name)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                for table in ["DELETE FROM class_members WHERE class_id = $1", "DELETE FROM class_models WHERE class_id = $1"] {
+                    sqlx::query(table).bind(class.class_id).execute(&mut *tx).await?;
+                }
+                if !class.members.is_empty() {
+                    QueryBuilder::<$DB>::new("INSERT INTO class_members (class_id, user_id, role) ")
+                        .push_values(&class.members, |mut b, m| {
+                            b.push_bind(class.class_id).push_bind(m.user_id).push_bind(m.role.clone());
+                        })
+                        .build()
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if !class.models.is_empty() {
+                    QueryBuilder::<$DB>::new("INSERT INTO class_models (class_id, position, model_name, enabled) ")
+                        .push_values(class.models.iter().enumerate(), |mut b, (i, m)| {
+                            b.push_bind(class.class_id)
+                                .push_bind(i as i64)
+                                .push_bind(m.model_name.clone())
+                                .push_bind(m.enabled);
+                        })
+                        .build()
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn upsert_project(&self, p: &Project, now: DateTime<Utc>) -> Result<(), Error> {
+                sqlx::query(
+                    "INSERT INTO projects (project_id, owner_user_id, class_id, name, updated_at, deleted_at) \
+                     VALUES ($1, $2, $3, $4, $5, NULL) ON CONFLICT (project_id) DO UPDATE SET \
+                     owner_user_id = excluded.owner_user_id, class_id = excluded.class_id, name = excluded.name, \
+                     updated_at = excluded.updated_at, deleted_at = NULL",
+                )
+                .bind(p.project_id)
+                .bind(p.owner_user_id)
+                .bind(p.class_id)
+                .bind(&p.name)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn upsert_knowledge(&self, k: &Knowledge, now: DateTime<Utc>) -> Result<(), Error> {
+                sqlx::query(
+                    "INSERT INTO knowledge_items (knowledge_id, owner_user_id, project_id, class_id, title, updated_at, deleted_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, NULL) ON CONFLICT (knowledge_id) DO UPDATE SET \
+                     owner_user_id = excluded.owner_user_id, project_id = excluded.project_id, class_id = excluded.class_id, \
+                     title = excluded.title, updated_at = excluded.updated_at, deleted_at = NULL",
+                )
+                .bind(k.knowledge_id)
+                .bind(k.owner_user_id)
+                .bind(k.project_id)
+                .bind(k.class_id)
+                .bind(&k.title)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn upsert_agent(&self, a: &Agent, now: DateTime<Utc>) -> Result<(), Error> {
+                let mut tx = self.begin_write().await?;
+                if !a.example_ids.is_empty() {
+                    let found: Vec<i64> = sqlx::query_scalar(concat!(
+                        "SELECT e.example_id FROM examples e WHERE e.example_id", $ids_in, " AND e.deleted_at IS NULL"
+                    ))
+                    .bind(id_list(&a.example_ids))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    if let Some(missing) = a.example_ids.iter().find(|id| !found.contains(id)) {
+                        return Err(Error::NotFound(format!("example {missing} not found")));
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO agents (agent_id, owner_user_id, class_id, name, description, system_prompt, \
+                     style_preset, style_params, generation_params, updated_at, deleted_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL) ON CONFLICT (agent_id) DO UPDATE SET \
+                     owner_user_id = excluded.owner_user_id, class_id = excluded.class_id, name = excluded.name, \
+                     description = excluded.description, system_prompt = excluded.system_prompt, \
+                     style_preset = excluded.style_preset, style_params = excluded.style_params, \
+                     generation_params = excluded.generation_params, updated_at = excluded.updated_at, deleted_at = NULL",
+                )
+                .bind(a.agent_id)
+                .bind(a.owner_user_id)
+                .bind(a.class_id)
+                .bind(&a.name)
+                .bind(a.description.as_deref())
+                .bind(a.system_prompt.as_deref())
+                .bind(&a.style_preset)
+                .bind(Json(&a.style_params))
+                .bind(Json(&a.generation_params))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM agent_examples WHERE agent_id = $1")
+                    .bind(a.agent_id)
+                    .execute(&mut *tx)
+                    .await?;
+                if !a.example_ids.is_empty() {
+                    QueryBuilder::<$DB>::new("INSERT INTO agent_examples (agent_id, position, example_id) ")
+                        .push_values(a.example_ids.iter().enumerate(), |mut b, (i, id)| {
+                            b.push_bind(a.agent_id).push_bind(i as i64).push_bind(*id);
+                        })
+                        .build()
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn delete_catalog(&self, kind: CatalogKind, id: i64, now: DateTime<Utc>) -> Result<bool, Error> {
+                let sql = match kind {
+                    CatalogKind::Class => "UPDATE classes SET deleted_at = $2 WHERE class_id = $1 AND deleted_at IS NULL",
+                    CatalogKind::Project => "UPDATE projects SET deleted_at = $2 WHERE project_id = $1 AND deleted_at IS NULL",
+                    CatalogKind::Knowledge => "UPDATE knowledge_items SET deleted_at = $2 WHERE knowledge_id = $1 AND deleted_at IS NULL",
+                    CatalogKind::Agent => "UPDATE agents SET deleted_at = $2 WHERE agent_id = $1 AND deleted_at IS NULL",
+                };
+                let done = sqlx::query(sql).bind(id).bind(now).execute(&self.pool).await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn create_example(&self, user: UserId, e: &NewExample, now: DateTime<Utc>) -> Result<Example, Error> {
+                let example_id: i64 = sqlx::query_scalar(
+                    "INSERT INTO examples (user_id, title, input_text, output_text, is_active, meta, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING example_id",
+                )
+                .bind(user.get())
+                .bind(e.title.as_deref())
+                .bind(&e.input_text)
+                .bind(&e.output_text)
+                .bind(e.is_active)
+                .bind(Json(&e.meta))
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(Example {
+                    example_id,
+                    user_id: user.get(),
+                    input_text: e.input_text.clone(),
+                    output_text: e.output_text.clone(),
+                    is_active: e.is_active,
+                    created_at: now,
+                    updated_at: now,
+                    title: e.title.clone(),
+                    meta: e.meta.clone(),
+                })
+            }
+
+            async fn table_counts(&self) -> Result<TableCounts, Error> {
+                let row: (i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(
+                    "SELECT (SELECT COUNT(*) FROM practice_sessions), (SELECT COUNT(*) FROM session_knowledge), \
+                     (SELECT COUNT(*) FROM session_settings), (SELECT COUNT(*) FROM few_shot_links), \
+                     (SELECT COUNT(*) FROM session_models), (SELECT COUNT(*) FROM responses), \
+                     (SELECT COUNT(*) FROM idempotency_keys)",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(TableCounts {
+                    sessions: row.0,
+                    session_knowledge: row.1,
+                    settings: row.2,
+                    few_shot_links: row.3,
+                    session_models: row.4,
+                    responses: row.5,
+                    idempotency_keys: row.6,
+                })
+            }
+        }
+    };
+}
+pub(super) use impl_store;

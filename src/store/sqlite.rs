@@ -1,0 +1,71 @@
+//! SQLite, the embedded default: WAL, foreign keys on, a busy timeout, and
+//! write transactions that begin with `BEGIN IMMEDIATE` (a deferred
+//! read-then-write transaction fails with SQLITE_BUSY instead of waiting).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::Sqlite;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::StoreOptions;
+
+const BACKEND: &str = "sqlite";
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, crate::error::Error> {
+        let connect = SqliteConnectOptions::from_str(url)
+            .map_err(|e| {
+                crate::error::Error::internal(anyhow::anyhow!("bad SQLite DATABASE_URL: {e}"))
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        // An in-memory database exists once per connection: pin it to one.
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(if in_memory {
+                1
+            } else {
+                options.max_connections
+            })
+            .min_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(connect)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+/// SQLite has no array type: a list of ids is bound as a JSON array and read
+/// back with `json_each`.
+fn id_list(ids: &[i64]) -> String {
+    serde_json::to_string(ids).expect("a list of integers serializes")
+}
+
+/// With `BEGIN IMMEDIATE` and a busy timeout, a lost race shows up as
+/// SQLITE_BUSY only after the timeout: worth one more try.
+fn is_retryable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "5" || c == "517"))
+}
+
+super::shared::impl_store!(
+    SqliteStore,
+    Sqlite,
+    ids_in = " IN (SELECT value FROM json_each($1))"
+);
