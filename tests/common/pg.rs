@@ -1,0 +1,147 @@
+//! A throwaway PostgreSQL cluster for the tests, started once per test
+//! binary and stopped when that process exits; or the server named by
+//! `TEST_DATABASE_URL`. Each test gets a database of its own.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::Connection;
+
+static SERVER: OnceLock<Option<String>> = OnceLock::new();
+static NEXT_DB: AtomicU32 = AtomicU32::new(0);
+
+fn on_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+fn bin_dir() -> Option<PathBuf> {
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return Some(dir);
+        }
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Runs a PostgreSQL program, as the `postgres` user when we are root
+/// (initdb refuses to run as root).
+fn pg_command(bin: &Path, program: &str, as_postgres: bool) -> Command {
+    if as_postgres {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin.join(program));
+        c
+    } else {
+        Command::new(bin.join(program))
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start_cluster() -> Result<String, String> {
+    let bin = bin_dir().ok_or("no PostgreSQL server binaries (initdb) found")?;
+    let as_postgres = is_root();
+    let dir = tempfile::Builder::new().prefix("practice-pg-").tempdir().map_err(|e| e.to_string())?.keep();
+    if as_postgres {
+        let ok = Command::new("chown").args(["-R", "postgres:"]).arg(&dir).status().map_err(|e| e.to_string())?;
+        if !ok.success() {
+            return Err("cannot hand the cluster directory to the postgres user".into());
+        }
+    }
+    let data = dir.join("data");
+    let out = pg_command(&bin, "initdb", as_postgres)
+        .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "-D"])
+        .arg(&data)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let port = free_port();
+    let options = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+         -c full_page_writes=off -c max_connections=400 -c shared_buffers=128MB",
+        dir.display()
+    );
+    let out = pg_command(&bin, "pg_ctl", as_postgres)
+        .args(["-w", "-t", "60", "-D"])
+        .arg(&data)
+        .args(["-l"])
+        .arg(dir.join("log"))
+        .args(["-o", &options, "start"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+        return Err(format!("pg_ctl start failed: {}{log}", String::from_utf8_lossy(&out.stderr)));
+    }
+    // Stop the cluster and remove it once this test process has exited.
+    let stop = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {runuser} {pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
+        pid = std::process::id(),
+        runuser = if as_postgres { "runuser -u postgres --" } else { "" },
+        pg_ctl = bin.join("pg_ctl").display(),
+        data = data.display(),
+        dir = dir.display(),
+    );
+    Command::new("sh")
+        .args(["-c", &stop])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+}
+
+fn server() -> Option<String> {
+    SERVER
+        .get_or_init(|| {
+            if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
+                return Some(url);
+            }
+            match start_cluster() {
+                Ok(url) => Some(url),
+                Err(e) if on_ci() => panic!("PostgreSQL is required on CI: {e}"),
+                Err(e) => {
+                    eprintln!("skipping PostgreSQL cases: {e}");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+/// A new, empty database on the test server.
+pub async fn fresh_database() -> Option<String> {
+    let server = server()?;
+    let name = format!("practice_test_{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::SeqCst));
+    let mut conn = sqlx::PgConnection::connect(&server).await.expect("connects to the test PostgreSQL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("creates a test database");
+    let (without_query, query) = server.split_once('?').map_or((server.as_str(), None), |(a, q)| (a, Some(q)));
+    let (base, _) = without_query.rsplit_once('/').expect("a database URL has a path");
+    Some(match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    })
+}
