@@ -28,8 +28,16 @@ fn string(s: &prost_types::Struct, key: &str) -> Option<String> {
     }
 }
 
-async fn create(app: &common::TestApp, user: i64, req: CreateSessionRequest) -> Result<Session, tonic::Status> {
-    app.client().await.create_session(authed(req, &token(user))).await.map(|r| r.into_inner())
+async fn create(
+    app: &common::TestApp,
+    user: i64,
+    req: CreateSessionRequest,
+) -> Result<Session, tonic::Status> {
+    app.client()
+        .await
+        .create_session(authed(req, &token(user)))
+        .await
+        .map(|r| r.into_inner())
 }
 
 async fn get(app: &common::TestApp, user: i64, session_id: i64) -> Result<Session, tonic::Status> {
@@ -41,23 +49,41 @@ async fn get(app: &common::TestApp, user: i64, session_id: i64) -> Result<Sessio
 }
 
 /// Sends a request that must fail with `code`, and checks nothing was written.
-async fn refused(app: &common::TestApp, user: i64, req: CreateSessionRequest, code: Code) -> tonic::Status {
+async fn refused(
+    app: &common::TestApp,
+    user: i64,
+    req: CreateSessionRequest,
+    code: Code,
+) -> tonic::Status {
     let before = app.counts().await;
-    let status = create(app, user, req.clone()).await.expect_err("must be refused");
+    let status = create(app, user, req.clone())
+        .await
+        .expect_err("must be refused");
     assert_eq!(status.code(), code, "{req:?}: {status:?}");
-    assert_eq!(app.counts().await, before, "a refused create wrote rows: {req:?}");
+    assert_eq!(
+        app.counts().await,
+        before,
+        "a refused create wrote rows: {req:?}"
+    );
     status
 }
 
 fn violations(status: &tonic::Status) -> Vec<String> {
     let details = status.get_error_details();
-    let bad = details.bad_request().expect("a google.rpc.BadRequest detail");
-    bad.field_violations.iter().map(|v| v.field.clone()).collect()
+    let bad = details
+        .bad_request()
+        .expect("a google.rpc.BadRequest detail");
+    bad.field_violations
+        .iter()
+        .map(|v| v.field.clone())
+        .collect()
 }
 
 async fn empty_request_gets_defaults(backend: Backend) {
     let app = app!(backend);
-    let s = create(&app, ME, CreateSessionRequest::default()).await.unwrap();
+    let s = create(&app, ME, CreateSessionRequest::default())
+        .await
+        .unwrap();
     assert!(s.session_id >= 1);
     assert_eq!(s.user_id, ME);
     assert_eq!(s.created_at, s.updated_at);
@@ -74,7 +100,10 @@ async fn empty_request_gets_defaults(backend: Backend) {
     assert!(st.few_shot_links.is_empty());
     let names: Vec<_> = s.models.iter().map(|m| m.model_name.as_str()).collect();
     assert_eq!(names.join(","), DEFAULT_MODELS);
-    assert_eq!(s.models.iter().map(|m| m.sort_order).collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(
+        s.models.iter().map(|m| m.sort_order).collect::<Vec<_>>(),
+        [0, 1]
+    );
     assert!(s.models.iter().all(|m| m.session_id == s.session_id));
     assert!(s.responses.is_empty());
     assert_eq!(get(&app, ME, s.session_id).await.unwrap(), s);
@@ -82,7 +111,12 @@ async fn empty_request_gets_defaults(backend: Backend) {
 
 async fn full_create_copies_agent_and_class(backend: Backend) {
     let app = app!(backend);
-    app.class(3, &[ME, OTHER], &[("m-one", true), ("m-off", false), ("m-three", true)]).await;
+    app.class(
+        3,
+        &[ME, OTHER],
+        &[("m-one", true), ("m-off", false), ("m-three", true)],
+    )
+    .await;
     app.project(10, OTHER, Some(3)).await; // visible: I am in its class
     app.knowledge(5, ME, None, None).await; // mine
     app.knowledge(9, OTHER, None, Some(3)).await; // in my class
@@ -90,7 +124,14 @@ async fn full_create_copies_agent_and_class(backend: Backend) {
     let e1 = app.example(OTHER, "first", true).await;
     let e2 = app.example(OTHER, "inactive", false).await;
     let e3 = app.example(OTHER, "third", true).await;
-    let agent = app.agent(8, OTHER, Some(3), &[e3.example_id, e2.example_id, e1.example_id]).await;
+    let agent = app
+        .agent(
+            8,
+            OTHER,
+            Some(3),
+            &[e3.example_id, e2.example_id, e1.example_id],
+        )
+        .await;
 
     let s = create(
         &app,
@@ -107,18 +148,31 @@ async fn full_create_copies_agent_and_class(backend: Backend) {
     .await
     .unwrap();
 
-    assert_eq!((s.class_id, s.project_id, s.agent_id), (Some(3), Some(10), Some(8)));
+    assert_eq!(
+        (s.class_id, s.project_id, s.agent_id),
+        (Some(3), Some(10), Some(8))
+    );
     assert_eq!(s.knowledge_ids, [9, 5, 6], "order kept");
     assert_eq!(s.title.as_deref(), Some("Essay feedback"));
     assert_eq!(s.notes.as_deref(), Some("line one\nline two"));
 
-    let names: Vec<_> = s.models.iter().map(|m| (m.model_name.as_str(), m.sort_order)).collect();
+    let names: Vec<_> = s
+        .models
+        .iter()
+        .map(|m| (m.model_name.as_str(), m.sort_order))
+        .collect();
     assert_eq!(names, [("m-one", 0), ("m-three", 1)]);
 
     let st = s.settings.clone().unwrap();
     assert_eq!(st.style_preset, "balanced");
-    assert_eq!(number(st.generation_params.as_ref().unwrap(), "max_tokens"), 512.0);
-    assert_eq!(string(st.style_params.as_ref().unwrap(), "tone").as_deref(), Some("warm"));
+    assert_eq!(
+        number(st.generation_params.as_ref().unwrap(), "max_tokens"),
+        512.0
+    );
+    assert_eq!(
+        string(st.style_params.as_ref().unwrap(), "tone").as_deref(),
+        Some("warm")
+    );
 
     let snap = st.agent_snapshot.clone().unwrap();
     assert_eq!(number(&snap, "agent_id"), 8.0);
@@ -137,7 +191,14 @@ async fn full_create_copies_agent_and_class(backend: Backend) {
                     _ => panic!("example id"),
                 })
                 .collect();
-            assert_eq!(ids, [e3.example_id as f64, e2.example_id as f64, e1.example_id as f64]);
+            assert_eq!(
+                ids,
+                [
+                    e3.example_id as f64,
+                    e2.example_id as f64,
+                    e1.example_id as f64
+                ]
+            );
         }
         other => panic!("example_ids: {other:?}"),
     }
@@ -146,7 +207,11 @@ async fn full_create_copies_agent_and_class(backend: Backend) {
     }
 
     // Active examples only, in the agent's order.
-    let links: Vec<_> = st.few_shot_links.iter().map(|l| (l.example_id, l.sort_order)).collect();
+    let links: Vec<_> = st
+        .few_shot_links
+        .iter()
+        .map(|l| (l.example_id, l.sort_order))
+        .collect();
     assert_eq!(links, [(e3.example_id, 0), (e1.example_id, 1)]);
     let first = &st.few_shot_links[0];
     assert_eq!(first.setting_id, st.setting_id);
@@ -163,7 +228,10 @@ async fn full_create_copies_agent_and_class(backend: Backend) {
 
     // A later change to the agent leaves the snapshot alone.
     app.agent(8, OTHER, Some(3), &[]).await;
-    assert_eq!(get(&app, ME, s.session_id).await.unwrap().settings, s.settings);
+    assert_eq!(
+        get(&app, ME, s.session_id).await.unwrap().settings,
+        s.settings
+    );
 }
 
 async fn invisible_references_look_missing(backend: Backend) {
@@ -179,17 +247,95 @@ async fn invisible_references_look_missing(backend: Backend) {
     app.agent(41, OTHER, Some(4), &[]).await;
 
     let cases: Vec<(CreateSessionRequest, &str, i64)> = vec![
-        (CreateSessionRequest { class_id: Some(4), ..Default::default() }, "class", 4),
-        (CreateSessionRequest { class_id: Some(999), ..Default::default() }, "class", 999),
-        (CreateSessionRequest { project_id: Some(20), ..Default::default() }, "project", 20),
-        (CreateSessionRequest { project_id: Some(21), ..Default::default() }, "project", 21),
-        (CreateSessionRequest { project_id: Some(999), ..Default::default() }, "project", 999),
-        (CreateSessionRequest { knowledge_ids: vec![32, 30], ..Default::default() }, "knowledge item", 30),
-        (CreateSessionRequest { knowledge_ids: vec![31], ..Default::default() }, "knowledge item", 31),
-        (CreateSessionRequest { knowledge_ids: vec![32, 999], ..Default::default() }, "knowledge item", 999),
-        (CreateSessionRequest { agent_id: Some(40), ..Default::default() }, "agent", 40),
-        (CreateSessionRequest { agent_id: Some(41), class_id: Some(3), ..Default::default() }, "agent", 41),
-        (CreateSessionRequest { agent_id: Some(999), ..Default::default() }, "agent", 999),
+        (
+            CreateSessionRequest {
+                class_id: Some(4),
+                ..Default::default()
+            },
+            "class",
+            4,
+        ),
+        (
+            CreateSessionRequest {
+                class_id: Some(999),
+                ..Default::default()
+            },
+            "class",
+            999,
+        ),
+        (
+            CreateSessionRequest {
+                project_id: Some(20),
+                ..Default::default()
+            },
+            "project",
+            20,
+        ),
+        (
+            CreateSessionRequest {
+                project_id: Some(21),
+                ..Default::default()
+            },
+            "project",
+            21,
+        ),
+        (
+            CreateSessionRequest {
+                project_id: Some(999),
+                ..Default::default()
+            },
+            "project",
+            999,
+        ),
+        (
+            CreateSessionRequest {
+                knowledge_ids: vec![32, 30],
+                ..Default::default()
+            },
+            "knowledge item",
+            30,
+        ),
+        (
+            CreateSessionRequest {
+                knowledge_ids: vec![31],
+                ..Default::default()
+            },
+            "knowledge item",
+            31,
+        ),
+        (
+            CreateSessionRequest {
+                knowledge_ids: vec![32, 999],
+                ..Default::default()
+            },
+            "knowledge item",
+            999,
+        ),
+        (
+            CreateSessionRequest {
+                agent_id: Some(40),
+                ..Default::default()
+            },
+            "agent",
+            40,
+        ),
+        (
+            CreateSessionRequest {
+                agent_id: Some(41),
+                class_id: Some(3),
+                ..Default::default()
+            },
+            "agent",
+            41,
+        ),
+        (
+            CreateSessionRequest {
+                agent_id: Some(999),
+                ..Default::default()
+            },
+            "agent",
+            999,
+        ),
     ];
     for (req, what, id) in cases {
         let status = refused(&app, ME, req, Code::NotFound).await;
@@ -199,19 +345,76 @@ async fn invisible_references_look_missing(backend: Backend) {
 
     // Deleted objects can't be used for new sessions.
     app.knowledge(33, ME, None, None).await;
-    app.store.delete_catalog(CatalogKind::Knowledge, 33, practice_service::domain::now_micros()).await.unwrap();
-    refused(&app, ME, CreateSessionRequest { knowledge_ids: vec![33], ..Default::default() }, Code::NotFound).await;
-    app.store.delete_catalog(CatalogKind::Class, 3, practice_service::domain::now_micros()).await.unwrap();
-    refused(&app, ME, CreateSessionRequest { class_id: Some(3), ..Default::default() }, Code::NotFound).await;
+    app.store
+        .delete_catalog(
+            CatalogKind::Knowledge,
+            33,
+            practice_service::domain::now_micros(),
+        )
+        .await
+        .unwrap();
+    refused(
+        &app,
+        ME,
+        CreateSessionRequest {
+            knowledge_ids: vec![33],
+            ..Default::default()
+        },
+        Code::NotFound,
+    )
+    .await;
+    app.store
+        .delete_catalog(
+            CatalogKind::Class,
+            3,
+            practice_service::domain::now_micros(),
+        )
+        .await
+        .unwrap();
+    refused(
+        &app,
+        ME,
+        CreateSessionRequest {
+            class_id: Some(3),
+            ..Default::default()
+        },
+        Code::NotFound,
+    )
+    .await;
 }
 
 async fn deleted_agent_keeps_old_sessions(backend: Backend) {
     let app = app!(backend);
     let e = app.example(ME, "one", true).await;
     app.agent(8, ME, None, &[e.example_id]).await;
-    let s = create(&app, ME, CreateSessionRequest { agent_id: Some(8), ..Default::default() }).await.unwrap();
-    app.store.delete_catalog(CatalogKind::Agent, 8, practice_service::domain::now_micros()).await.unwrap();
-    refused(&app, ME, CreateSessionRequest { agent_id: Some(8), ..Default::default() }, Code::NotFound).await;
+    let s = create(
+        &app,
+        ME,
+        CreateSessionRequest {
+            agent_id: Some(8),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    app.store
+        .delete_catalog(
+            CatalogKind::Agent,
+            8,
+            practice_service::domain::now_micros(),
+        )
+        .await
+        .unwrap();
+    refused(
+        &app,
+        ME,
+        CreateSessionRequest {
+            agent_id: Some(8),
+            ..Default::default()
+        },
+        Code::NotFound,
+    )
+    .await;
     let again = get(&app, ME, s.session_id).await.unwrap();
     assert_eq!(again, s);
     assert_eq!(again.settings.unwrap().few_shot_links.len(), 1);
@@ -222,7 +425,16 @@ async fn class_without_enabled_models_fails(backend: Backend) {
     app.class(3, &[ME], &[("off", false)]).await;
     app.class(5, &[ME], &[]).await;
     for class_id in [3, 5] {
-        let status = refused(&app, ME, CreateSessionRequest { class_id: Some(class_id), ..Default::default() }, Code::FailedPrecondition).await;
+        let status = refused(
+            &app,
+            ME,
+            CreateSessionRequest {
+                class_id: Some(class_id),
+                ..Default::default()
+            },
+            Code::FailedPrecondition,
+        )
+        .await;
         assert!(status.message().contains("no enabled model"), "{status:?}");
     }
 }
@@ -236,31 +448,119 @@ async fn project_must_be_in_the_given_class(backend: Backend) {
     let status = refused(
         &app,
         ME,
-        CreateSessionRequest { class_id: Some(3), project_id: Some(10), ..Default::default() },
+        CreateSessionRequest {
+            class_id: Some(3),
+            project_id: Some(10),
+            ..Default::default()
+        },
         Code::InvalidArgument,
     )
     .await;
     assert_eq!(violations(&status), ["project_id"]);
     // A project without a class goes with any class; one in the class too.
-    create(&app, ME, CreateSessionRequest { class_id: Some(3), project_id: Some(11), ..Default::default() }).await.unwrap();
-    create(&app, ME, CreateSessionRequest { class_id: Some(4), project_id: Some(10), ..Default::default() }).await.unwrap();
+    create(
+        &app,
+        ME,
+        CreateSessionRequest {
+            class_id: Some(3),
+            project_id: Some(11),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    create(
+        &app,
+        ME,
+        CreateSessionRequest {
+            class_id: Some(4),
+            project_id: Some(10),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
 }
 
 async fn bad_fields_are_invalid_argument(backend: Backend) {
     let app = app!(backend);
     let cases: Vec<(CreateSessionRequest, Vec<&str>)> = vec![
-        (CreateSessionRequest { class_id: Some(0), ..Default::default() }, vec!["class_id"]),
-        (CreateSessionRequest { project_id: Some(-1), ..Default::default() }, vec!["project_id"]),
-        (CreateSessionRequest { agent_id: Some(0), ..Default::default() }, vec!["agent_id"]),
-        (CreateSessionRequest { knowledge_ids: vec![1, 0], ..Default::default() }, vec!["knowledge_ids[1]"]),
-        (CreateSessionRequest { knowledge_ids: vec![2, 3, 2], ..Default::default() }, vec!["knowledge_ids[2]"]),
-        (CreateSessionRequest { knowledge_ids: (1..=51).collect(), ..Default::default() }, vec!["knowledge_ids"]),
-        (CreateSessionRequest { title: Some("x".repeat(201)), ..Default::default() }, vec!["title"]),
-        (CreateSessionRequest { title: Some("tab\there".into()), ..Default::default() }, vec!["title"]),
-        (CreateSessionRequest { title: Some("bell\u{7}".into()), ..Default::default() }, vec!["title"]),
-        (CreateSessionRequest { notes: Some("n".repeat(20_001)), ..Default::default() }, vec!["notes"]),
         (
-            CreateSessionRequest { class_id: Some(0), title: Some("\n".into()), ..Default::default() },
+            CreateSessionRequest {
+                class_id: Some(0),
+                ..Default::default()
+            },
+            vec!["class_id"],
+        ),
+        (
+            CreateSessionRequest {
+                project_id: Some(-1),
+                ..Default::default()
+            },
+            vec!["project_id"],
+        ),
+        (
+            CreateSessionRequest {
+                agent_id: Some(0),
+                ..Default::default()
+            },
+            vec!["agent_id"],
+        ),
+        (
+            CreateSessionRequest {
+                knowledge_ids: vec![1, 0],
+                ..Default::default()
+            },
+            vec!["knowledge_ids[1]"],
+        ),
+        (
+            CreateSessionRequest {
+                knowledge_ids: vec![2, 3, 2],
+                ..Default::default()
+            },
+            vec!["knowledge_ids[2]"],
+        ),
+        (
+            CreateSessionRequest {
+                knowledge_ids: (1..=51).collect(),
+                ..Default::default()
+            },
+            vec!["knowledge_ids"],
+        ),
+        (
+            CreateSessionRequest {
+                title: Some("x".repeat(201)),
+                ..Default::default()
+            },
+            vec!["title"],
+        ),
+        (
+            CreateSessionRequest {
+                title: Some("tab\there".into()),
+                ..Default::default()
+            },
+            vec!["title"],
+        ),
+        (
+            CreateSessionRequest {
+                title: Some("bell\u{7}".into()),
+                ..Default::default()
+            },
+            vec!["title"],
+        ),
+        (
+            CreateSessionRequest {
+                notes: Some("n".repeat(20_001)),
+                ..Default::default()
+            },
+            vec!["notes"],
+        ),
+        (
+            CreateSessionRequest {
+                class_id: Some(0),
+                title: Some("\n".into()),
+                ..Default::default()
+            },
             vec!["class_id", "title"],
         ),
     ];
@@ -272,7 +572,11 @@ async fn bad_fields_are_invalid_argument(backend: Backend) {
     create(
         &app,
         ME,
-        CreateSessionRequest { title: Some("é".repeat(200)), notes: Some("n".repeat(20_000)), ..Default::default() },
+        CreateSessionRequest {
+            title: Some("é".repeat(200)),
+            notes: Some("n".repeat(20_000)),
+            ..Default::default()
+        },
     )
     .await
     .unwrap();
@@ -280,16 +584,23 @@ async fn bad_fields_are_invalid_argument(backend: Backend) {
 
 async fn other_users_session_is_not_found(backend: Backend) {
     let app = app!(backend);
-    let mine = create(&app, ME, CreateSessionRequest::default()).await.unwrap();
+    let mine = create(&app, ME, CreateSessionRequest::default())
+        .await
+        .unwrap();
     let theirs = get(&app, OTHER, mine.session_id).await.unwrap_err();
     let missing = get(&app, OTHER, mine.session_id + 1000).await.unwrap_err();
     assert_eq!(theirs.code(), Code::NotFound);
     assert_eq!(missing.code(), Code::NotFound);
     assert_eq!(
         theirs.message().replace(&mine.session_id.to_string(), "N"),
-        missing.message().replace(&(mine.session_id + 1000).to_string(), "N")
+        missing
+            .message()
+            .replace(&(mine.session_id + 1000).to_string(), "N")
     );
-    assert_eq!(get(&app, ME, 0).await.unwrap_err().code(), Code::InvalidArgument);
+    assert_eq!(
+        get(&app, ME, 0).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
 }
 
 on_both_backends!(

@@ -9,25 +9,46 @@ use tonic::Code;
 
 const ME: i64 = 42;
 
-fn with_key(req: CreateSessionRequest, user: i64, key: &str) -> tonic::Request<CreateSessionRequest> {
+fn with_key(
+    req: CreateSessionRequest,
+    user: i64,
+    key: &str,
+) -> tonic::Request<CreateSessionRequest> {
     let mut r = authed(req, &token(user));
-    r.metadata_mut().insert("idempotency-key", key.parse().unwrap());
+    r.metadata_mut()
+        .insert("idempotency-key", key.parse().unwrap());
     r
 }
 
-async fn create_with_key(app: &common::TestApp, user: i64, req: CreateSessionRequest, key: &str) -> Result<Session, tonic::Status> {
-    app.client().await.create_session(with_key(req, user, key)).await.map(|r| r.into_inner())
+async fn create_with_key(
+    app: &common::TestApp,
+    user: i64,
+    req: CreateSessionRequest,
+    key: &str,
+) -> Result<Session, tonic::Status> {
+    app.client()
+        .await
+        .create_session(with_key(req, user, key))
+        .await
+        .map(|r| r.into_inner())
 }
 
 fn titled(title: &str) -> CreateSessionRequest {
-    CreateSessionRequest { title: Some(title.into()), ..Default::default() }
+    CreateSessionRequest {
+        title: Some(title.into()),
+        ..Default::default()
+    }
 }
 
 async fn replay_returns_the_original(backend: Backend) {
     let app = app!(backend);
-    let first = create_with_key(&app, ME, titled("a"), "key-1").await.unwrap();
+    let first = create_with_key(&app, ME, titled("a"), "key-1")
+        .await
+        .unwrap();
     let after_first = app.counts().await;
-    let second = create_with_key(&app, ME, titled("a"), "key-1").await.unwrap();
+    let second = create_with_key(&app, ME, titled("a"), "key-1")
+        .await
+        .unwrap();
     assert_eq!(second, first);
     assert_eq!(app.counts().await, after_first, "a replay wrote nothing");
     assert_eq!(after_first.sessions, 1);
@@ -35,18 +56,30 @@ async fn replay_returns_the_original(backend: Backend) {
 
 async fn same_key_different_request_conflicts(backend: Backend) {
     let app = app!(backend);
-    create_with_key(&app, ME, titled("a"), "key-1").await.unwrap();
+    create_with_key(&app, ME, titled("a"), "key-1")
+        .await
+        .unwrap();
     let before = app.counts().await;
-    let status = create_with_key(&app, ME, titled("b"), "key-1").await.unwrap_err();
+    let status = create_with_key(&app, ME, titled("b"), "key-1")
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists);
-    assert!(status.message().contains("key-1"), "names the key: {}", status.message());
+    assert!(
+        status.message().contains("key-1"),
+        "names the key: {}",
+        status.message()
+    );
     assert_eq!(app.counts().await, before);
 }
 
 async fn keys_are_per_user(backend: Backend) {
     let app = app!(backend);
-    let mine = create_with_key(&app, ME, titled("a"), "shared").await.unwrap();
-    let theirs = create_with_key(&app, 43, titled("a"), "shared").await.unwrap();
+    let mine = create_with_key(&app, ME, titled("a"), "shared")
+        .await
+        .unwrap();
+    let theirs = create_with_key(&app, 43, titled("a"), "shared")
+        .await
+        .unwrap();
     assert_ne!(mine.session_id, theirs.session_id);
     assert_eq!(theirs.user_id, 43);
 }
@@ -54,12 +87,36 @@ async fn keys_are_per_user(backend: Backend) {
 async fn failed_request_does_not_burn_the_key(backend: Backend) {
     let app = app!(backend);
     let before = app.counts().await;
-    let status = create_with_key(&app, ME, CreateSessionRequest { class_id: Some(99), ..Default::default() }, "k").await.unwrap_err();
+    let status = create_with_key(
+        &app,
+        ME,
+        CreateSessionRequest {
+            class_id: Some(99),
+            ..Default::default()
+        },
+        "k",
+    )
+    .await
+    .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
-    assert_eq!(app.counts().await, before, "the key is not kept when the create fails");
+    assert_eq!(
+        app.counts().await,
+        before,
+        "the key is not kept when the create fails"
+    );
     // Once the class exists, the same key and request go through.
     app.class(99, &[ME], &[("m", true)]).await;
-    create_with_key(&app, ME, CreateSessionRequest { class_id: Some(99), ..Default::default() }, "k").await.unwrap();
+    create_with_key(
+        &app,
+        ME,
+        CreateSessionRequest {
+            class_id: Some(99),
+            ..Default::default()
+        },
+        "k",
+    )
+    .await
+    .unwrap();
 }
 
 async fn bad_keys_are_invalid(backend: Backend) {
@@ -67,32 +124,50 @@ async fn bad_keys_are_invalid(backend: Backend) {
     let before = app.counts().await;
     for key in ["x".repeat(256), "tab\tkey".to_string()] {
         let mut req = authed(titled("a"), &token(ME));
-        req.metadata_mut().insert("idempotency-key", key.parse().unwrap());
+        req.metadata_mut()
+            .insert("idempotency-key", key.parse().unwrap());
         let status = app.client().await.create_session(req).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{key:?}");
     }
     assert_eq!(app.counts().await, before);
-    create_with_key(&app, ME, titled("a"), &"k".repeat(255)).await.unwrap();
+    create_with_key(&app, ME, titled("a"), &"k".repeat(255))
+        .await
+        .unwrap();
 }
 
 async fn concurrent_duplicates_create_one_session(backend: Backend) {
     let app = app!(backend);
-    app.class(3, &[ME], &[("m1", true), ("m2", true), ("m3", true)]).await;
-    let req = CreateSessionRequest { class_id: Some(3), title: Some("race".into()), ..Default::default() };
+    app.class(3, &[ME], &[("m1", true), ("m2", true), ("m3", true)])
+        .await;
+    let req = CreateSessionRequest {
+        class_id: Some(3),
+        title: Some("race".into()),
+        ..Default::default()
+    };
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let client = app.client().await;
         let req = req.clone();
         tasks.push(tokio::spawn(async move {
             let mut client = client;
-            client.create_session(with_key(req, ME, "race-key")).await.map(|r| r.into_inner())
+            client
+                .create_session(with_key(req, ME, "race-key"))
+                .await
+                .map(|r| r.into_inner())
         }));
     }
     let mut sessions = Vec::new();
     for t in tasks {
-        sessions.push(t.await.unwrap().expect("every duplicate succeeds with the one session"));
+        sessions.push(
+            t.await
+                .unwrap()
+                .expect("every duplicate succeeds with the one session"),
+        );
     }
-    assert!(sessions.windows(2).all(|w| w[0] == w[1]), "all replies are the same session");
+    assert!(
+        sessions.windows(2).all(|w| w[0] == w[1]),
+        "all replies are the same session"
+    );
     let counts = app.counts().await;
     assert_eq!(counts.sessions, 1);
     assert_eq!(counts.session_models, 3);

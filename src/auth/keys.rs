@@ -138,10 +138,8 @@ impl Keys {
         let due = cache
             .last_refresh
             .is_none_or(|t| t.elapsed() >= MIN_REFRESH_INTERVAL);
-        if due {
-            if let Err(e) = cache.refresh().await {
-                tracing::warn!(error = %e, "JWKS refresh failed");
-            }
+        if due && let Err(e) = cache.refresh().await {
+            tracing::warn!(error = %e, "JWKS refresh failed");
         }
         cache.keys.get(kid).cloned().ok_or_else(unknown)
     }

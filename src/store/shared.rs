@@ -66,7 +66,7 @@ macro_rules! impl_store {
         }
 
         enum Created {
-            New(Session),
+            New(Box<Session>),
             Replay(i64),
         }
 
@@ -338,7 +338,7 @@ macro_rules! impl_store {
                 }
                 tx.commit().await?;
 
-                Ok(Created::New(Session {
+                Ok(Created::New(Box::new(Session {
                     session_id,
                     user_id: user,
                     created_at: now,
@@ -362,7 +362,7 @@ macro_rules! impl_store {
                     },
                     models,
                     responses: Vec::new(),
-                }))
+                })))
             }
 
             /// Inserts `(parent, value, sort_order, created_at)` rows in one
@@ -466,7 +466,7 @@ macro_rules! impl_store {
 
             async fn create_session(&self, ctx: CreateContext<'_>, new: &NewSession) -> Result<Session, Error> {
                 match self.create_with_retry(ctx, new).await? {
-                    Created::New(session) => Ok(session),
+                    Created::New(session) => Ok(*session),
                     Created::Replay(id) => self.get_session(ctx.user, id).await?.ok_or_else(|| {
                         Error::internal(anyhow::anyhow!("idempotency key names missing session {id}"))
                     }),

@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use practice_service::auth::sign_hs256;
 use practice_service::config::Config;
-use practice_service::domain::{Agent, Class, ClassMember, ClassModel, Example, Knowledge, NewExample, Project, UserId, now_micros};
+use practice_service::domain::{
+    Agent, Class, ClassMember, ClassModel, Example, Knowledge, NewExample, Project, UserId,
+    now_micros,
+};
 use practice_service::proto::practice::v1::practice_service_client::PracticeServiceClient;
 use practice_service::startup::Application;
 use practice_service::store::{Store, TableCounts};
@@ -97,11 +100,23 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 
 /// A user token signed with the test secret.
 pub fn token(user: i64) -> String {
-    sign_hs256(SECRET.as_bytes(), &user.to_string(), None, Duration::from_secs(600)).unwrap()
+    sign_hs256(
+        SECRET.as_bytes(),
+        &user.to_string(),
+        None,
+        Duration::from_secs(600),
+    )
+    .unwrap()
 }
 
 pub fn admin_token() -> String {
-    sign_hs256(SECRET.as_bytes(), "catalog-sync", Some("practice:admin"), Duration::from_secs(600)).unwrap()
+    sign_hs256(
+        SECRET.as_bytes(),
+        "catalog-sync",
+        Some("practice:admin"),
+        Duration::from_secs(600),
+    )
+    .unwrap()
 }
 
 /// Wraps a message with `authorization` (and any other) metadata.
@@ -123,7 +138,9 @@ impl TestApp {
     }
 
     pub async fn client(&self) -> PracticeServiceClient<Channel> {
-        PracticeServiceClient::connect(self.url()).await.expect("connects")
+        PracticeServiceClient::connect(self.url())
+            .await
+            .expect("connects")
     }
 
     pub async fn counts(&self) -> TableCounts {
@@ -138,23 +155,49 @@ impl TestApp {
             name: format!("Class {class_id}"),
             members: members
                 .iter()
-                .map(|u| ClassMember { user_id: *u, role: "student".into() })
+                .map(|u| ClassMember {
+                    user_id: *u,
+                    role: "student".into(),
+                })
                 .collect(),
             models: models
                 .iter()
-                .map(|(m, enabled)| ClassModel { model_name: m.to_string(), enabled: *enabled })
+                .map(|(m, enabled)| ClassModel {
+                    model_name: m.to_string(),
+                    enabled: *enabled,
+                })
                 .collect(),
         };
         self.store.upsert_class(&class, now_micros()).await.unwrap();
     }
 
     pub async fn project(&self, project_id: i64, owner: i64, class_id: Option<i64>) {
-        let project = Project { project_id, owner_user_id: owner, class_id, name: format!("Project {project_id}") };
-        self.store.upsert_project(&project, now_micros()).await.unwrap();
+        let project = Project {
+            project_id,
+            owner_user_id: owner,
+            class_id,
+            name: format!("Project {project_id}"),
+        };
+        self.store
+            .upsert_project(&project, now_micros())
+            .await
+            .unwrap();
     }
 
-    pub async fn knowledge(&self, knowledge_id: i64, owner: i64, project_id: Option<i64>, class_id: Option<i64>) {
-        let k = Knowledge { knowledge_id, owner_user_id: owner, project_id, class_id, title: format!("Knowledge {knowledge_id}") };
+    pub async fn knowledge(
+        &self,
+        knowledge_id: i64,
+        owner: i64,
+        project_id: Option<i64>,
+        class_id: Option<i64>,
+    ) {
+        let k = Knowledge {
+            knowledge_id,
+            owner_user_id: owner,
+            project_id,
+            class_id,
+            title: format!("Knowledge {knowledge_id}"),
+        };
         self.store.upsert_knowledge(&k, now_micros()).await.unwrap();
     }
 
@@ -166,10 +209,19 @@ impl TestApp {
             is_active: active,
             meta: obj(serde_json::json!({"source": "test", "rank": 3})),
         };
-        self.store.create_example(UserId::new(user).unwrap(), &e, now_micros()).await.unwrap()
+        self.store
+            .create_example(UserId::new(user).unwrap(), &e, now_micros())
+            .await
+            .unwrap()
     }
 
-    pub async fn agent(&self, agent_id: i64, owner: i64, class_id: Option<i64>, example_ids: &[i64]) -> Agent {
+    pub async fn agent(
+        &self,
+        agent_id: i64,
+        owner: i64,
+        class_id: Option<i64>,
+        example_ids: &[i64],
+    ) -> Agent {
         let agent = Agent {
             agent_id,
             owner_user_id: owner,

@@ -36,7 +36,10 @@ fn bin_dir() -> Option<PathBuf> {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 /// Runs a PostgreSQL program, as the `postgres` user when we are root
@@ -52,27 +55,51 @@ fn pg_command(bin: &Path, program: &str, as_postgres: bool) -> Command {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_cluster() -> Result<String, String> {
     let bin = bin_dir().ok_or("no PostgreSQL server binaries (initdb) found")?;
     let as_postgres = is_root();
-    let dir = tempfile::Builder::new().prefix("practice-pg-").tempdir().map_err(|e| e.to_string())?.keep();
+    let dir = tempfile::Builder::new()
+        .prefix("practice-pg-")
+        .tempdir()
+        .map_err(|e| e.to_string())?
+        .keep();
     if as_postgres {
-        let ok = Command::new("chown").args(["-R", "postgres:"]).arg(&dir).status().map_err(|e| e.to_string())?;
+        let ok = Command::new("chown")
+            .args(["-R", "postgres:"])
+            .arg(&dir)
+            .status()
+            .map_err(|e| e.to_string())?;
         if !ok.success() {
             return Err("cannot hand the cluster directory to the postgres user".into());
         }
     }
     let data = dir.join("data");
     let out = pg_command(&bin, "initdb", as_postgres)
-        .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "-D"])
+        .args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "-D",
+        ])
         .arg(&data)
         .output()
         .map_err(|e| e.to_string())?;
     if !out.status.success() {
-        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     let port = free_port();
     let options = format!(
@@ -90,13 +117,20 @@ fn start_cluster() -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     if !out.status.success() {
         let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-        return Err(format!("pg_ctl start failed: {}{log}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "pg_ctl start failed: {}{log}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     // Stop the cluster and remove it once this test process has exited.
     let stop = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {runuser} {pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
         pid = std::process::id(),
-        runuser = if as_postgres { "runuser -u postgres --" } else { "" },
+        runuser = if as_postgres {
+            "runuser -u postgres --"
+        } else {
+            ""
+        },
         pg_ctl = bin.join("pg_ctl").display(),
         data = data.display(),
         dir = dir.display(),
@@ -132,14 +166,24 @@ fn server() -> Option<String> {
 /// A new, empty database on the test server.
 pub async fn fresh_database() -> Option<String> {
     let server = server()?;
-    let name = format!("practice_test_{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::SeqCst));
-    let mut conn = sqlx::PgConnection::connect(&server).await.expect("connects to the test PostgreSQL");
+    let name = format!(
+        "practice_test_{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::SeqCst)
+    );
+    let mut conn = sqlx::PgConnection::connect(&server)
+        .await
+        .expect("connects to the test PostgreSQL");
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await
         .expect("creates a test database");
-    let (without_query, query) = server.split_once('?').map_or((server.as_str(), None), |(a, q)| (a, Some(q)));
-    let (base, _) = without_query.rsplit_once('/').expect("a database URL has a path");
+    let (without_query, query) = server
+        .split_once('?')
+        .map_or((server.as_str(), None), |(a, q)| (a, Some(q)));
+    let (base, _) = without_query
+        .rsplit_once('/')
+        .expect("a database URL has a path");
     Some(match query {
         Some(q) => format!("{base}/{name}?{q}"),
         None => format!("{base}/{name}"),

@@ -1,0 +1,342 @@
+//! Authentication as a gRPC client sees it: every bad token is
+//! UNAUTHENTICATED with `www-authenticate: Bearer`, and writes nothing.
+
+mod common;
+
+use base64::Engine;
+use common::{Backend, SECRET, authed};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp};
+use practice_service::proto::practice::v1::CreateSessionRequest;
+use serde_json::{Value, json};
+use tonic::Code;
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn now() -> u64 {
+    get_current_timestamp()
+}
+
+fn claims(sub: &str) -> Value {
+    json!({"sub": sub, "exp": now() + 600})
+}
+
+fn hs256(claims: &Value, secret: &[u8]) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+fn signed(alg: Algorithm, kid: Option<&str>, pem: &str, claims: &Value) -> String {
+    let pem = std::fs::read(fixture(pem)).unwrap();
+    let key = match alg {
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem),
+        Algorithm::ES256 => EncodingKey::from_ec_pem(&pem),
+        Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem),
+        _ => unreachable!(),
+    }
+    .unwrap();
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    encode(&header, claims, &key).unwrap()
+}
+
+/// Calls CreateSession with this Authorization value (none if `None`).
+async fn call(app: &common::TestApp, authorization: Option<String>) -> Result<(), tonic::Status> {
+    let mut req = tonic::Request::new(CreateSessionRequest::default());
+    if let Some(value) = authorization {
+        req.metadata_mut()
+            .insert("authorization", value.parse().unwrap());
+    }
+    app.client().await.create_session(req).await.map(|_| ())
+}
+
+async fn assert_refused(app: &common::TestApp, authorization: Option<String>, why: &str) {
+    let before = app.counts().await;
+    let status = call(app, authorization).await.expect_err(why);
+    assert_eq!(status.code(), Code::Unauthenticated, "{why}: {status:?}");
+    assert_eq!(
+        status
+            .metadata()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap()),
+        Some("Bearer"),
+        "{why}"
+    );
+    assert!(!status.message().contains(SECRET), "{why}");
+    assert_eq!(app.counts().await, before, "{why}: nothing written");
+}
+
+#[tokio::test]
+async fn hs256_tokens() {
+    let app = app!(Backend::Sqlite);
+    call(
+        &app,
+        Some(format!(
+            "Bearer {}",
+            hs256(&claims("42"), SECRET.as_bytes())
+        )),
+    )
+    .await
+    .unwrap();
+
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let alg_none = format!(
+        "{}.{}.",
+        b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        b64.encode(claims("42").to_string())
+    );
+    let cases: Vec<(Option<String>, &str)> = vec![
+        (None, "no token"),
+        (Some("Basic YWxhZGRpbjpvcGVu".into()), "not a bearer token"),
+        (Some("Bearer".into()), "empty bearer"),
+        (Some("Bearer not.a.jwt".into()), "malformed"),
+        (Some(format!("Bearer {alg_none}")), "alg none"),
+        (
+            Some(format!(
+                "Bearer {}",
+                hs256(&claims("42"), b"another-secret-another-secret-xx")
+            )),
+            "wrong secret",
+        ),
+        (
+            Some(format!(
+                "Bearer {}",
+                hs256(&json!({"sub": "42", "exp": now() - 120}), SECRET.as_bytes())
+            )),
+            "expired past leeway",
+        ),
+        (
+            Some(format!(
+                "Bearer {}",
+                hs256(&json!({"sub": "42"}), SECRET.as_bytes())
+            )),
+            "no exp",
+        ),
+        (
+            Some(format!(
+                "Bearer {}",
+                hs256(&json!({"exp": now() + 600}), SECRET.as_bytes())
+            )),
+            "no sub",
+        ),
+        (
+            Some(format!(
+                "Bearer {}",
+                hs256(
+                    &json!({"sub": "42", "exp": now() + 600, "nbf": now() + 300}),
+                    SECRET.as_bytes()
+                )
+            )),
+            "not yet valid",
+        ),
+        (
+            Some(format!(
+                "Bearer {}",
+                hs256(&claims("alice"), SECRET.as_bytes())
+            )),
+            "sub is not a user id",
+        ),
+        (
+            Some(format!("Bearer {}", hs256(&claims("0"), SECRET.as_bytes()))),
+            "sub is zero",
+        ),
+        (
+            Some(format!(
+                "Bearer {}",
+                signed(Algorithm::RS256, None, "rsa_private.pem", &claims("42"))
+            )),
+            "RS256 against an HS256 key",
+        ),
+    ];
+    for (authorization, why) in cases {
+        assert_refused(&app, authorization, why).await;
+    }
+    // Within the 30 s leeway an expired token still passes.
+    call(
+        &app,
+        Some(format!(
+            "Bearer {}",
+            hs256(&json!({"sub": "42", "exp": now() - 5}), SECRET.as_bytes())
+        )),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn issuer_and_audience_when_configured() {
+    let app = app!(
+        Backend::Sqlite,
+        &[
+            ("PRACTICE_JWT_ISSUER", "https://id.example"),
+            ("PRACTICE_JWT_AUDIENCE", "practice")
+        ]
+    );
+    let good =
+        json!({"sub": "42", "exp": now() + 600, "iss": "https://id.example", "aud": "practice"});
+    call(
+        &app,
+        Some(format!("Bearer {}", hs256(&good, SECRET.as_bytes()))),
+    )
+    .await
+    .unwrap();
+    for (claims, why) in [
+        (
+            json!({"sub": "42", "exp": now() + 600, "iss": "https://id.example", "aud": "other"}),
+            "wrong audience",
+        ),
+        (
+            json!({"sub": "42", "exp": now() + 600, "iss": "https://id.example"}),
+            "no audience",
+        ),
+        (
+            json!({"sub": "42", "exp": now() + 600, "iss": "https://evil.example", "aud": "practice"}),
+            "wrong issuer",
+        ),
+        (
+            json!({"sub": "42", "exp": now() + 600, "aud": "practice"}),
+            "no issuer",
+        ),
+    ] {
+        assert_refused(
+            &app,
+            Some(format!("Bearer {}", hs256(&claims, SECRET.as_bytes()))),
+            why,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn public_key_files_pin_their_algorithm() {
+    for (alg, private, public) in [
+        (Algorithm::RS256, "rsa_private.pem", "rsa_public.pem"),
+        (Algorithm::ES256, "ec_private.pem", "ec_public.pem"),
+        (Algorithm::EdDSA, "ed_private.pem", "ed_public.pem"),
+    ] {
+        let key_file = fixture(public);
+        let app = app!(
+            Backend::Sqlite,
+            &[
+                ("PRACTICE_JWT_SECRET", ""),
+                ("PRACTICE_JWT_PUBLIC_KEY_FILE", &key_file)
+            ]
+        );
+        call(
+            &app,
+            Some(format!(
+                "Bearer {}",
+                signed(alg, None, private, &claims("42"))
+            )),
+        )
+        .await
+        .unwrap();
+        // The HS256-with-the-public-key confusion attack.
+        let public_pem = std::fs::read(&key_file).unwrap();
+        assert_refused(
+            &app,
+            Some(format!("Bearer {}", hs256(&claims("42"), &public_pem))),
+            "HS256 signed with the public key",
+        )
+        .await;
+        assert_refused(
+            &app,
+            Some(format!(
+                "Bearer {}",
+                hs256(&claims("42"), SECRET.as_bytes())
+            )),
+            "HS256 token",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn jwks_picks_keys_by_kid() {
+    let jwks = fixture("jwks.json");
+    let app = app!(
+        Backend::Sqlite,
+        &[("PRACTICE_JWT_SECRET", ""), ("PRACTICE_JWKS", &jwks)]
+    );
+    call(
+        &app,
+        Some(format!(
+            "Bearer {}",
+            signed(
+                Algorithm::RS256,
+                Some("rsa-1"),
+                "rsa_private.pem",
+                &claims("42")
+            )
+        )),
+    )
+    .await
+    .unwrap();
+    call(
+        &app,
+        Some(format!(
+            "Bearer {}",
+            signed(
+                Algorithm::ES256,
+                Some("ec-1"),
+                "ec_private.pem",
+                &claims("42")
+            )
+        )),
+    )
+    .await
+    .unwrap();
+    for (token, why) in [
+        (
+            signed(
+                Algorithm::RS256,
+                Some("nope"),
+                "rsa_private.pem",
+                &claims("42"),
+            ),
+            "unknown kid",
+        ),
+        (
+            signed(Algorithm::RS256, None, "rsa_private.pem", &claims("42")),
+            "no kid with two keys",
+        ),
+        (
+            signed(
+                Algorithm::ES256,
+                Some("rsa-1"),
+                "ec_private.pem",
+                &claims("42"),
+            ),
+            "kid of another key type",
+        ),
+        (
+            signed(
+                Algorithm::EdDSA,
+                Some("ec-1"),
+                "ed_private.pem",
+                &claims("42"),
+            ),
+            "wrong algorithm for the kid",
+        ),
+    ] {
+        assert_refused(&app, Some(format!("Bearer {token}")), why).await;
+    }
+}
+
+#[tokio::test]
+async fn the_response_user_is_the_token_subject() {
+    let app = app!(Backend::Sqlite);
+    let s = app
+        .client()
+        .await
+        .create_session(authed(CreateSessionRequest::default(), &common::token(77)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.user_id, 77);
+}
