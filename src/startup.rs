@@ -14,6 +14,7 @@ use crate::api::auth::AuthLayer;
 use crate::api::grpc::PracticeApi;
 use crate::auth::{Authenticator, ClaimRules, Keys, dev_secret_path, load_or_create_dev_secret};
 use crate::config::{Config, JwtKey};
+use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::practice::v1::practice_service_server::PracticeServiceServer;
 use crate::service::PracticeService;
 use crate::store::{self, Store, StoreOptions};
@@ -102,17 +103,52 @@ impl Application {
             self.store.clone(),
             self.config.default_models.clone(),
         ));
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let watcher = tokio::spawn(watch_database(self.store.clone(), health));
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("building the reflection service")?;
         tracing::info!(addr = %self.local_addr(), backend = self.store.backend(), "serving");
-        Server::builder()
+        let served = Server::builder()
             .accept_http1(true)
             .layer(AuthLayer::new(self.auth.clone()))
+            .add_service(health_service)
+            .add_service(reflection)
             .add_service(PracticeServiceServer::new(practice))
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(self.listener).with_nodelay(Some(true)),
                 shutdown,
             )
             .await
-            .context("server error")?;
-        Ok(())
+            .context("server error");
+        watcher.abort();
+        served
+    }
+}
+
+/// The gRPC services whose health follows the database's.
+const HEALTH_SERVICES: [&str; 2] = ["", "practice.v1.PracticeService"];
+
+/// Keeps `grpc.health.v1.Health` in step with the database: NOT_SERVING
+/// while it can't be reached, SERVING again once it can.
+async fn watch_database(store: Arc<dyn Store>, health: tonic_health::server::HealthReporter) {
+    use tonic_health::ServingStatus;
+    let mut last = None;
+    loop {
+        let status = match store.ping().await {
+            Ok(()) => ServingStatus::Serving,
+            Err(_) => ServingStatus::NotServing,
+        };
+        if last != Some(status) {
+            for service in HEALTH_SERVICES {
+                health.set_service_status(service, status).await;
+            }
+            if last.is_some() {
+                tracing::warn!(?status, "database health changed");
+            }
+            last = Some(status);
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }
 }
