@@ -1,19 +1,25 @@
 //! Compiles the protos with protox (no system `protoc`) and writes the
-//! descriptor set, with the google imports, that the JSON transcoder and
-//! gRPC reflection read at start-up.
+//! descriptor set, with the google imports and the `google.api.http`
+//! options intact, that the JSON transcoder, OpenAPI and reflection read.
 use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    let fds = protox::compile(["practice/v1/practice.proto"], ["proto"])?;
+    let mut compiler = protox::Compiler::new(["proto"])?;
+    compiler
+        .include_imports(true)
+        .include_source_info(true)
+        .open_files(["practice/v1/practice.proto"])?;
     let out = PathBuf::from(env::var("OUT_DIR")?);
+    // encode_file_descriptor_set keeps extension options (google.api.http),
+    // which prost_types' FileDescriptorSet would drop.
     std::fs::write(
         out.join("practice_descriptor.bin"),
-        prost::Message::encode_to_vec(&fds),
+        compiler.encode_file_descriptor_set(),
     )?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_fds(fds)?;
+        .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

@@ -64,6 +64,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     pub log_format: LogFormat,
     pub db_max_connections: u32,
+    /// Largest JSON request body; larger ones get 413.
+    pub max_body_bytes: usize,
 }
 
 fn bad(name: &str, why: impl std::fmt::Display) -> Error {
@@ -139,6 +141,11 @@ impl Config {
             None => 16,
         };
 
+        let max_body_bytes = match get("PRACTICE_MAX_BODY_BYTES") {
+            Some(v) => v.parse().map_err(|e| bad("PRACTICE_MAX_BODY_BYTES", e))?,
+            None => 1024 * 1024,
+        };
+
         Ok(Config {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             addr,
@@ -152,6 +159,7 @@ impl Config {
             cors_origins: list(&get("PRACTICE_CORS_ORIGINS").unwrap_or_default()),
             log_format,
             db_max_connections,
+            max_body_bytes,
         })
     }
 }

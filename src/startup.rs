@@ -12,6 +12,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::api::auth::AuthLayer;
 use crate::api::grpc::PracticeApi;
+use crate::api::transcode::{TranscodeLayer, Transcoder};
 use crate::auth::{Authenticator, ClaimRules, Keys, dev_secret_path, load_or_create_dev_secret};
 use crate::config::{Config, JwtKey};
 use crate::proto::FILE_DESCRIPTOR_SET;
@@ -110,8 +111,21 @@ impl Application {
             .build_v1()
             .context("building the reflection service")?;
         tracing::info!(addr = %self.local_addr(), backend = self.store.backend(), "serving");
+        let transcoder = Transcoder::new(
+            FILE_DESCRIPTOR_SET,
+            self.auth.clone(),
+            self.store.clone(),
+            self.config.max_body_bytes,
+        )
+        .map_err(|e| anyhow::anyhow!("reading the HTTP rules: {e}"))?;
+        // Outermost first: CORS answers preflights before anything else;
+        // the JSON transcoder sits outside gRPC-Web (which answers any plain
+        // HTTP/1 request with 400); authentication is next to the routes.
         let served = Server::builder()
             .accept_http1(true)
+            .layer(cors_layer(&self.config.cors_origins))
+            .layer(TranscodeLayer::new(transcoder))
+            .layer(tonic_web::GrpcWebLayer::new())
             .layer(AuthLayer::new(self.auth.clone()))
             .add_service(health_service)
             .add_service(reflection)
@@ -125,6 +139,45 @@ impl Application {
         watcher.abort();
         served
     }
+}
+
+/// CORS for `PRACTICE_CORS_ORIGINS`: browsers on those origins may call
+/// the JSON routes and gRPC-Web, and read the gRPC status headers; any other
+/// origin is allowed nothing.
+fn cors_layer(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use http::{HeaderName, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<http::HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+    let allow_headers = [
+        "authorization",
+        "content-type",
+        "idempotency-key",
+        "x-grpc-web",
+        "x-user-agent",
+        "grpc-timeout",
+        "traceparent",
+        "tracestate",
+        "x-request-id",
+    ];
+    let expose_headers = [
+        "grpc-status",
+        "grpc-message",
+        "grpc-status-details-bin",
+        "www-authenticate",
+        "x-request-id",
+    ];
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers(allow_headers.map(HeaderName::from_static))
+        .expose_headers(expose_headers.map(HeaderName::from_static))
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// The gRPC services whose health follows the database's.

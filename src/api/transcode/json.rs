@@ -1,0 +1,414 @@
+//! Proto3 JSON both ways, as the contract maps it.
+//!
+//! In: prost-reflect parses (both field spellings, integers as numbers or
+//! decimal strings, `null` as absent, unknown fields refused); this module
+//! assembles the JSON object from body, query and path first, and names
+//! the offending field when parsing fails.
+//!
+//! Out: written here, because the contract asks for what proto3 JSON
+//! printers don't do: every field present (`null` for an unset nullable
+//! field), 64-bit integers as numbers, proto field names, and integral
+//! `Struct` numbers without a fraction (`512`, not `512.0`).
+
+use base64::Engine;
+use prost_reflect::{
+    DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor,
+    ReflectMessage, Value,
+};
+use serde_json::{Map, Value as Json};
+
+use crate::error::{Error, FieldViolation};
+
+/// Finds a field by its proto name or its JSON (lowerCamelCase) name.
+pub fn find_field(message: &MessageDescriptor, name: &str) -> Option<FieldDescriptor> {
+    message
+        .get_field_by_name(name)
+        .or_else(|| message.get_field_by_json_name(name))
+}
+
+/// Parses a JSON object into a message of type `desc`. On failure the
+/// error names the first top-level field that does not parse.
+pub fn parse_message(
+    desc: &MessageDescriptor,
+    object: Map<String, Json>,
+) -> Result<DynamicMessage, Error> {
+    let options = DeserializeOptions::new().deny_unknown_fields(true);
+    let whole = Json::Object(object);
+    match DynamicMessage::deserialize_with_options(desc.clone(), &whole, &options) {
+        Ok(message) => Ok(message),
+        Err(whole_err) => {
+            let Json::Object(object) = whole else {
+                unreachable!()
+            };
+            for (key, value) in object {
+                if find_field(desc, &key).is_none() {
+                    return Err(Error::invalid_field(&key, "unknown field"));
+                }
+                let single = Json::Object(Map::from_iter([(key.clone(), value)]));
+                if let Err(e) =
+                    DynamicMessage::deserialize_with_options(desc.clone(), &single, &options)
+                {
+                    let field = find_field(desc, &key).map_or(key, |f| f.name().to_owned());
+                    return Err(Error::invalid_field(&field, describe(&e.to_string())));
+                }
+            }
+            Err(Error::invalid(vec![FieldViolation::new(
+                "body",
+                describe(&whole_err.to_string()),
+            )]))
+        }
+    }
+}
+
+/// serde's messages say "invalid type: string \"x\", expected i64"; keep
+/// them, without the Rust type names that mean nothing to a JSON client.
+fn describe(message: &str) -> String {
+    message
+        .replace("expected i64", "expected an integer")
+        .replace("expected i32", "expected an integer")
+        .replace("expected u64", "expected a non-negative integer")
+        .replace("expected u32", "expected a non-negative integer")
+}
+
+/// A JSON value for one field from a path or query string: strings stay
+/// strings (proto3 JSON parses numbers from them), booleans become booleans.
+pub fn scalar_from_text(field: &FieldDescriptor, text: &str) -> Result<Json, Error> {
+    match field.kind() {
+        Kind::Bool => match text {
+            "true" => Ok(Json::Bool(true)),
+            "false" => Ok(Json::Bool(false)),
+            _ => Err(Error::invalid_field(field.name(), "must be true or false")),
+        },
+        Kind::Message(m) if !is_scalar_like(&m) => Err(Error::invalid_field(
+            field.name(),
+            "cannot be set from the URL",
+        )),
+        _ => Ok(Json::String(text.to_owned())),
+    }
+}
+
+/// Well-known message types that have a string form in proto3 JSON.
+fn is_scalar_like(m: &MessageDescriptor) -> bool {
+    matches!(
+        m.full_name(),
+        "google.protobuf.Timestamp"
+            | "google.protobuf.Duration"
+            | "google.protobuf.FieldMask"
+            | "google.protobuf.StringValue"
+            | "google.protobuf.Int64Value"
+            | "google.protobuf.Int32Value"
+            | "google.protobuf.UInt64Value"
+            | "google.protobuf.UInt32Value"
+            | "google.protobuf.DoubleValue"
+            | "google.protobuf.FloatValue"
+            | "google.protobuf.BoolValue"
+            | "google.protobuf.BytesValue"
+    )
+}
+
+/// Writes a message as the contract's JSON.
+pub fn message_to_json(message: &DynamicMessage) -> Json {
+    let desc = message.descriptor();
+    match desc.full_name() {
+        "google.protobuf.Timestamp" => return timestamp_to_json(message),
+        "google.protobuf.Struct" => return struct_to_json(message),
+        "google.protobuf.Value" => return struct_value_to_json(message),
+        "google.protobuf.ListValue" => return list_value_to_json(message),
+        name if name.starts_with("google.protobuf.") => {
+            // Other well-known types keep their standard proto3 JSON form.
+            let options = prost_reflect::SerializeOptions::new()
+                .stringify_64_bit_integers(false)
+                .use_proto_field_name(true);
+            return message
+                .serialize_with_options(serde_json::value::Serializer, &options)
+                .unwrap_or(Json::Null);
+        }
+        _ => {}
+    }
+    let mut out = Map::with_capacity(desc.fields().len());
+    for field in desc.fields() {
+        let value = if field.is_list()
+            || field.is_map()
+            || !field.supports_presence()
+            || message.has_field(&field)
+        {
+            field_value_to_json(&message.get_field(&field), &field.kind())
+        } else {
+            Json::Null
+        };
+        out.insert(field.name().to_owned(), value);
+    }
+    Json::Object(out)
+}
+
+fn field_value_to_json(value: &Value, kind: &Kind) -> Json {
+    match value {
+        Value::Bool(b) => Json::Bool(*b),
+        Value::I32(n) => Json::from(*n),
+        Value::I64(n) => Json::from(*n),
+        Value::U32(n) => Json::from(*n),
+        Value::U64(n) => Json::from(*n),
+        Value::F32(n) => float_to_json(f64::from(*n)),
+        Value::F64(n) => float_to_json(*n),
+        Value::String(s) => Json::String(s.clone()),
+        Value::Bytes(b) => Json::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        Value::EnumNumber(n) => match kind.as_enum().and_then(|e| e.get_value(*n)) {
+            Some(v) => Json::String(v.name().to_owned()),
+            None => Json::from(*n),
+        },
+        Value::Message(m) => message_to_json(m),
+        Value::List(items) => {
+            Json::Array(items.iter().map(|v| field_value_to_json(v, kind)).collect())
+        }
+        Value::Map(map) => {
+            let value_kind = kind
+                .as_message()
+                .and_then(|m| m.map_entry_value_field().kind().into())
+                .unwrap_or_else(|| kind.clone());
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let mut out = Map::new();
+            for (k, v) in entries {
+                let key = match k {
+                    MapKey::Bool(b) => b.to_string(),
+                    MapKey::I32(n) => n.to_string(),
+                    MapKey::I64(n) => n.to_string(),
+                    MapKey::U32(n) => n.to_string(),
+                    MapKey::U64(n) => n.to_string(),
+                    MapKey::String(s) => s.clone(),
+                };
+                out.insert(key, field_value_to_json(v, &value_kind));
+            }
+            Json::Object(out)
+        }
+    }
+}
+
+fn float_to_json(n: f64) -> Json {
+    if n.is_nan() {
+        Json::String("NaN".into())
+    } else if n.is_infinite() {
+        Json::String(if n > 0.0 { "Infinity" } else { "-Infinity" }.into())
+    } else {
+        serde_json::Number::from_f64(n).map_or(Json::Null, Json::Number)
+    }
+}
+
+/// `Struct` numbers are doubles on the wire; an integral one prints as an
+/// integer so `512` round-trips as `512`.
+fn struct_number_to_json(n: f64) -> Json {
+    if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
+        Json::from(n as i64)
+    } else {
+        float_to_json(n)
+    }
+}
+
+fn timestamp_to_json(m: &DynamicMessage) -> Json {
+    let seconds = m
+        .get_field_by_name("seconds")
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0);
+    let nanos = m
+        .get_field_by_name("nanos")
+        .and_then(|v| v.as_i32())
+        .unwrap_or(0);
+    match chrono::DateTime::from_timestamp(seconds, nanos.max(0) as u32) {
+        Some(t) => Json::String(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        None => Json::Null,
+    }
+}
+
+fn struct_to_json(m: &DynamicMessage) -> Json {
+    let mut out = Map::new();
+    if let Some(Value::Map(fields)) = m.get_field_by_name("fields").as_deref() {
+        let mut entries: Vec<_> = fields.iter().collect();
+        // Keys in a stable order whatever the map's order.
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        for (k, v) in entries {
+            if let (MapKey::String(k), Value::Message(v)) = (k, v) {
+                out.insert(k.clone(), struct_value_to_json(v));
+            }
+        }
+    }
+    Json::Object(out)
+}
+
+fn list_value_to_json(m: &DynamicMessage) -> Json {
+    match m.get_field_by_name("values").as_deref() {
+        Some(Value::List(items)) => Json::Array(
+            items
+                .iter()
+                .map(|v| match v {
+                    Value::Message(v) => struct_value_to_json(v),
+                    _ => Json::Null,
+                })
+                .collect(),
+        ),
+        _ => Json::Array(Vec::new()),
+    }
+}
+
+fn struct_value_to_json(m: &DynamicMessage) -> Json {
+    let desc = m.descriptor();
+    let Some(oneof) = desc.oneofs().next() else {
+        return Json::Null;
+    };
+    for field in oneof.fields() {
+        if !m.has_field(&field) {
+            continue;
+        }
+        let value = m.get_field(&field);
+        return match (field.name(), value.as_ref()) {
+            ("null_value", _) => Json::Null,
+            ("number_value", Value::F64(n)) => struct_number_to_json(*n),
+            ("string_value", Value::String(s)) => Json::String(s.clone()),
+            ("bool_value", Value::Bool(b)) => Json::Bool(*b),
+            ("struct_value", Value::Message(s)) => struct_to_json(s),
+            ("list_value", Value::Message(l)) => list_value_to_json(l),
+            _ => Json::Null,
+        };
+    }
+    Json::Null
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::FILE_DESCRIPTOR_SET;
+    use prost_reflect::DescriptorPool;
+
+    fn desc(name: &str) -> MessageDescriptor {
+        DescriptorPool::decode(FILE_DESCRIPTOR_SET)
+            .unwrap()
+            .get_message_by_name(name)
+            .unwrap()
+    }
+
+    fn parse(json: Json) -> Result<DynamicMessage, Error> {
+        let Json::Object(o) = json else { panic!() };
+        parse_message(&desc("practice.v1.CreateSessionRequest"), o)
+    }
+
+    fn field_of(err: Error) -> String {
+        match err {
+            Error::InvalidArgument { violations, .. } => violations[0].field.clone(),
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_numbers_strings_nulls_and_both_spellings() {
+        let m = parse(serde_json::json!({"class_id": "3", "projectId": 4, "knowledge_ids": ["5", 6], "agent_id": null, "title": null})).unwrap();
+        let j = message_to_json(&m);
+        assert_eq!(j["class_id"], 3);
+        assert_eq!(j["project_id"], 4);
+        assert_eq!(j["knowledge_ids"], serde_json::json!([5, 6]));
+        assert_eq!(j["agent_id"], Json::Null);
+        assert_eq!(j["title"], Json::Null);
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        assert_eq!(
+            field_of(parse(serde_json::json!({"class_id": 1.5})).unwrap_err()),
+            "class_id"
+        );
+        assert_eq!(
+            field_of(parse(serde_json::json!({"classId": "x"})).unwrap_err()),
+            "class_id"
+        );
+        assert_eq!(
+            field_of(parse(serde_json::json!({"class_id": true})).unwrap_err()),
+            "class_id"
+        );
+        assert_eq!(
+            field_of(parse(serde_json::json!({"class_id": 9223372036854775808u64})).unwrap_err()),
+            "class_id"
+        );
+        assert_eq!(
+            field_of(parse(serde_json::json!({"user_id": 1})).unwrap_err()),
+            "user_id"
+        );
+        assert_eq!(
+            field_of(parse(serde_json::json!({"knowledge_ids": 5})).unwrap_err()),
+            "knowledge_ids"
+        );
+        assert_eq!(
+            field_of(parse(serde_json::json!({"title": 5})).unwrap_err()),
+            "title"
+        );
+    }
+
+    #[test]
+    fn writes_every_field_in_order() {
+        let m = DynamicMessage::new(desc("practice.v1.Session"));
+        let j = message_to_json(&m);
+        let keys: Vec<_> = j.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(
+            keys,
+            [
+                "session_id",
+                "user_id",
+                "created_at",
+                "updated_at",
+                "class_id",
+                "project_id",
+                "knowledge_ids",
+                "agent_id",
+                "title",
+                "notes",
+                "settings",
+                "models",
+                "responses"
+            ]
+        );
+        assert_eq!(j["session_id"], 0);
+        assert_eq!(j["knowledge_ids"], serde_json::json!([]));
+        assert_eq!(j["class_id"], Json::Null);
+    }
+
+    #[test]
+    fn struct_integers_stay_integers() {
+        use prost::Message;
+        let s = crate::api::convert::json_to_struct(
+            serde_json::json!({"max_tokens": 512, "temperature": 0.2, "big": 1e300, "list": [1, 2.5, null, true, "x", {"a": 1}]})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        let m =
+            DynamicMessage::decode(desc("google.protobuf.Struct"), s.encode_to_vec().as_slice())
+                .unwrap();
+        let text = serde_json::to_string(&message_to_json(&m)).unwrap();
+        assert_eq!(
+            text,
+            r#"{"big":1e+300,"list":[1,2.5,null,true,"x",{"a":1}],"max_tokens":512,"temperature":0.2}"#
+        );
+    }
+
+    #[test]
+    fn timestamps_are_utc_with_z() {
+        use prost::Message;
+        let t = prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 123_456_000,
+        };
+        let m = DynamicMessage::decode(
+            desc("google.protobuf.Timestamp"),
+            t.encode_to_vec().as_slice(),
+        )
+        .unwrap();
+        assert_eq!(message_to_json(&m), "2023-11-14T22:13:20.123456Z");
+        let t = prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 0,
+        };
+        let m = DynamicMessage::decode(
+            desc("google.protobuf.Timestamp"),
+            t.encode_to_vec().as_slice(),
+        )
+        .unwrap();
+        assert_eq!(message_to_json(&m), "2023-11-14T22:13:20Z");
+    }
+}

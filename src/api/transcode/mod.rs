@@ -1,0 +1,482 @@
+//! The HTTP/JSON face of the gRPC services: a generic, descriptor-driven
+//! tower layer in front of gRPC-Web and the tonic routes.
+//!
+//! At start-up it reads every method's `google.api.http` rule. A matching
+//! request is authenticated (before its body is read), turned into the
+//! request message from its path variables, query and body, framed, and sent
+//! to the inner gRPC service in-process as `application/grpc`; the reply's
+//! frames and trailers (or a Trailers-Only reply) become JSON. gRPC and
+//! gRPC-Web requests pass straight through. A new RPC needs only its
+//! annotation.
+
+mod errors;
+pub mod json;
+pub mod openapi;
+pub mod routes;
+pub mod template;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use prost::Message as _;
+use prost_reflect::{DescriptorPool, DynamicMessage};
+use serde_json::{Map, Value as Json};
+use tonic::body::Body;
+use tower::{Layer, Service};
+
+use self::errors::{error_response, json_response, status_response};
+use self::json::{find_field, message_to_json, parse_message, scalar_from_text};
+use self::routes::{BodyRule, Lookup, Route, Routes};
+use self::template::Captures;
+use crate::api::auth::{authenticate, policy};
+use crate::auth::Authenticator;
+use crate::error::Error;
+use crate::store::Store;
+
+/// Request headers a JSON call passes on to the RPC.
+const FORWARDED_HEADERS: [&str; 7] = [
+    "authorization",
+    "idempotency-key",
+    "traceparent",
+    "tracestate",
+    "grpc-timeout",
+    "x-request-id",
+    "user-agent",
+];
+
+pub struct Transcoder {
+    routes: Routes,
+    openapi: Bytes,
+    auth: Arc<Authenticator>,
+    store: Arc<dyn Store>,
+    body_limit: usize,
+}
+
+impl Transcoder {
+    pub fn new(
+        descriptors: &[u8],
+        auth: Arc<Authenticator>,
+        store: Arc<dyn Store>,
+        body_limit: usize,
+    ) -> Result<Self, String> {
+        let pool = DescriptorPool::decode(descriptors).map_err(|e| e.to_string())?;
+        let routes = Routes::from_pool(&pool)?;
+        let openapi =
+            serde_json::to_vec_pretty(&openapi::document(&routes)).map_err(|e| e.to_string())?;
+        Ok(Self {
+            routes,
+            openapi: openapi.into(),
+            auth,
+            store,
+            body_limit,
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct TranscodeLayer {
+    transcoder: Arc<Transcoder>,
+}
+
+impl TranscodeLayer {
+    pub fn new(transcoder: Transcoder) -> Self {
+        Self {
+            transcoder: Arc::new(transcoder),
+        }
+    }
+}
+
+impl<S> Layer<S> for TranscodeLayer {
+    type Service = TranscodeService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TranscodeService {
+            inner,
+            transcoder: self.transcoder.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct TranscodeService<S> {
+    inner: S,
+    transcoder: Arc<Transcoder>,
+}
+
+/// What kind of request arrived.
+enum RequestKind {
+    /// gRPC or gRPC-Web: not ours.
+    Grpc,
+    /// Anything else: JSON routes and the plain HTTP endpoints.
+    Http,
+}
+
+fn request_kind(headers: &HeaderMap) -> RequestKind {
+    match headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(ct) if ct.starts_with("application/grpc") => RequestKind::Grpc,
+        _ => RequestKind::Http,
+    }
+}
+
+impl<S> Service<Request<Body>> for TranscodeService<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        match request_kind(request.headers()) {
+            RequestKind::Grpc => {
+                let mut inner = inner;
+                Box::pin(inner.call(request))
+            }
+            RequestKind::Http => {
+                let transcoder = self.transcoder.clone();
+                Box::pin(async move { Ok(transcoder.handle(request, inner).await) })
+            }
+        }
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Does the request declare a body?
+fn declares_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+}
+
+/// Inserts `value` at a dotted field path of `object`, refusing to set a
+/// field twice (path variables and body or query may not both set one).
+fn insert_field(
+    desc: &prost_reflect::MessageDescriptor,
+    object: &mut Map<String, Json>,
+    path: &[String],
+    text: &str,
+    source: &str,
+    repeat: bool,
+) -> Result<(), Error> {
+    let dotted = path.join(".");
+    let field = find_field(desc, &path[0])
+        .ok_or_else(|| Error::invalid_field(&dotted, format!("unknown {source} parameter")))?;
+    let taken =
+        |o: &Map<String, Json>| o.contains_key(field.name()) || o.contains_key(field.json_name());
+    if path.len() > 1 {
+        let nested = field
+            .kind()
+            .as_message()
+            .cloned()
+            .filter(|_| !field.is_list() && !field.is_map())
+            .ok_or_else(|| Error::invalid_field(&dotted, format!("unknown {source} parameter")))?;
+        let entry = object
+            .entry(field.name().to_owned())
+            .or_insert_with(|| Json::Object(Map::new()));
+        let Json::Object(inner) = entry else {
+            return Err(Error::invalid_field(&dotted, "is set more than once"));
+        };
+        return insert_field(&nested, inner, &path[1..], text, source, repeat);
+    }
+    if field.is_map() {
+        return Err(Error::invalid_field(
+            &dotted,
+            format!("cannot be set from the {source}"),
+        ));
+    }
+    let value = scalar_from_text(&field, text)?;
+    if field.is_list() && repeat {
+        match object
+            .entry(field.name().to_owned())
+            .or_insert_with(|| Json::Array(Vec::new()))
+        {
+            Json::Array(items) => items.push(value),
+            _ => return Err(Error::invalid_field(&dotted, "is set more than once")),
+        }
+        return Ok(());
+    }
+    if taken(object) {
+        return Err(Error::invalid_field(
+            &dotted,
+            format!("is set by the {source} and may not be set elsewhere in the request"),
+        ));
+    }
+    object.insert(
+        field.name().to_owned(),
+        if field.is_list() {
+            Json::Array(vec![value])
+        } else {
+            value
+        },
+    );
+    Ok(())
+}
+
+/// Frames one message as gRPC: flag 0 (uncompressed), length, bytes.
+fn frame(message: &DynamicMessage) -> Bytes {
+    let len = message.encoded_len();
+    let mut buf = BytesMut::with_capacity(5 + len);
+    buf.put_u8(0);
+    buf.put_u32(len as u32);
+    message.encode(&mut buf).expect("BytesMut grows as needed");
+    buf.freeze()
+}
+
+impl Transcoder {
+    async fn handle<S>(&self, request: Request<Body>, inner: S) -> Response<Body>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let path = request.uri().path();
+        // The plain HTTP endpoints for load balancers and tooling.
+        if request.method() == Method::GET {
+            match path {
+                "/healthz" => {
+                    return json_response(StatusCode::OK, &serde_json::json!({"status": "SERVING"}));
+                }
+                "/readyz" => {
+                    return match self.store.ping().await {
+                        Ok(()) => {
+                            json_response(StatusCode::OK, &serde_json::json!({"status": "SERVING"}))
+                        }
+                        Err(_) => json_response(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            &serde_json::json!({"status": "NOT_SERVING"}),
+                        ),
+                    };
+                }
+                "/openapi.json" => {
+                    let mut r = Response::new(Body::new(Full::new(self.openapi.clone())));
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    return r;
+                }
+                _ => {}
+            }
+        }
+        match self.routes.lookup(request.method(), path) {
+            Lookup::Found(route, captures) => {
+                match self.transcode(route, captures, request, inner).await {
+                    Ok(response) => response,
+                    Err(response) => response,
+                }
+            }
+            Lookup::WrongMethod(allowed) => {
+                let allow = allowed
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut r = errors::plain_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    tonic::Code::Unimplemented,
+                    &format!("{} is not allowed on {path}; use {allow}", request.method()),
+                );
+                if let Ok(v) = HeaderValue::from_str(&allow) {
+                    r.headers_mut().insert(header::ALLOW, v);
+                }
+                r
+            }
+            Lookup::NotFound => errors::plain_error(
+                StatusCode::NOT_FOUND,
+                tonic::Code::NotFound,
+                &format!("no route for {} {}", request.method(), path),
+            ),
+        }
+    }
+
+    async fn transcode<S>(
+        &self,
+        route: &Route,
+        captures: Captures,
+        request: Request<Body>,
+        mut inner: S,
+    ) -> Result<Response<Body>, Response<Body>>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let (parts, body) = request.into_parts();
+
+        // Authentication first: a refused caller's body is never read.
+        let principal = authenticate(&self.auth, &parts.headers, policy(&route.grpc_path))
+            .await
+            .map_err(error_response)?;
+
+        let input = route.input();
+        let mut object = Map::new();
+        if route.body != BodyRule::None {
+            if (declares_body(&parts.headers) || parts.headers.contains_key(header::CONTENT_TYPE))
+                && !is_json(&parts.headers)
+            {
+                return Err(errors::plain_error(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    tonic::Code::InvalidArgument,
+                    "the request body must be JSON: send Content-Type: application/json",
+                ));
+            }
+            let declared = parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > self.body_limit as u64) {
+                return Err(self.too_large());
+            }
+            let bytes = match Limited::new(body, self.body_limit).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return Err(self.too_large());
+                }
+                Err(_) => {
+                    return Err(errors::plain_error(
+                        StatusCode::BAD_REQUEST,
+                        tonic::Code::InvalidArgument,
+                        "the request body could not be read",
+                    ));
+                }
+            };
+            let value: Json = if bytes.iter().all(u8::is_ascii_whitespace) {
+                Json::Null
+            } else {
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    error_response(Error::invalid_field("body", format!("not valid JSON: {e}")))
+                })?
+            };
+            match (&route.body, value) {
+                (BodyRule::Whole, Json::Object(o)) => object = o,
+                (BodyRule::Whole, Json::Null) => {}
+                (BodyRule::Whole, _) => {
+                    return Err(error_response(Error::invalid_field(
+                        "body",
+                        "must be a JSON object",
+                    )));
+                }
+                (BodyRule::Field(_), Json::Null) => {}
+                (BodyRule::Field(name), value) => {
+                    object.insert(name.clone(), value);
+                }
+                (BodyRule::None, _) => unreachable!(),
+            }
+        }
+
+        // Query parameters set the fields the body doesn't carry.
+        if let Some(query) = parts.uri.query() {
+            for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+                if route.body == BodyRule::Whole {
+                    return Err(error_response(Error::invalid_field(
+                        &key,
+                        "this route takes its fields from the JSON body, not the query",
+                    )));
+                }
+                let path: Vec<String> = key.split('.').map(str::to_owned).collect();
+                insert_field(&input, &mut object, &path, &value, "query", true)
+                    .map_err(error_response)?;
+            }
+        }
+        for (path, value) in &captures {
+            insert_field(&input, &mut object, path, value, "URL path", false)
+                .map_err(error_response)?;
+        }
+
+        let message = parse_message(&input, object).map_err(error_response)?;
+
+        let mut call = Request::builder()
+            .method(Method::POST)
+            .uri(route.grpc_path.as_str())
+            .version(http::Version::HTTP_2)
+            .header(header::CONTENT_TYPE, "application/grpc")
+            .header(header::TE, "trailers");
+        for name in FORWARDED_HEADERS {
+            for value in parts.headers.get_all(name) {
+                call = call.header(name, value);
+            }
+        }
+        let mut call = call
+            .body(Body::new(Full::new(frame(&message))))
+            .expect("a well-formed request");
+        call.extensions_mut().insert(principal);
+
+        let Ok(response) = inner.call(call).await;
+        Ok(self.reply(route, response).await)
+    }
+
+    fn too_large(&self) -> Response<Body> {
+        errors::plain_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            tonic::Code::ResourceExhausted,
+            &format!("the request body is larger than {} bytes", self.body_limit),
+        )
+    }
+
+    /// Turns the RPC's reply into the JSON response.
+    async fn reply(&self, route: &Route, response: Response<Body>) -> Response<Body> {
+        // A Trailers-Only reply carries its status in the headers.
+        if let Some(status) = tonic::Status::from_header_map(response.headers()) {
+            if status.code() != tonic::Code::Ok {
+                return status_response(&status);
+            }
+        }
+        let collected = match response.into_body().collect().await {
+            Ok(c) => c,
+            Err(status) => return status_response(&status),
+        };
+        let status = collected
+            .trailers()
+            .and_then(tonic::Status::from_header_map);
+        let bytes = collected.to_bytes();
+        match status {
+            Some(s) if s.code() != tonic::Code::Ok => return status_response(&s),
+            Some(_) => {}
+            None if bytes.is_empty() => {
+                return status_response(&tonic::Status::internal("the RPC ended without a status"));
+            }
+            None => {}
+        }
+        if bytes.len() < 5 || bytes[0] != 0 {
+            return status_response(&tonic::Status::internal("the RPC sent no readable reply"));
+        }
+        let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+        let Some(payload) = bytes.get(5..5 + len) else {
+            return status_response(&tonic::Status::internal("the RPC reply was cut short"));
+        };
+        match DynamicMessage::decode(route.output(), payload) {
+            Ok(message) => json_response(StatusCode::OK, &message_to_json(&message)),
+            Err(_) => status_response(&tonic::Status::internal(
+                "the RPC reply could not be decoded",
+            )),
+        }
+    }
+}
