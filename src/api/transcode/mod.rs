@@ -444,10 +444,10 @@ impl Transcoder {
     /// Turns the RPC's reply into the JSON response.
     async fn reply(&self, route: &Route, response: Response<Body>) -> Response<Body> {
         // A Trailers-Only reply carries its status in the headers.
-        if let Some(status) = tonic::Status::from_header_map(response.headers()) {
-            if status.code() != tonic::Code::Ok {
-                return status_response(&status);
-            }
+        if let Some(status) = tonic::Status::from_header_map(response.headers())
+            && status.code() != tonic::Code::Ok
+        {
+            return status_response(&status);
         }
         let collected = match response.into_body().collect().await {
             Ok(c) => c,
