@@ -280,3 +280,98 @@ macro_rules! app {
         }
     };
 }
+
+/// A plain HTTP client (HTTP/1.1), as a JSON or browser client would use.
+pub fn http_client() -> reqwest::Client {
+    // reqwest is built without a default TLS provider; these tests speak
+    // plain HTTP, but the builder wants one installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().http1_only().build().unwrap()
+}
+
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl HttpReply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl TestApp {
+    /// Sends a request with optional bearer token and JSON body.
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> HttpReply {
+        self.http_with(method, path, token, body, &[]).await
+    }
+
+    pub async fn http_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> HttpReply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = http_client().request(method, format!("{}{path}", self.url()));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("HTTP request");
+        HttpReply {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            text: resp.text().await.unwrap(),
+        }
+    }
+}
+
+/// Sends one raw HTTP/1.1 request line and headers, byte for byte (no URL
+/// normalisation on the way), and returns the status code and body.
+pub async fn raw_http(
+    addr: SocketAddr,
+    request_line: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{request_line} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}

@@ -262,7 +262,10 @@ impl Transcoder {
         if request.method() == Method::GET {
             match path {
                 "/healthz" => {
-                    return json_response(StatusCode::OK, &serde_json::json!({"status": "SERVING"}));
+                    return json_response(
+                        StatusCode::OK,
+                        &serde_json::json!({"status": "SERVING"}),
+                    );
                 }
                 "/readyz" => {
                     return match self.store.ping().await {
