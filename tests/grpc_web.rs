@@ -27,7 +27,10 @@ fn unframe(mut bytes: &[u8]) -> (Option<Vec<u8>>, Vec<(String, String)>) {
         let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
         let payload = &bytes[5..5 + len];
         if flag & 0x80 != 0 {
-            for line in String::from_utf8_lossy(payload).split("\r\n").filter(|l| !l.is_empty()) {
+            for line in String::from_utf8_lossy(payload)
+                .split("\r\n")
+                .filter(|l| !l.is_empty())
+            {
                 let (k, v) = line.split_once(':').unwrap();
                 trailers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
             }
@@ -46,14 +49,28 @@ struct WebReply {
     message: Option<Vec<u8>>,
 }
 
-async fn call(app: &common::TestApp, method: &str, body: Vec<u8>, token: Option<&str>, text: bool) -> WebReply {
+async fn call(
+    app: &common::TestApp,
+    method: &str,
+    body: Vec<u8>,
+    token: Option<&str>,
+    text: bool,
+) -> WebReply {
     let (content_type, body) = if text {
-        ("application/grpc-web-text", base64::engine::general_purpose::STANDARD.encode(body).into_bytes())
+        (
+            "application/grpc-web-text",
+            base64::engine::general_purpose::STANDARD
+                .encode(body)
+                .into_bytes(),
+        )
     } else {
         ("application/grpc-web+proto", body)
     };
     let mut req = common::http_client()
-        .post(format!("{}/practice.v1.PracticeService/{method}", app.url()))
+        .post(format!(
+            "{}/practice.v1.PracticeService/{method}",
+            app.url()
+        ))
         .header("content-type", content_type)
         // tonic-web answers in the encoding the client accepts, as grpc-web
         // clients ask for it.
@@ -72,7 +89,11 @@ async fn call(app: &common::TestApp, method: &str, body: Vec<u8>, token: Option<
         // every 4-character group still decodes by itself.
         bytes = bytes
             .chunks(4)
-            .flat_map(|group| base64::engine::general_purpose::STANDARD.decode(group).expect("base64"))
+            .flat_map(|group| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(group)
+                    .expect("base64")
+            })
             .collect();
     }
     let (message, trailers) = unframe(&bytes);
@@ -80,10 +101,20 @@ async fn call(app: &common::TestApp, method: &str, body: Vec<u8>, token: Option<
         headers
             .get(name)
             .map(|v| v.to_str().unwrap().to_string())
-            .or_else(|| trailers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+            .or_else(|| {
+                trailers
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            })
             .unwrap_or_default()
     };
-    WebReply { http_status, grpc_status: find("grpc-status"), grpc_message: find("grpc-message"), message }
+    WebReply {
+        http_status,
+        grpc_status: find("grpc-status"),
+        grpc_message: find("grpc-message"),
+        message,
+    }
 }
 
 async fn create_and_read_over_grpc_web(backend: Backend) {
@@ -91,9 +122,18 @@ async fn create_and_read_over_grpc_web(backend: Backend) {
     app.class(3, &[ME], &[("m1", true), ("m2", true)]).await;
     let t = token(ME);
     for text in [false, true] {
-        let req = CreateSessionRequest { class_id: Some(3), title: Some(format!("web text={text}")), ..Default::default() };
+        let req = CreateSessionRequest {
+            class_id: Some(3),
+            title: Some(format!("web text={text}")),
+            ..Default::default()
+        };
         let reply = call(&app, "CreateSession", frame(&req), Some(&t), text).await;
-        assert_eq!((reply.http_status, reply.grpc_status.as_str()), (200, "0"), "{}", reply.grpc_message);
+        assert_eq!(
+            (reply.http_status, reply.grpc_status.as_str()),
+            (200, "0"),
+            "{}",
+            reply.grpc_message
+        );
         let created = Session::decode(reply.message.unwrap().as_slice()).unwrap();
         assert_eq!(created.user_id, ME);
         assert_eq!(created.models.len(), 2);
@@ -101,35 +141,77 @@ async fn create_and_read_over_grpc_web(backend: Backend) {
         let via_grpc = app
             .client()
             .await
-            .get_session(authed(GetSessionRequest { session_id: created.session_id }, &t))
+            .get_session(authed(
+                GetSessionRequest {
+                    session_id: created.session_id,
+                },
+                &t,
+            ))
             .await
             .unwrap()
             .into_inner();
         assert_eq!(via_grpc, created);
-        let json = app.http("GET", &format!("/user/practice/sessions/{}", created.session_id), Some(&t), None).await.json();
+        let json = app
+            .http(
+                "GET",
+                &format!("/user/practice/sessions/{}", created.session_id),
+                Some(&t),
+                None,
+            )
+            .await
+            .json();
         assert_eq!(json["title"], format!("web text={text}"));
         // And a gRPC-Web read of it.
-        let reply = call(&app, "GetSession", frame(&GetSessionRequest { session_id: created.session_id }), Some(&t), text).await;
+        let reply = call(
+            &app,
+            "GetSession",
+            frame(&GetSessionRequest {
+                session_id: created.session_id,
+            }),
+            Some(&t),
+            text,
+        )
+        .await;
         assert_eq!(reply.grpc_status, "0");
-        assert_eq!(Session::decode(reply.message.unwrap().as_slice()).unwrap(), created);
+        assert_eq!(
+            Session::decode(reply.message.unwrap().as_slice()).unwrap(),
+            created
+        );
     }
 }
 
 async fn errors_over_grpc_web(backend: Backend) {
     let app = app!(backend);
     let before = app.counts().await;
-    let bad_token = call(&app, "CreateSession", frame(&CreateSessionRequest::default()), Some("nope"), false).await;
+    let bad_token = call(
+        &app,
+        "CreateSession",
+        frame(&CreateSessionRequest::default()),
+        Some("nope"),
+        false,
+    )
+    .await;
     assert_eq!(bad_token.grpc_status, "16");
     let invalid = call(
         &app,
         "CreateSession",
-        frame(&CreateSessionRequest { class_id: Some(0), ..Default::default() }),
+        frame(&CreateSessionRequest {
+            class_id: Some(0),
+            ..Default::default()
+        }),
         Some(&token(ME)),
         true,
     )
     .await;
     assert_eq!(invalid.grpc_status, "3");
-    let missing = call(&app, "GetSession", frame(&GetSessionRequest { session_id: 99 }), Some(&token(ME)), false).await;
+    let missing = call(
+        &app,
+        "GetSession",
+        frame(&GetSessionRequest { session_id: 99 }),
+        Some(&token(ME)),
+        false,
+    )
+    .await;
     assert_eq!(missing.grpc_status, "5");
     assert_eq!(app.counts().await, before);
 }

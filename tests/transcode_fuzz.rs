@@ -19,11 +19,22 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let app = runtime
-            .block_on(common::spawn_app_with(common::Backend::Sqlite, &[("PRACTICE_MAX_BODY_BYTES", "2048")]))
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
             .unwrap();
-        Fixture { runtime, app, token: common::token(42) }
+        let app = runtime
+            .block_on(common::spawn_app_with(
+                common::Backend::Sqlite,
+                &[("PRACTICE_MAX_BODY_BYTES", "2048")],
+            ))
+            .unwrap();
+        Fixture {
+            runtime,
+            app,
+            token: common::token(42),
+        }
     })
 }
 
@@ -32,14 +43,16 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         "\\PC{0,12}".prop_map(Value::String),
         "-?[0-9]{1,25}".prop_map(Value::String),
     ];
     leaf.prop_recursive(3, 24, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map(field_name(), inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map(field_name(), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -122,7 +135,14 @@ proptest! {
 }
 
 /// One raw HTTP/1.1 request with a body; returns status and body.
-async fn send(app: &common::TestApp, method: &str, target: &str, token: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+async fn send(
+    app: &common::TestApp,
+    method: &str,
+    target: &str,
+    token: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     let mut head = format!(
@@ -138,8 +158,15 @@ async fn send(app: &common::TestApp, method: &str, target: &str, token: &str, co
     let mut out = Vec::new();
     stream.read_to_end(&mut out).await.unwrap();
     let text = String::from_utf8_lossy(&out).to_string();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     // A chunked reply would need de-chunking; the service sets a length.
     (status, body)
 }

@@ -1,0 +1,56 @@
+// Calls practice-service over gRPC-Web from the page's own origin (another
+// port than the API's), with the service described by the server's own
+// descriptor set, and shows what happened.
+import { createClient, ConnectError, Code } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { createFileRegistry, fromBinary } from "@bufbuild/protobuf";
+import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+
+const show = (id, text) => {
+  document.getElementById(id).textContent = text;
+};
+
+// bigint is not JSON: int64 values travel back to the test as strings.
+const plain = (value) =>
+  JSON.parse(JSON.stringify(value, (_, v) => (typeof v === "bigint" ? v.toString() : v)));
+
+async function main() {
+  const params = new URLSearchParams(location.search);
+  const api = params.get("api");
+  const token = params.get("token");
+
+  const bytes = new Uint8Array(await (await fetch("descriptors.bin")).arrayBuffer());
+  const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, bytes));
+  const service = registry.getService("practice.v1.PracticeService");
+  const transport = createGrpcWebTransport({ baseUrl: api, useBinaryFormat: true });
+  const client = createClient(service, transport);
+  const auth = { headers: { authorization: `Bearer ${token}` } };
+
+  const created = await client.createSession(
+    { classId: 3n, knowledgeIds: [], title: "from the browser" },
+    auth,
+  );
+  show("created", `session ${created.sessionId} with ${created.models.length} models`);
+  const read = await client.getSession({ sessionId: created.sessionId }, auth);
+
+  let badToken = null;
+  try {
+    await client.createSession({ title: "nope" }, { headers: { authorization: "Bearer not-a-token" } });
+  } catch (err) {
+    const e = ConnectError.from(err);
+    badToken = { code: e.code, name: Code[e.code], message: e.rawMessage };
+    show("status", `gRPC status ${e.code} (${Code[e.code]}): ${e.rawMessage}`);
+  }
+
+  window.__result = {
+    created: plain(created),
+    read: plain(read),
+    same: JSON.stringify(plain(created)) === JSON.stringify(plain(read)),
+    badToken,
+  };
+}
+
+main().catch((err) => {
+  show("status", `failed: ${err}`);
+  window.__result = { error: String(err) };
+});
