@@ -118,7 +118,7 @@ proptest! {
         let path = if use_seed_path { "/user/practice/sessions".to_string() } else { path };
         let target = format!("{path}{query}");
         let (status, text) = f.runtime.block_on(async {
-            send(&f.app, &method, &target, &f.token, content_type, &body).await
+            send(&f.app, method, &target, &f.token, content_type, &body).await
         });
         prop_assert!(
             [200u16, 400, 401, 404, 405, 409, 413, 415].contains(&status),
