@@ -11,13 +11,14 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::api::auth::AuthLayer;
-use crate::api::grpc::PracticeApi;
+use crate::api::grpc::{CatalogApi, PracticeApi};
 use crate::api::transcode::{TranscodeLayer, Transcoder};
 use crate::auth::{Authenticator, ClaimRules, Keys, dev_secret_path, load_or_create_dev_secret};
 use crate::config::{Config, JwtKey};
 use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::proto::practice::v1::catalog_service_server::CatalogServiceServer;
 use crate::proto::practice::v1::practice_service_server::PracticeServiceServer;
-use crate::service::PracticeService;
+use crate::service::{CatalogService, ExampleService, PracticeService};
 use crate::store::{self, Store, StoreOptions};
 
 pub struct Application {
@@ -100,10 +101,11 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
-        let practice = PracticeApi::new(PracticeService::new(
-            self.store.clone(),
-            self.config.default_models.clone(),
-        ));
+        let practice = PracticeApi::new(
+            PracticeService::new(self.store.clone(), self.config.default_models.clone()),
+            ExampleService::new(self.store.clone()),
+        );
+        let catalog = CatalogApi::new(CatalogService::new(self.store.clone()));
         let (health, health_service) = tonic_health::server::health_reporter();
         let watcher = tokio::spawn(watch_database(self.store.clone(), health));
         let reflection = tonic_reflection::server::Builder::configure()
@@ -130,6 +132,7 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(PracticeServiceServer::new(practice))
+            .add_service(CatalogServiceServer::new(catalog))
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(self.listener).with_nodelay(Some(true)),
                 shutdown,
@@ -181,7 +184,11 @@ fn cors_layer(origins: &[String]) -> tower_http::cors::CorsLayer {
 }
 
 /// The gRPC services whose health follows the database's.
-const HEALTH_SERVICES: [&str; 2] = ["", "practice.v1.PracticeService"];
+const HEALTH_SERVICES: [&str; 3] = [
+    "",
+    "practice.v1.PracticeService",
+    "practice.v1.CatalogService",
+];
 
 /// Keeps `grpc.health.v1.Health` in step with the database: NOT_SERVING
 /// while it can't be reached, SERVING again once it can.

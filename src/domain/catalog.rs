@@ -4,9 +4,15 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
+use super::rules;
 use crate::error::{Error, FieldViolation};
 
 pub const STYLE_PRESETS: [&str; 3] = ["accurate", "balanced", "creative"];
+pub const MAX_NAME_CHARS: usize = 200;
+pub const MAX_LONG_TEXT_CHARS: usize = 20_000;
+pub const MAX_CLASS_MODELS: usize = 50;
+pub const MAX_CLASS_MEMBERS: usize = 10_000;
+pub const MAX_AGENT_EXAMPLES: usize = 50;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Class {
@@ -15,6 +21,62 @@ pub struct Class {
     pub members: Vec<ClassMember>,
     /// In the class's order; a session gets one session model per enabled one.
     pub models: Vec<ClassModel>,
+}
+
+impl Class {
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut v = Vec::new();
+        rules::positive_id("class_id", self.class_id, &mut v);
+        rules::text("name", &self.name, true, MAX_NAME_CHARS, true, &mut v);
+        if self.members.len() > MAX_CLASS_MEMBERS {
+            v.push(FieldViolation::new(
+                "members",
+                format!("at most {MAX_CLASS_MEMBERS} members"),
+            ));
+        }
+        let mut users = std::collections::HashSet::new();
+        for (i, m) in self.members.iter().enumerate() {
+            rules::positive_id(&format!("members[{i}].user_id"), m.user_id, &mut v);
+            if !users.insert(m.user_id) {
+                v.push(FieldViolation::new(
+                    format!("members[{i}].user_id"),
+                    format!("user {} is listed twice", m.user_id),
+                ));
+            }
+            rules::text(
+                &format!("members[{i}].role"),
+                &m.role,
+                true,
+                50,
+                true,
+                &mut v,
+            );
+        }
+        if self.models.len() > MAX_CLASS_MODELS {
+            v.push(FieldViolation::new(
+                "models",
+                format!("at most {MAX_CLASS_MODELS} models"),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, m) in self.models.iter().enumerate() {
+            rules::text(
+                &format!("models[{i}].model_name"),
+                &m.model_name,
+                true,
+                100,
+                true,
+                &mut v,
+            );
+            if !names.insert(m.model_name.as_str()) {
+                v.push(FieldViolation::new(
+                    format!("models[{i}].model_name"),
+                    format!("{:?} is listed twice", m.model_name),
+                ));
+            }
+        }
+        rules::finish(v)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +99,17 @@ pub struct Project {
     pub name: String,
 }
 
+impl Project {
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut v = Vec::new();
+        rules::positive_id("project_id", self.project_id, &mut v);
+        rules::positive_id("owner_user_id", self.owner_user_id, &mut v);
+        rules::optional_id("class_id", self.class_id, &mut v);
+        rules::text("name", &self.name, true, MAX_NAME_CHARS, true, &mut v);
+        rules::finish(v)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Knowledge {
     pub knowledge_id: i64,
@@ -44,6 +117,18 @@ pub struct Knowledge {
     pub project_id: Option<i64>,
     pub class_id: Option<i64>,
     pub title: String,
+}
+
+impl Knowledge {
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut v = Vec::new();
+        rules::positive_id("knowledge_id", self.knowledge_id, &mut v);
+        rules::positive_id("owner_user_id", self.owner_user_id, &mut v);
+        rules::optional_id("project_id", self.project_id, &mut v);
+        rules::optional_id("class_id", self.class_id, &mut v);
+        rules::text("title", &self.title, true, MAX_NAME_CHARS, true, &mut v);
+        rules::finish(v)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +169,43 @@ impl Agent {
 
     pub fn validate(&self) -> Result<(), Error> {
         let mut violations = Vec::new();
+        rules::positive_id("agent_id", self.agent_id, &mut violations);
+        rules::positive_id("owner_user_id", self.owner_user_id, &mut violations);
+        rules::optional_id("class_id", self.class_id, &mut violations);
+        rules::text(
+            "name",
+            &self.name,
+            true,
+            MAX_NAME_CHARS,
+            true,
+            &mut violations,
+        );
+        if let Some(d) = &self.description {
+            rules::text(
+                "description",
+                d,
+                false,
+                MAX_LONG_TEXT_CHARS,
+                false,
+                &mut violations,
+            );
+        }
+        if let Some(p) = &self.system_prompt {
+            rules::text(
+                "system_prompt",
+                p,
+                false,
+                MAX_LONG_TEXT_CHARS,
+                false,
+                &mut violations,
+            );
+        }
+        rules::distinct_ids(
+            "example_ids",
+            &self.example_ids,
+            MAX_AGENT_EXAMPLES,
+            &mut violations,
+        );
         if !STYLE_PRESETS.contains(&self.style_preset.as_str()) {
             violations.push(FieldViolation::new(
                 "style_preset",
@@ -94,11 +216,7 @@ impl Agent {
                 ),
             ));
         }
-        if violations.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::invalid(violations))
-        }
+        rules::finish(violations)
     }
 }
 
@@ -123,6 +241,59 @@ pub struct NewExample {
     pub output_text: String,
     pub is_active: bool,
     pub meta: Map<String, Value>,
+}
+
+impl NewExample {
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut v = Vec::new();
+        if let Some(t) = &self.title {
+            rules::text("title", t, false, MAX_NAME_CHARS, true, &mut v);
+        }
+        rules::text(
+            "input_text",
+            &self.input_text,
+            true,
+            MAX_LONG_TEXT_CHARS,
+            false,
+            &mut v,
+        );
+        rules::text(
+            "output_text",
+            &self.output_text,
+            true,
+            MAX_LONG_TEXT_CHARS,
+            false,
+            &mut v,
+        );
+        rules::finish(v)
+    }
+}
+
+/// The fields an update changes; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExamplePatch {
+    /// `Some(None)` clears the title.
+    pub title: Option<Option<String>>,
+    pub input_text: Option<String>,
+    pub output_text: Option<String>,
+    pub is_active: Option<bool>,
+    pub meta: Option<Map<String, Value>>,
+}
+
+impl ExamplePatch {
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut v = Vec::new();
+        if let Some(Some(t)) = &self.title {
+            rules::text("title", t, false, MAX_NAME_CHARS, true, &mut v);
+        }
+        if let Some(t) = &self.input_text {
+            rules::text("input_text", t, true, MAX_LONG_TEXT_CHARS, false, &mut v);
+        }
+        if let Some(t) = &self.output_text {
+            rules::text("output_text", t, true, MAX_LONG_TEXT_CHARS, false, &mut v);
+        }
+        rules::finish(v)
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
 //! Entities and validated values. No transport or database types here.
 
 pub mod catalog;
+pub mod rules;
 pub mod session;
 pub mod user;
 
-pub use catalog::{Agent, Class, ClassMember, ClassModel, Example, Knowledge, NewExample, Project};
+pub use catalog::{
+    Agent, Class, ClassMember, ClassModel, Example, ExamplePatch, Knowledge, NewExample, Project,
+};
 pub use session::{FewShotLink, NewSession, Session, SessionModel, Settings};
 pub use user::{IdempotencyKey, UserId};
 

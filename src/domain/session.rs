@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, FieldViolation};
+use super::rules;
+use crate::error::Error;
 
 pub const MAX_KNOWLEDGE_IDS: usize = 50;
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -33,77 +34,41 @@ pub struct NewSession {
     pub notes: Option<String>,
 }
 
-fn check_id(field: &str, id: Option<i64>, out: &mut Vec<FieldViolation>) {
-    if let Some(id) = id
-        && id < 1
-    {
-        out.push(FieldViolation::new(
-            field,
-            format!("must be >= 1, got {id}"),
-        ));
-    }
-}
-
 impl NewSession {
     /// Checks every field and reports all violations at once.
     pub fn parse(input: CreateSessionInput) -> Result<Self, Error> {
         let mut violations = Vec::new();
-        check_id("class_id", input.class_id, &mut violations);
-        check_id("project_id", input.project_id, &mut violations);
-        check_id("agent_id", input.agent_id, &mut violations);
-
-        if input.knowledge_ids.len() > MAX_KNOWLEDGE_IDS {
-            violations.push(FieldViolation::new(
-                "knowledge_ids",
-                format!(
-                    "at most {MAX_KNOWLEDGE_IDS} ids, got {}",
-                    input.knowledge_ids.len()
-                ),
-            ));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, id) in input.knowledge_ids.iter().enumerate() {
-            if *id < 1 {
-                violations.push(FieldViolation::new(
-                    format!("knowledge_ids[{i}]"),
-                    format!("must be >= 1, got {id}"),
-                ));
-            } else if !seen.insert(*id) {
-                violations.push(FieldViolation::new(
-                    format!("knowledge_ids[{i}]"),
-                    format!("duplicate id {id}; each knowledge id may appear once"),
-                ));
-            }
-        }
-
+        rules::optional_id("class_id", input.class_id, &mut violations);
+        rules::optional_id("project_id", input.project_id, &mut violations);
+        rules::optional_id("agent_id", input.agent_id, &mut violations);
+        rules::distinct_ids(
+            "knowledge_ids",
+            &input.knowledge_ids,
+            MAX_KNOWLEDGE_IDS,
+            &mut violations,
+        );
         if let Some(title) = &input.title {
-            let chars = title.chars().count();
-            if chars > MAX_TITLE_CHARS {
-                violations.push(FieldViolation::new(
-                    "title",
-                    format!("at most {MAX_TITLE_CHARS} characters, got {chars}"),
-                ));
-            }
-            if title.chars().any(char::is_control) {
-                violations.push(FieldViolation::new(
-                    "title",
-                    "must not contain control characters (such as newlines or tabs)",
-                ));
-            }
+            rules::text(
+                "title",
+                title,
+                false,
+                MAX_TITLE_CHARS,
+                true,
+                &mut violations,
+            );
         }
         if let Some(notes) = &input.notes {
-            let chars = notes.chars().count();
-            if chars > MAX_NOTES_CHARS {
-                violations.push(FieldViolation::new(
-                    "notes",
-                    format!("at most {MAX_NOTES_CHARS} characters, got {chars}"),
-                ));
-            }
+            rules::text(
+                "notes",
+                notes,
+                false,
+                MAX_NOTES_CHARS,
+                false,
+                &mut violations,
+            );
         }
 
-        if !violations.is_empty() {
-            return Err(Error::invalid(violations));
-        }
+        rules::finish(violations)?;
         Ok(NewSession {
             class_id: input.class_id,
             project_id: input.project_id,

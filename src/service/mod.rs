@@ -1,5 +1,9 @@
 //! Use cases on domain types, independent of any transport.
 
+pub mod catalog;
+pub mod examples;
 pub mod practice;
 
+pub use catalog::CatalogService;
+pub use examples::ExampleService;
 pub use practice::PracticeService;

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Agent, Class, Example, IdempotencyKey, Knowledge, NewExample, NewSession, Project, Session,
-    UserId,
+    Agent, Class, Example, ExamplePatch, IdempotencyKey, Knowledge, NewExample, NewSession,
+    Project, Session, UserId,
 };
 use crate::error::Error;
 
@@ -118,6 +118,34 @@ pub trait Store: Send + Sync + 'static {
         example: &NewExample,
         now: DateTime<Utc>,
     ) -> Result<Example, Error>;
+
+    /// The user's example, if it exists and isn't deleted.
+    async fn get_example(&self, user: UserId, example_id: i64) -> Result<Option<Example>, Error>;
+
+    /// The user's examples with ids above `after_id`, oldest first.
+    async fn list_examples(
+        &self,
+        user: UserId,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Example>, Error>;
+
+    /// Applies the patch to the user's example; `None` if there is none.
+    async fn update_example(
+        &self,
+        user: UserId,
+        example_id: i64,
+        patch: &ExamplePatch,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Example>, Error>;
+
+    /// Soft-deletes the user's example; `false` if there was none.
+    async fn delete_example(
+        &self,
+        user: UserId,
+        example_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error>;
 
     async fn table_counts(&self) -> Result<TableCounts, Error>;
 }

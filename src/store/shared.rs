@@ -35,7 +35,7 @@ macro_rules! impl_store {
         use sqlx::types::Json;
         use sqlx::{QueryBuilder, Transaction};
 
-        use crate::domain::{Agent, Class, Example, FewShotLink, Knowledge, NewExample, NewSession, Project, Session, SessionModel, Settings, UserId};
+        use crate::domain::{Agent, Class, Example, ExamplePatch, FewShotLink, Knowledge, NewExample, NewSession, Project, Session, SessionModel, Settings, UserId};
         use crate::domain::session::{Response, DEFAULT_STYLE_PRESET};
         use crate::error::Error;
         use crate::store::shared::{example_columns, my_classes};
@@ -749,6 +749,80 @@ macro_rules! impl_store {
                     title: e.title.clone(),
                     meta: e.meta.clone(),
                 })
+            }
+
+            async fn get_example(&self, user: UserId, example_id: i64) -> Result<Option<Example>, Error> {
+                let row: Option<ExampleRow> = sqlx::query_as(concat!(
+                    "SELECT ", example_columns!(), " FROM examples e \
+                     WHERE e.example_id = $1 AND e.user_id = $2 AND e.deleted_at IS NULL"
+                ))
+                .bind(example_id)
+                .bind(user.get())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(example_from_row))
+            }
+
+            async fn list_examples(&self, user: UserId, after_id: i64, limit: i64) -> Result<Vec<Example>, Error> {
+                let rows: Vec<ExampleRow> = sqlx::query_as(concat!(
+                    "SELECT ", example_columns!(), " FROM examples e \
+                     WHERE e.user_id = $1 AND e.deleted_at IS NULL AND e.example_id > $2 \
+                     ORDER BY e.example_id LIMIT $3"
+                ))
+                .bind(user.get())
+                .bind(after_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(example_from_row).collect())
+            }
+
+            async fn update_example(
+                &self,
+                user: UserId,
+                example_id: i64,
+                patch: &ExamplePatch,
+                now: DateTime<Utc>,
+            ) -> Result<Option<Example>, Error> {
+                // One statement: each column keeps its value unless the patch
+                // carries one, so concurrent updates of different fields
+                // both land.
+                let row: Option<ExampleRow> = sqlx::query_as(concat!(
+                    "UPDATE examples AS e SET \
+                     title = CASE WHEN $3 THEN $4 ELSE title END, \
+                     input_text = COALESCE($5, input_text), \
+                     output_text = COALESCE($6, output_text), \
+                     is_active = COALESCE($7, is_active), \
+                     meta = COALESCE($8, meta), \
+                     updated_at = $9 \
+                     WHERE example_id = $1 AND user_id = $2 AND deleted_at IS NULL \
+                     RETURNING ", example_columns!()
+                ))
+                .bind(example_id)
+                .bind(user.get())
+                .bind(patch.title.is_some())
+                .bind(patch.title.clone().flatten())
+                .bind(patch.input_text.as_deref())
+                .bind(patch.output_text.as_deref())
+                .bind(patch.is_active)
+                .bind(patch.meta.as_ref().map(Json))
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(example_from_row))
+            }
+
+            async fn delete_example(&self, user: UserId, example_id: i64, now: DateTime<Utc>) -> Result<bool, Error> {
+                let done = sqlx::query(
+                    "UPDATE examples SET deleted_at = $3, updated_at = $3 \
+                     WHERE example_id = $1 AND user_id = $2 AND deleted_at IS NULL",
+                )
+                .bind(example_id)
+                .bind(user.get())
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() > 0)
             }
 
             async fn table_counts(&self) -> Result<TableCounts, Error> {

@@ -4,20 +4,21 @@
 use tonic::{Request, Response, Status};
 
 use crate::api::auth::principal;
-use crate::api::convert::session_to_proto;
-use crate::domain::IdempotencyKey;
+use crate::api::convert::{example_to_proto, session_to_proto, struct_to_json};
 use crate::domain::session::CreateSessionInput;
+use crate::domain::{ExamplePatch, IdempotencyKey, NewExample};
 use crate::proto::practice::v1 as pb;
 use crate::proto::practice::v1::practice_service_server::PracticeService as PracticeRpc;
-use crate::service::PracticeService;
+use crate::service::{ExampleService, PracticeService};
 
 pub struct PracticeApi {
     service: PracticeService,
+    examples: ExampleService,
 }
 
 impl PracticeApi {
-    pub fn new(service: PracticeService) -> Self {
-        Self { service }
+    pub fn new(service: PracticeService, examples: ExampleService) -> Self {
+        Self { service, examples }
     }
 }
 
@@ -64,5 +65,86 @@ impl PracticeRpc for PracticeApi {
         span.record("session_id", session_id);
         let session = self.service.get_session(user, session_id).await?;
         Ok(Response::new(session_to_proto(session)))
+    }
+
+    #[tracing::instrument(name = "CreateExample", skip_all, fields(user_id))]
+    async fn create_example(
+        &self,
+        request: Request<pb::CreateExampleRequest>,
+    ) -> Result<Response<pb::Example>, Status> {
+        let user = principal(&request)?.user_id()?;
+        tracing::Span::current().record("user_id", user.get());
+        let r = request.into_inner();
+        let example = NewExample {
+            title: r.title,
+            input_text: r.input_text,
+            output_text: r.output_text,
+            is_active: r.is_active.unwrap_or(true),
+            meta: r.meta.map(struct_to_json).unwrap_or_default(),
+        };
+        let created = self.examples.create(user, example).await?;
+        Ok(Response::new(example_to_proto(created)))
+    }
+
+    #[tracing::instrument(name = "GetExample", skip_all, fields(user_id))]
+    async fn get_example(
+        &self,
+        request: Request<pb::GetExampleRequest>,
+    ) -> Result<Response<pb::Example>, Status> {
+        let user = principal(&request)?.user_id()?;
+        tracing::Span::current().record("user_id", user.get());
+        let example = self
+            .examples
+            .get(user, request.get_ref().example_id)
+            .await?;
+        Ok(Response::new(example_to_proto(example)))
+    }
+
+    #[tracing::instrument(name = "ListExamples", skip_all, fields(user_id))]
+    async fn list_examples(
+        &self,
+        request: Request<pb::ListExamplesRequest>,
+    ) -> Result<Response<pb::ListExamplesResponse>, Status> {
+        let user = principal(&request)?.user_id()?;
+        tracing::Span::current().record("user_id", user.get());
+        let r = request.get_ref();
+        let page = self.examples.list(user, r.page_size, &r.page_token).await?;
+        Ok(Response::new(pb::ListExamplesResponse {
+            examples: page.examples.into_iter().map(example_to_proto).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(name = "UpdateExample", skip_all, fields(user_id))]
+    async fn update_example(
+        &self,
+        request: Request<pb::UpdateExampleRequest>,
+    ) -> Result<Response<pb::Example>, Status> {
+        let user = principal(&request)?.user_id()?;
+        tracing::Span::current().record("user_id", user.get());
+        let r = request.into_inner();
+        let patch = ExamplePatch {
+            // An empty title clears it (JSON null means "absent" in proto3).
+            title: r.title.map(|t| Some(t).filter(|t| !t.is_empty())),
+            input_text: r.input_text,
+            output_text: r.output_text,
+            is_active: r.is_active,
+            meta: r.meta.map(struct_to_json),
+        };
+        let updated = self.examples.update(user, r.example_id, patch).await?;
+        Ok(Response::new(example_to_proto(updated)))
+    }
+
+    #[tracing::instrument(name = "DeleteExample", skip_all, fields(user_id))]
+    async fn delete_example(
+        &self,
+        request: Request<pb::DeleteExampleRequest>,
+    ) -> Result<Response<()>, Status> {
+        let user = principal(&request)?.user_id()?;
+        tracing::Span::current().record("user_id", user.get());
+        self.examples
+            .delete(user, request.get_ref().example_id)
+            .await?;
+        Ok(Response::new(()))
     }
 }

@@ -225,9 +225,23 @@ fn insert_field(
         return Ok(());
     }
     if taken(object) {
+        // The same value twice (`PUT /classes/5` with `"class_id": 5`) is
+        // fine; a different one would let the body override the path.
+        let existing = object
+            .get(field.name())
+            .or_else(|| object.get(field.json_name()));
+        let same = match existing {
+            Some(Json::String(s)) => s == text,
+            Some(Json::Number(n)) => n.to_string() == text,
+            Some(Json::Bool(b)) => b.to_string() == text,
+            _ => false,
+        };
+        if same {
+            return Ok(());
+        }
         return Err(Error::invalid_field(
             &dotted,
-            format!("is set by the {source} and may not be set elsewhere in the request"),
+            format!("the {source} says {text:?}; the rest of the request may not say otherwise"),
         ));
     }
     object.insert(

@@ -1,0 +1,83 @@
+//! Small field checks shared by every validated value; each adds a field
+//! violation rather than failing fast, so a client sees every problem at once.
+
+use crate::error::FieldViolation;
+
+pub fn positive_id(field: &str, id: i64, out: &mut Vec<FieldViolation>) {
+    if id < 1 {
+        out.push(FieldViolation::new(
+            field,
+            format!("must be >= 1, got {id}"),
+        ));
+    }
+}
+
+pub fn optional_id(field: &str, id: Option<i64>, out: &mut Vec<FieldViolation>) {
+    if let Some(id) = id {
+        positive_id(field, id, out);
+    }
+}
+
+/// A text field: `required` means not empty (after trimming); `max` counts
+/// characters; `single_line` also refuses control characters.
+pub fn text(
+    field: &str,
+    value: &str,
+    required: bool,
+    max: usize,
+    single_line: bool,
+    out: &mut Vec<FieldViolation>,
+) {
+    if required && value.trim().is_empty() {
+        out.push(FieldViolation::new(
+            field,
+            "is required and must not be blank",
+        ));
+        return;
+    }
+    let chars = value.chars().count();
+    if chars > max {
+        out.push(FieldViolation::new(
+            field,
+            format!("at most {max} characters, got {chars}"),
+        ));
+    }
+    if single_line && value.chars().any(char::is_control) {
+        out.push(FieldViolation::new(
+            field,
+            "must not contain control characters (such as newlines or tabs)",
+        ));
+    }
+}
+
+/// Ids in a list: each >= 1 and each once.
+pub fn distinct_ids(field: &str, ids: &[i64], max: usize, out: &mut Vec<FieldViolation>) {
+    if ids.len() > max {
+        out.push(FieldViolation::new(
+            field,
+            format!("at most {max} ids, got {}", ids.len()),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        if *id < 1 {
+            out.push(FieldViolation::new(
+                format!("{field}[{i}]"),
+                format!("must be >= 1, got {id}"),
+            ));
+        } else if !seen.insert(*id) {
+            out.push(FieldViolation::new(
+                format!("{field}[{i}]"),
+                format!("duplicate id {id}; each may appear once"),
+            ));
+        }
+    }
+}
+
+pub fn finish(violations: Vec<FieldViolation>) -> Result<(), crate::error::Error> {
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::error::Error::invalid(violations))
+    }
+}

@@ -1,0 +1,68 @@
+//! The catalog pushed by the services that own classes, projects, knowledge
+//! and agents. Upserts replace the whole object; deletes are soft (the row
+//! stays with a `deleted_at`) so that existing sessions keep their ids,
+//! their agent snapshots and their few-shot examples, while the visibility
+//! rules of new sessions skip deleted objects.
+
+use std::sync::Arc;
+
+use crate::domain::{Agent, Class, Knowledge, Project, now_micros};
+use crate::error::Error;
+use crate::store::{CatalogKind, Store};
+
+#[derive(Clone)]
+pub struct CatalogService {
+    store: Arc<dyn Store>,
+}
+
+impl CatalogService {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    pub async fn upsert_class(&self, class: Class) -> Result<Class, Error> {
+        class.validate()?;
+        self.store.upsert_class(&class, now_micros()).await?;
+        Ok(class)
+    }
+
+    pub async fn upsert_project(&self, project: Project) -> Result<Project, Error> {
+        project.validate()?;
+        self.store.upsert_project(&project, now_micros()).await?;
+        Ok(project)
+    }
+
+    pub async fn upsert_knowledge(&self, knowledge: Knowledge) -> Result<Knowledge, Error> {
+        knowledge.validate()?;
+        self.store
+            .upsert_knowledge(&knowledge, now_micros())
+            .await?;
+        Ok(knowledge)
+    }
+
+    pub async fn upsert_agent(&self, agent: Agent) -> Result<Agent, Error> {
+        agent.validate()?;
+        self.store.upsert_agent(&agent, now_micros()).await?;
+        Ok(agent)
+    }
+
+    pub async fn delete(&self, kind: CatalogKind, id: i64) -> Result<(), Error> {
+        let (field, what) = match kind {
+            CatalogKind::Class => ("class_id", "class"),
+            CatalogKind::Project => ("project_id", "project"),
+            CatalogKind::Knowledge => ("knowledge_id", "knowledge item"),
+            CatalogKind::Agent => ("agent_id", "agent"),
+        };
+        if id < 1 {
+            return Err(Error::invalid_field(
+                field,
+                format!("must be >= 1, got {id}"),
+            ));
+        }
+        if self.store.delete_catalog(kind, id, now_micros()).await? {
+            Ok(())
+        } else {
+            Err(Error::NotFound(format!("{what} {id} not found")))
+        }
+    }
+}
