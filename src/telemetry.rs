@@ -16,3 +16,13 @@ pub fn init(format: LogFormat) {
             .try_init(),
     };
 }
+
+/// For tests: logs go through the test harness's capture (shown for failing
+/// tests), `warn` and up unless `RUST_LOG` says otherwise.
+pub fn init_for_tests() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt::layer().with_test_writer())
+        .try_init();
+}

@@ -22,6 +22,11 @@ macro_rules! example_columns {
         "e.example_id, e.user_id, e.input_text, e.output_text, e.is_active, \
          e.created_at, e.updated_at, e.title, e.meta"
     };
+    // Unqualified, for RETURNING (SQLite refuses a table alias there).
+    (bare) => {
+        "example_id, user_id, input_text, output_text, is_active, \
+         created_at, updated_at, title, meta"
+    };
 }
 pub(super) use example_columns;
 
@@ -788,7 +793,7 @@ macro_rules! impl_store {
                 // carries one, so concurrent updates of different fields
                 // both land.
                 let row: Option<ExampleRow> = sqlx::query_as(concat!(
-                    "UPDATE examples AS e SET \
+                    "UPDATE examples SET \
                      title = CASE WHEN $3 THEN $4 ELSE title END, \
                      input_text = COALESCE($5, input_text), \
                      output_text = COALESCE($6, output_text), \
@@ -796,7 +801,7 @@ macro_rules! impl_store {
                      meta = COALESCE($8, meta), \
                      updated_at = $9 \
                      WHERE example_id = $1 AND user_id = $2 AND deleted_at IS NULL \
-                     RETURNING ", example_columns!()
+                     RETURNING ", example_columns!(bare)
                 ))
                 .bind(example_id)
                 .bind(user.get())

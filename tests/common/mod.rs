@@ -78,6 +78,8 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<
         }
     }
     let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test config");
+    // Server logs show up with `cargo test -- --nocapture` (RUST_LOG filters).
+    practice_service::telemetry::init_for_tests();
     let app = Application::build(config).await.expect("server starts");
     let addr = app.local_addr();
     let store = app.store();
@@ -374,4 +376,15 @@ pub async fn raw_http(
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+impl TestApp {
+    pub async fn catalog(
+        &self,
+    ) -> practice_service::proto::practice::v1::catalog_service_client::CatalogServiceClient<Channel>
+    {
+        practice_service::proto::practice::v1::catalog_service_client::CatalogServiceClient::connect(self.url())
+            .await
+            .expect("connects")
+    }
 }
