@@ -33,6 +33,10 @@ impl PgStore {
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
         self.pool.begin().await
     }
+
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
 }
 
 fn id_list(ids: &[i64]) -> Vec<i64> {

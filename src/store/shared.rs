@@ -3,7 +3,8 @@
 //! `impl_store!` expands inside each backend module with that module's
 //! concrete database type, so every query is type-checked against both
 //! drivers without a wall of generic bounds. The module supplies:
-//! `begin_write(&self)`, `id_list(&[i64])` (how a list of ids is bound),
+//! `begin_write(&self)` and `writer(&self)` (where writes go),
+//! `id_list(&[i64])` (how a list of ids is bound),
 //! `is_retryable(&sqlx::Error)`, and the `ids_in` SQL fragment that tests
 //! membership in the list bound as `$1`.
 
@@ -459,7 +460,7 @@ macro_rules! impl_store {
 
             async fn migrate(&self) -> Result<(), Error> {
                 MIGRATOR
-                    .run(&self.pool)
+                    .run(self.writer())
                     .await
                     .map_err(|e| Error::internal(anyhow::anyhow!("migration failed: {e}")))
             }
@@ -644,7 +645,7 @@ macro_rules! impl_store {
                 .bind(p.class_id)
                 .bind(&p.name)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await?;
                 Ok(())
             }
@@ -662,7 +663,7 @@ macro_rules! impl_store {
                 .bind(k.class_id)
                 .bind(&k.title)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await?;
                 Ok(())
             }
@@ -725,7 +726,7 @@ macro_rules! impl_store {
                     CatalogKind::Knowledge => "UPDATE knowledge_items SET deleted_at = $2 WHERE knowledge_id = $1 AND deleted_at IS NULL",
                     CatalogKind::Agent => "UPDATE agents SET deleted_at = $2 WHERE agent_id = $1 AND deleted_at IS NULL",
                 };
-                let done = sqlx::query(sql).bind(id).bind(now).execute(&self.pool).await?;
+                let done = sqlx::query(sql).bind(id).bind(now).execute(self.writer()).await?;
                 Ok(done.rows_affected() > 0)
             }
 
@@ -741,7 +742,7 @@ macro_rules! impl_store {
                 .bind(e.is_active)
                 .bind(Json(&e.meta))
                 .bind(now)
-                .fetch_one(&self.pool)
+                .fetch_one(self.writer())
                 .await?;
                 Ok(Example {
                     example_id,
@@ -812,7 +813,7 @@ macro_rules! impl_store {
                 .bind(patch.is_active)
                 .bind(patch.meta.as_ref().map(Json))
                 .bind(now)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.writer())
                 .await?;
                 Ok(row.map(example_from_row))
             }
@@ -825,7 +826,7 @@ macro_rules! impl_store {
                 .bind(example_id)
                 .bind(user.get())
                 .bind(now)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await?;
                 Ok(done.rows_affected() > 0)
             }

@@ -1,0 +1,314 @@
+//! practice-bench: CreateSession throughput and latency over native gRPC,
+//! gRPC-Web and HTTP/JSON, on SQLite and PostgreSQL, against a raw baseline
+//! (the same transaction through the store, in-process, no RPC), all in one
+//! run on one machine. Prints a Markdown table with the ratios.
+//!
+//! `cargo run --release --bin practice-bench -- --help`
+
+mod load;
+mod server;
+
+// The test suite's throwaway PostgreSQL cluster, shared rather than copied.
+#[path = "../../../tests/common/pg.rs"]
+#[allow(dead_code)]
+mod pg;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use practice_service::domain::{
+    Agent, Class, ClassMember, ClassModel, Knowledge, NewExample, UserId, now_micros,
+};
+use practice_service::store::{self, Store, StoreOptions};
+
+use load::{Mode, Protocol, Stats, Target};
+
+#[derive(Parser, Debug)]
+#[command(about = "Load generator for practice-service's CreateSession")]
+struct Args {
+    /// Databases to run on: sqlite, postgres (a throwaway cluster, or --pg-url).
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    db: Vec<String>,
+    /// An existing PostgreSQL server to create the bench database on.
+    #[arg(long)]
+    pg_url: Option<String>,
+    /// Protocols: raw, grpc, grpc-web, json.
+    #[arg(long, value_delimiter = ',', default_value = "raw,grpc,grpc-web,json")]
+    protocols: Vec<String>,
+    /// Requests in flight at once (closed loop).
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// HTTP/2 connections for gRPC (HTTP/1.1 clients pool their own).
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5)]
+    duration: u64,
+    /// Seconds of warm-up before each measurement.
+    #[arg(long, default_value_t = 1)]
+    warmup: u64,
+    /// Also run gRPC open-loop at this fraction of the closed-loop maximum.
+    #[arg(long, default_value_t = 0.5)]
+    open_fraction: f64,
+    /// The server binary (default: practice-service beside this one).
+    #[arg(long)]
+    server: Option<std::path::PathBuf>,
+}
+
+pub const USERS: i64 = 1000;
+pub const KNOWLEDGE: i64 = 20;
+pub const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
+
+/// The catalog every create reads: one class with 3 models and USERS
+/// members, an agent with 3 examples, and KNOWLEDGE knowledge items.
+async fn seed(store: &Arc<dyn Store>) -> anyhow::Result<()> {
+    let now = now_micros();
+    store
+        .upsert_class(
+            &Class {
+                class_id: 1,
+                name: "Bench class".into(),
+                members: (1..=USERS)
+                    .map(|u| ClassMember {
+                        user_id: u,
+                        role: "student".into(),
+                    })
+                    .collect(),
+                models: ["gpt-4o-mini", "claude-3-haiku", "llama-3-8b"]
+                    .iter()
+                    .map(|m| ClassModel {
+                        model_name: m.to_string(),
+                        enabled: true,
+                    })
+                    .collect(),
+            },
+            now,
+        )
+        .await?;
+    for k in 1..=KNOWLEDGE {
+        store
+            .upsert_knowledge(
+                &Knowledge {
+                    knowledge_id: k,
+                    owner_user_id: 1,
+                    project_id: None,
+                    class_id: Some(1),
+                    title: format!("K{k}"),
+                },
+                now,
+            )
+            .await?;
+    }
+    let mut example_ids = Vec::new();
+    for i in 0..3 {
+        let e = NewExample {
+            title: Some(format!("Example {i}")),
+            input_text: format!("Correct this sentence number {i}."),
+            output_text: format!("Corrected sentence number {i}."),
+            is_active: true,
+            meta: serde_json::json!({"rank": i}).as_object().unwrap().clone(),
+        };
+        example_ids.push(
+            store
+                .create_example(UserId::new(1).unwrap(), &e, now)
+                .await?
+                .example_id,
+        );
+    }
+    store
+        .upsert_agent(
+            &Agent {
+                agent_id: 1,
+                owner_user_id: 1,
+                class_id: Some(1),
+                name: "Bench tutor".into(),
+                description: Some("Benchmark agent".into()),
+                system_prompt: Some("You are a patient writing tutor.".into()),
+                style_preset: "balanced".into(),
+                style_params: serde_json::json!({"tone": "warm"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+                generation_params: serde_json::json!({"temperature": 0.2, "max_tokens": 512})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+                example_ids,
+            },
+            now,
+        )
+        .await?;
+    Ok(())
+}
+
+struct Row {
+    db: String,
+    protocol: String,
+    mode: String,
+    stats: Stats,
+    cpu_us_per_req: Option<f64>,
+    rss_mb: Option<f64>,
+    ratio: Option<(String, f64)>,
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "| db | protocol | mode | req/s | p50 ms | p99 ms | p999 ms | server CPU µs/req | server peak RSS MB | ratio |"
+    );
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---|");
+    for r in rows {
+        let cpu = r.cpu_us_per_req.map_or("-".into(), |c| format!("{c:.0}"));
+        let rss = r.rss_mb.map_or("-".into(), |m| format!("{m:.1}"));
+        let ratio = r
+            .ratio
+            .as_ref()
+            .map_or("".into(), |(what, v)| format!("{v:.2} {what}"));
+        println!(
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {cpu} | {rss} | {ratio} |",
+            r.db,
+            r.protocol,
+            r.mode,
+            r.stats.throughput(),
+            r.stats.quantile_ms(0.50),
+            r.stats.quantile_ms(0.99),
+            r.stats.quantile_ms(0.999),
+        );
+    }
+}
+
+async fn database_url(
+    db: &str,
+    dir: &tempfile::TempDir,
+    pg_url: &Option<String>,
+) -> anyhow::Result<String> {
+    match db {
+        "sqlite" => Ok(format!("sqlite:{}", dir.path().join("bench.db").display())),
+        "postgres" => {
+            if let Some(url) = pg_url {
+                // SAFETY: set before any other thread reads the environment.
+                unsafe { std::env::set_var("TEST_DATABASE_URL", url) };
+            }
+            pg::fresh_database()
+                .await
+                .context("no PostgreSQL: install it, or pass --pg-url")
+        }
+        other => bail!("unknown database {other:?}"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let server_bin = match &args.server {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("practice-service"),
+    };
+    if !server_bin.exists() {
+        bail!(
+            "{} not found: cargo build --release first",
+            server_bin.display()
+        );
+    }
+    let protocols: Vec<Protocol> = args
+        .protocols
+        .iter()
+        .map(|p| p.parse())
+        .collect::<Result<_, _>>()?;
+    let measure = Duration::from_secs(args.duration);
+    let warmup = Duration::from_secs(args.warmup);
+    eprintln!(
+        "machine: {} cores; concurrency {}, {} s per cell",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        args.concurrency,
+        args.duration
+    );
+
+    let mut rows = Vec::new();
+    for db in &args.db {
+        let dir = tempfile::tempdir()?;
+        let url = database_url(db, &dir, &args.pg_url).await?;
+        let store = store::connect(&url, &StoreOptions::default()).await?;
+        store.migrate().await?;
+        seed(&store).await?;
+        let server = server::Server::start(&server_bin, &url).await?;
+
+        let mut raw_rps = None;
+        let mut grpc_rps = None;
+        for protocol in &protocols {
+            let target = Arc::new(match protocol {
+                Protocol::Raw => Target::raw(store.clone()),
+                p => Target::connect(*p, &server.url(), args.connections).await?,
+            });
+            let run_id = format!("{db}-{}-{}", protocol.name(), std::process::id());
+            load::run(
+                &target,
+                Mode::Closed {
+                    concurrency: args.concurrency,
+                },
+                warmup,
+                &format!("{run_id}-w"),
+            )
+            .await?;
+            let before = server.cpu_ticks()?;
+            let stats = load::run(
+                &target,
+                Mode::Closed {
+                    concurrency: args.concurrency,
+                },
+                measure,
+                &run_id,
+            )
+            .await?;
+            let after = server.cpu_ticks()?;
+            let server_side = *protocol != Protocol::Raw;
+            let ratio = match protocol {
+                Protocol::Raw => {
+                    raw_rps = Some(stats.throughput());
+                    None
+                }
+                Protocol::Grpc => {
+                    grpc_rps = Some(stats.throughput());
+                    raw_rps.map(|raw| ("of raw".to_string(), stats.throughput() / raw))
+                }
+                _ => grpc_rps.map(|g| ("of gRPC".to_string(), stats.throughput() / g)),
+            };
+            rows.push(Row {
+                db: db.clone(),
+                protocol: protocol.name().into(),
+                mode: format!("closed c={}", args.concurrency),
+                cpu_us_per_req: server_side
+                    .then(|| server::ticks_to_us(after - before) / stats.ok as f64),
+                rss_mb: server_side.then(|| server.peak_rss_mb()).flatten(),
+                stats,
+                ratio,
+            });
+        }
+        if let Some(max) = grpc_rps
+            && args.open_fraction > 0.0
+        {
+            let rate = (max * args.open_fraction).max(1.0);
+            let target =
+                Arc::new(Target::connect(Protocol::Grpc, &server.url(), args.connections).await?);
+            let run_id = format!("{db}-open-{}", std::process::id());
+            let stats = load::run(&target, Mode::Open { rate }, measure, &run_id).await?;
+            rows.push(Row {
+                db: db.clone(),
+                protocol: "grpc".into(),
+                mode: format!(
+                    "open {rate:.0}/s ({:.0}% of max)",
+                    args.open_fraction * 100.0
+                ),
+                cpu_us_per_req: None,
+                rss_mb: server.peak_rss_mb(),
+                stats,
+                ratio: None,
+            });
+        }
+        server.stop().await;
+    }
+    print_table(&rows);
+    Ok(())
+}
