@@ -64,8 +64,32 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     pub log_format: LogFormat,
     pub db_max_connections: u32,
-    /// Largest JSON request body; larger ones get 413.
+    /// Largest JSON request body (413 above) and gRPC request message
+    /// (`OUT_OF_RANGE` above): the same order for every protocol.
     pub max_body_bytes: usize,
+    pub limits: Limits,
+}
+
+/// Every limit the server runs with, each set explicitly.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Whole-request deadline; a smaller `grpc-timeout` wins.
+    pub request_timeout: Duration,
+    /// Waiting for a database connection; shorter than the request timeout.
+    pub db_acquire_timeout: Duration,
+    /// One SQL statement (PostgreSQL `statement_timeout`, SQLite busy wait).
+    pub db_statement_timeout: Duration,
+    /// Requests in flight across all connections before shedding (429).
+    pub max_in_flight: usize,
+    /// Requests in flight on one connection (further ones wait).
+    pub max_per_connection: usize,
+    pub max_concurrent_streams: u32,
+    pub max_header_list_bytes: u32,
+    pub max_response_bytes: usize,
+    pub keepalive: Duration,
+    pub max_connection_age: Duration,
+    /// How long in-flight requests may finish after SIGTERM.
+    pub shutdown_grace: Duration,
 }
 
 fn bad(name: &str, why: impl std::fmt::Display) -> Error {
@@ -134,17 +158,44 @@ impl Config {
                 ));
             }
         };
-        let db_max_connections = match get("PRACTICE_DB_MAX_CONNECTIONS") {
-            Some(v) => v
-                .parse()
-                .map_err(|e| bad("PRACTICE_DB_MAX_CONNECTIONS", e))?,
-            None => 16,
-        };
 
-        let max_body_bytes = match get("PRACTICE_MAX_BODY_BYTES") {
-            Some(v) => v.parse().map_err(|e| bad("PRACTICE_MAX_BODY_BYTES", e))?,
-            None => 1024 * 1024,
+        let number = |name: &str, default: u64| -> Result<u64, Error> {
+            match get(name) {
+                Some(v) => v
+                    .parse()
+                    .map_err(|e| bad(name, format!("{e} (want a whole number)"))),
+                None => Ok(default),
+            }
         };
+        let max_body_bytes = number("PRACTICE_MAX_BODY_BYTES", 1024 * 1024)? as usize;
+        let ms = |name: &str, default: u64| number(name, default).map(Duration::from_millis);
+        let limits = Limits {
+            request_timeout: ms("PRACTICE_REQUEST_TIMEOUT_MS", 10_000)?,
+            db_acquire_timeout: ms("PRACTICE_DB_ACQUIRE_TIMEOUT_MS", 2_000)?,
+            db_statement_timeout: ms("PRACTICE_DB_STATEMENT_TIMEOUT_MS", 5_000)?,
+            max_in_flight: number("PRACTICE_MAX_IN_FLIGHT", 1024)? as usize,
+            max_per_connection: number("PRACTICE_MAX_PER_CONNECTION", 256)? as usize,
+            max_concurrent_streams: number("PRACTICE_MAX_CONCURRENT_STREAMS", 256)? as u32,
+            max_header_list_bytes: number("PRACTICE_MAX_HEADER_LIST_BYTES", 16 * 1024)? as u32,
+            max_response_bytes: number("PRACTICE_MAX_RESPONSE_BYTES", 4 * 1024 * 1024)? as usize,
+            keepalive: ms("PRACTICE_KEEPALIVE_MS", 30_000)?,
+            max_connection_age: ms("PRACTICE_MAX_CONNECTION_AGE_MS", 600_000)?,
+            shutdown_grace: ms("PRACTICE_SHUTDOWN_GRACE_MS", 20_000)?,
+        };
+        if limits.db_acquire_timeout >= limits.request_timeout
+            || limits.db_statement_timeout >= limits.request_timeout
+        {
+            return Err(bad(
+                "database timeouts",
+                "PRACTICE_DB_ACQUIRE_TIMEOUT_MS and PRACTICE_DB_STATEMENT_TIMEOUT_MS must be shorter than PRACTICE_REQUEST_TIMEOUT_MS",
+            ));
+        }
+        if limits.max_in_flight == 0 || max_body_bytes == 0 {
+            return Err(bad(
+                "limits",
+                "PRACTICE_MAX_IN_FLIGHT and PRACTICE_MAX_BODY_BYTES must be above 0",
+            ));
+        }
 
         Ok(Config {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
@@ -158,8 +209,9 @@ impl Config {
             ),
             cors_origins: list(&get("PRACTICE_CORS_ORIGINS").unwrap_or_default()),
             log_format,
-            db_max_connections,
+            db_max_connections: number("PRACTICE_DB_MAX_CONNECTIONS", 16)? as u32,
             max_body_bytes,
+            limits,
         })
     }
 }
@@ -209,6 +261,28 @@ mod tests {
         );
         assert!(config(&[("PRACTICE_JWT_SECRET", "short")]).is_err());
         assert!(config(&[("PRACTICE_JWKS", "http://example.com/jwks")]).is_err());
+    }
+
+    #[test]
+    fn database_timeouts_must_fit_in_the_request_timeout() {
+        assert!(
+            config(&[
+                ("PRACTICE_REQUEST_TIMEOUT_MS", "1000"),
+                ("PRACTICE_DB_ACQUIRE_TIMEOUT_MS", "1000")
+            ])
+            .is_err()
+        );
+        assert!(
+            config(&[
+                ("PRACTICE_REQUEST_TIMEOUT_MS", "1000"),
+                ("PRACTICE_DB_STATEMENT_TIMEOUT_MS", "2000")
+            ])
+            .is_err()
+        );
+        assert!(config(&[("PRACTICE_MAX_IN_FLIGHT", "0")]).is_err());
+        assert!(config(&[("PRACTICE_MAX_IN_FLIGHT", "lots")]).is_err());
+        let c = config(&[]).unwrap();
+        assert!(c.limits.db_statement_timeout < c.limits.request_timeout);
     }
 
     #[test]

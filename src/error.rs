@@ -150,6 +150,27 @@ impl From<sqlx::Error> for Error {
                 tracing::warn!(error = %err, "database unavailable");
                 Error::Unavailable("the database is unavailable; try again shortly".into())
             }
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                match code.as_ref() {
+                    // PostgreSQL: statement_timeout.
+                    "57014" => {
+                        tracing::warn!(error = %err, "database statement timed out");
+                        Error::DeadlineExceeded("the database took too long; try again".into())
+                    }
+                    // Shutting down, starting up, connection failures, too
+                    // many connections; SQLite: busy or locked past the wait.
+                    "57P01" | "57P02" | "57P03" | "53300" | "5" | "6" | "517" => {
+                        tracing::warn!(error = %err, "database unavailable");
+                        Error::Unavailable("the database is unavailable; try again shortly".into())
+                    }
+                    c if c.starts_with("08") => {
+                        tracing::warn!(error = %err, "database unavailable");
+                        Error::Unavailable("the database is unavailable; try again shortly".into())
+                    }
+                    _ => Error::Internal(err.into()),
+                }
+            }
             _ => Error::Internal(err.into()),
         }
     }

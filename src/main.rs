@@ -75,11 +75,13 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::from_env()?;
-    telemetry::init(config.log_format);
+    let telemetry = telemetry::init(config.log_format);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let app = Application::build(config).await?;
-            app.run_until_stopped(shutdown_signal()).await
+            let served = app.run_until_stopped(shutdown_signal()).await;
+            telemetry.shutdown().await;
+            served
         }
         Command::Migrate => {
             let store = open_store(&config).await?;

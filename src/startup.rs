@@ -6,12 +6,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use std::time::Duration;
+
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::api::auth::AuthLayer;
 use crate::api::grpc::{CatalogApi, PracticeApi};
+use crate::api::rpc::RpcLayer;
+use crate::api::shed::ShedLayer;
 use crate::api::transcode::{TranscodeLayer, Transcoder};
 use crate::auth::{Authenticator, ClaimRules, Keys, dev_secret_path, load_or_create_dev_secret};
 use crate::config::{Config, JwtKey};
@@ -55,7 +60,8 @@ pub async fn load_keys(key: &JwtKey) -> anyhow::Result<Keys> {
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let options = StoreOptions {
         max_connections: config.db_max_connections,
-        ..StoreOptions::default()
+        acquire_timeout: config.limits.db_acquire_timeout,
+        statement_timeout: config.limits.db_statement_timeout,
     };
     let store = store::connect(&config.database_url, &options)
         .await
@@ -97,22 +103,25 @@ impl Application {
         self.store.clone()
     }
 
+    /// Serves until `shutdown` resolves, then drains: health goes
+    /// NOT_SERVING, the listener closes, and requests in flight get up to
+    /// the grace period to finish.
     pub async fn run_until_stopped(
         self,
-        shutdown: impl Future<Output = ()> + Send,
+        shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let limits = self.config.limits.clone();
         let practice = PracticeApi::new(
             PracticeService::new(self.store.clone(), self.config.default_models.clone()),
             ExampleService::new(self.store.clone()),
         );
         let catalog = CatalogApi::new(CatalogService::new(self.store.clone()));
         let (health, health_service) = tonic_health::server::health_reporter();
-        let watcher = tokio::spawn(watch_database(self.store.clone(), health));
+        let watcher = tokio::spawn(watch_database(self.store.clone(), health.clone()));
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("building the reflection service")?;
-        tracing::info!(addr = %self.local_addr(), backend = self.store.backend(), "serving");
         let transcoder = Transcoder::new(
             FILE_DESCRIPTOR_SET,
             self.auth.clone(),
@@ -120,27 +129,71 @@ impl Application {
             self.config.max_body_bytes,
         )
         .map_err(|e| anyhow::anyhow!("reading the HTTP rules: {e}"))?;
-        // Outermost first: CORS answers preflights before anything else;
-        // the JSON transcoder sits outside gRPC-Web (which answers any plain
-        // HTTP/1 request with 400); authentication is next to the routes.
-        let served = Server::builder()
+
+        let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+        let drain = async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining requests in flight");
+            watcher.abort();
+            for service in HEALTH_SERVICES {
+                health
+                    .set_service_status(service, tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
+            let _ = draining_tx.send(());
+        };
+
+        tracing::info!(addr = %self.local_addr(), backend = self.store.backend(), "serving");
+        let server = Server::builder()
             .accept_http1(true)
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .http2_max_header_list_size(limits.max_header_list_bytes)
+            .http2_keepalive_interval(Some(limits.keepalive))
+            .http2_keepalive_timeout(Some(limits.keepalive.min(Duration::from_secs(20))))
+            .tcp_keepalive(Some(limits.keepalive))
+            .max_connection_age(limits.max_connection_age)
+            .concurrency_limit_per_connection(limits.max_per_connection)
+            // Outermost first. Request ids and CORS before anything else
+            // (preflights never reach authentication); shedding before any
+            // work; the JSON transcoder outside gRPC-Web (which answers any
+            // plain HTTP/1 request with 400); then, for every protocol alike,
+            // the RPC span and deadline, authentication, and the routes.
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::x_request_id())
             .layer(cors_layer(&self.config.cors_origins))
+            .layer(ShedLayer::new(limits.max_in_flight))
             .layer(TranscodeLayer::new(transcoder))
             .layer(tonic_web::GrpcWebLayer::new())
+            .layer(RpcLayer::new(limits.request_timeout))
             .layer(AuthLayer::new(self.auth.clone()))
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(PracticeServiceServer::new(practice))
-            .add_service(CatalogServiceServer::new(catalog))
+            .add_service(
+                PracticeServiceServer::new(practice)
+                    .max_decoding_message_size(self.config.max_body_bytes)
+                    .max_encoding_message_size(limits.max_response_bytes),
+            )
+            .add_service(
+                CatalogServiceServer::new(catalog)
+                    .max_decoding_message_size(self.config.max_body_bytes)
+                    .max_encoding_message_size(limits.max_response_bytes),
+            )
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(self.listener).with_nodelay(Some(true)),
-                shutdown,
-            )
-            .await
-            .context("server error");
-        watcher.abort();
-        served
+                drain,
+            );
+        tokio::pin!(server);
+        tokio::select! {
+            served = &mut server => served.context("server error")?,
+            () = async {
+                let _ = draining_rx.await;
+                tokio::time::sleep(limits.shutdown_grace).await;
+            } => {
+                tracing::warn!(grace = ?limits.shutdown_grace, "grace period over; closing the remaining connections");
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
     }
 }
 

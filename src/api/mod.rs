@@ -3,4 +3,6 @@
 pub mod auth;
 pub mod convert;
 pub mod grpc;
+pub mod rpc;
+pub mod shed;
 pub mod transcode;

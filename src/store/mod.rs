@@ -27,14 +27,18 @@ pub use sqlite::SqliteStore;
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub max_connections: u32,
+    /// How long to wait for a free connection before answering UNAVAILABLE.
     pub acquire_timeout: std::time::Duration,
+    /// The longest one statement may run (or, on SQLite, wait for a lock).
+    pub statement_timeout: std::time::Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             max_connections: 16,
-            acquire_timeout: std::time::Duration::from_secs(5),
+            acquire_timeout: std::time::Duration::from_secs(2),
+            statement_timeout: std::time::Duration::from_secs(5),
         }
     }
 }

@@ -21,10 +21,17 @@ impl PgStore {
             .map_err(|e| {
                 crate::error::Error::internal(anyhow::anyhow!("bad PostgreSQL DATABASE_URL: {e}"))
             })?
-            .application_name("practice-service");
+            .application_name("practice-service")
+            .options([(
+                "statement_timeout",
+                options.statement_timeout.as_millis().to_string(),
+            )]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
+            // A connection is checked before use, so a restarted server is
+            // noticed and replaced instead of failing a request.
+            .test_before_acquire(true)
             .connect_with(connect)
             .await?;
         Ok(Self { pool })

@@ -40,6 +40,7 @@ macro_rules! impl_store {
         use serde_json::{Map, Value};
         use sqlx::types::Json;
         use sqlx::{QueryBuilder, Transaction};
+        use tracing::Instrument;
 
         use crate::domain::{Agent, Class, Example, ExamplePatch, FewShotLink, Knowledge, NewExample, NewSession, Project, Session, SessionModel, Settings, UserId};
         use crate::domain::session::{Response, DEFAULT_STYLE_PRESET};
@@ -450,36 +451,8 @@ macro_rules! impl_store {
                 };
                 Ok((agent, r.9, examples))
             }
-        }
 
-        #[async_trait]
-        impl Store for $Store {
-            fn backend(&self) -> &'static str {
-                BACKEND
-            }
-
-            async fn migrate(&self) -> Result<(), Error> {
-                MIGRATOR
-                    .run(self.writer())
-                    .await
-                    .map_err(|e| Error::internal(anyhow::anyhow!("migration failed: {e}")))
-            }
-
-            async fn ping(&self) -> Result<(), Error> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
-                Ok(())
-            }
-
-            async fn create_session(&self, ctx: CreateContext<'_>, new: &NewSession) -> Result<Session, Error> {
-                match self.create_with_retry(ctx, new).await? {
-                    Created::New(session) => Ok(*session),
-                    Created::Replay(id) => self.get_session(ctx.user, id).await?.ok_or_else(|| {
-                        Error::internal(anyhow::anyhow!("idempotency key names missing session {id}"))
-                    }),
-                }
-            }
-
-            async fn get_session(&self, user: UserId, session_id: i64) -> Result<Option<Session>, Error> {
+            async fn read_session(&self, user: UserId, session_id: i64) -> Result<Option<Session>, Error> {
                 let mut conn = self.pool.acquire().await?;
                 type SessionRow = (i64, i64, Option<i64>, Option<i64>, Option<i64>, Option<String>, Option<String>, DateTime<Utc>, DateTime<Utc>);
                 let row: Option<SessionRow> = sqlx::query_as(
@@ -592,6 +565,40 @@ macro_rules! impl_store {
                         })
                         .collect(),
                 }))
+            }
+        }
+
+        #[async_trait]
+        impl Store for $Store {
+            fn backend(&self) -> &'static str {
+                BACKEND
+            }
+
+            async fn migrate(&self) -> Result<(), Error> {
+                MIGRATOR
+                    .run(self.writer())
+                    .await
+                    .map_err(|e| Error::internal(anyhow::anyhow!("migration failed: {e}")))
+            }
+
+            async fn ping(&self) -> Result<(), Error> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn create_session(&self, ctx: CreateContext<'_>, new: &NewSession) -> Result<Session, Error> {
+                let span = tracing::info_span!("db.transaction", db.system = BACKEND, db.operation = "create_session");
+                match self.create_with_retry(ctx, new).instrument(span).await? {
+                    Created::New(session) => Ok(*session),
+                    Created::Replay(id) => self.get_session(ctx.user, id).await?.ok_or_else(|| {
+                        Error::internal(anyhow::anyhow!("idempotency key names missing session {id}"))
+                    }),
+                }
+            }
+
+            async fn get_session(&self, user: UserId, session_id: i64) -> Result<Option<Session>, Error> {
+                let span = tracing::info_span!("db.query", db.system = BACKEND, db.operation = "get_session");
+                self.read_session(user, session_id).instrument(span).await
             }
 
             async fn upsert_class(&self, class: &Class, now: DateTime<Utc>) -> Result<(), Error> {

@@ -9,7 +9,6 @@
 //! and, with WAL, never wait for the writer.
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use sqlx::Sqlite;
 use sqlx::sqlite::{
@@ -36,7 +35,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(options.statement_timeout);
         // An in-memory database exists once per connection: pin it to one.
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let pool_options = || {

@@ -9,7 +9,7 @@
 //! gRPC-Web requests pass straight through. A new RPC needs only its
 //! annotation.
 
-mod errors;
+pub mod errors;
 pub mod json;
 pub mod openapi;
 pub mod routes;
