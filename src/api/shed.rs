@@ -1,7 +1,8 @@
 //! Load shedding: past a global number of requests in flight, a new
 //! request is refused at once (`RESOURCE_EXHAUSTED`, HTTP 429) instead of
 //! waiting in a queue that only grows. Sits outside every protocol, so a
-//! shed request costs no parsing and no database work.
+//! shed request costs no parsing and no database work. Health probes are
+//! always let through.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -61,7 +62,12 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+        // Probes are never shed: under load, a busy server must not look
+        // like a dead one and get restarted.
+        let path = request.uri().path();
+        let probe = path == "/healthz" || path == "/readyz" || path.starts_with("/grpc.health.v1.Health/");
+        let permit = self.permits.clone().try_acquire_owned();
+        if permit.is_err() && !probe {
             let grpc = request
                 .headers()
                 .get(header::CONTENT_TYPE)
@@ -78,7 +84,7 @@ where
                 )
             };
             return Box::pin(async move { Ok(response) });
-        };
+        }
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
