@@ -17,12 +17,18 @@ struct WriteLock(sqlx::SqliteConnection);
 impl WriteLock {
     async fn take(database_url: &str) -> Self {
         let mut conn = sqlx::SqliteConnection::connect(database_url).await.unwrap();
-        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut conn).await.unwrap();
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut conn)
+            .await
+            .unwrap();
         WriteLock(conn)
     }
 
     async fn release(mut self) {
-        sqlx::raw_sql("ROLLBACK").execute(&mut self.0).await.unwrap();
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut self.0)
+            .await
+            .unwrap();
     }
 }
 
@@ -35,9 +41,15 @@ async fn grpc_status_with_timeout(app: &common::TestApp, timeout: &str) -> Strin
     body.extend_from_slice(&(msg.len() as u32).to_be_bytes());
     body.extend_from_slice(&msg);
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
     let resp = client
-        .post(format!("{}/practice.v1.PracticeService/CreateSession", app.url()))
+        .post(format!(
+            "{}/practice.v1.PracticeService/CreateSession",
+            app.url()
+        ))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .header("grpc-timeout", timeout)
@@ -46,27 +58,51 @@ async fn grpc_status_with_timeout(app: &common::TestApp, timeout: &str) -> Strin
         .send()
         .await
         .unwrap();
-    resp.headers().get("grpc-status").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+    resp.headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
 }
 
 fn titled(t: &str) -> CreateSessionRequest {
-    CreateSessionRequest { title: Some(t.into()), ..Default::default() }
+    CreateSessionRequest {
+        title: Some(t.into()),
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_grpc_messages_are_refused() {
     let app = app!(Backend::Sqlite, &[("PRACTICE_MAX_BODY_BYTES", "4096")]);
     let before = app.counts().await;
-    let req = CreateSessionRequest { notes: Some("n".repeat(5000)), ..Default::default() };
-    let status = app.client().await.create_session(authed(req, &token(1))).await.unwrap_err();
+    let req = CreateSessionRequest {
+        notes: Some("n".repeat(5000)),
+        ..Default::default()
+    };
+    let status = app
+        .client()
+        .await
+        .create_session(authed(req, &token(1)))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     assert_eq!(app.counts().await, before);
-    app.client().await.create_session(authed(titled("small"), &token(1))).await.unwrap();
+    app.client()
+        .await
+        .create_session(authed(titled("small"), &token(1)))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlines_shorter_than_the_request_win() {
-    let app = app!(Backend::Sqlite, &[("PRACTICE_DB_STATEMENT_TIMEOUT_MS", "4000"), ("PRACTICE_REQUEST_TIMEOUT_MS", "8000")]);
+    let app = app!(
+        Backend::Sqlite,
+        &[
+            ("PRACTICE_DB_STATEMENT_TIMEOUT_MS", "4000"),
+            ("PRACTICE_REQUEST_TIMEOUT_MS", "8000")
+        ]
+    );
     let lock = WriteLock::take(&app.database_url).await;
 
     // gRPC: a 300 ms deadline in `grpc-timeout`. Sent over plain HTTP/2
@@ -74,34 +110,61 @@ async fn deadlines_shorter_than_the_request_win() {
     let started = Instant::now();
     let status = grpc_status_with_timeout(&app, "300m").await;
     assert_eq!(status, "4", "DEADLINE_EXCEEDED");
-    assert!(started.elapsed() < Duration::from_secs(3), "answered near the deadline");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered near the deadline"
+    );
 
     // JSON: grpc-timeout is forwarded, and the answer is 504.
     let r = app
-        .http_with("POST", "/user/practice/sessions", Some(&token(1)), Some("{}"), &[("grpc-timeout", "300m")])
+        .http_with(
+            "POST",
+            "/user/practice/sessions",
+            Some(&token(1)),
+            Some("{}"),
+            &[("grpc-timeout", "300m")],
+        )
         .await;
     assert_eq!(r.status, 504, "{}", r.text);
     assert_eq!(r.json()["code"], 4);
 
     lock.release().await;
     let counts = app.counts().await;
-    assert_eq!(counts.sessions, 0, "a request past its deadline leaves nothing behind");
-    app.client().await.create_session(authed(titled("after"), &token(1))).await.unwrap();
+    assert_eq!(
+        counts.sessions, 0,
+        "a request past its deadline leaves nothing behind"
+    );
+    app.client()
+        .await
+        .create_session(authed(titled("after"), &token(1)))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_request_timeout_applies_without_a_client_deadline() {
-    let app = app!(Backend::Sqlite, &[
-        ("PRACTICE_REQUEST_TIMEOUT_MS", "600"),
-        ("PRACTICE_DB_STATEMENT_TIMEOUT_MS", "500"),
-        ("PRACTICE_DB_ACQUIRE_TIMEOUT_MS", "500"),
-    ]);
+    let app = app!(
+        Backend::Sqlite,
+        &[
+            ("PRACTICE_REQUEST_TIMEOUT_MS", "600"),
+            ("PRACTICE_DB_STATEMENT_TIMEOUT_MS", "500"),
+            ("PRACTICE_DB_ACQUIRE_TIMEOUT_MS", "500"),
+        ]
+    );
     let lock = WriteLock::take(&app.database_url).await;
     let started = Instant::now();
-    let status = app.client().await.create_session(authed(titled("slow"), &token(1))).await.unwrap_err();
+    let status = app
+        .client()
+        .await
+        .create_session(authed(titled("slow"), &token(1)))
+        .await
+        .unwrap_err();
     // The database gives up first (busy past its wait: UNAVAILABLE), or
     // the request deadline does; either way fast, and never INTERNAL.
-    assert!(matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded), "{status:?}");
+    assert!(
+        matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded),
+        "{status:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(3));
     lock.release().await;
     assert_eq!(app.counts().await.sessions, 0);
@@ -109,23 +172,48 @@ async fn the_server_request_timeout_applies_without_a_client_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_shed_at_once() {
-    let app = app!(Backend::Sqlite, &[("PRACTICE_MAX_IN_FLIGHT", "2"), ("PRACTICE_DB_STATEMENT_TIMEOUT_MS", "5000")]);
+    let app = app!(
+        Backend::Sqlite,
+        &[
+            ("PRACTICE_MAX_IN_FLIGHT", "2"),
+            ("PRACTICE_DB_STATEMENT_TIMEOUT_MS", "5000")
+        ]
+    );
     let lock = WriteLock::take(&app.database_url).await;
     // Two slow creates take both places.
     let mut slow = Vec::new();
     for i in 0..2 {
         let mut client = app.client().await;
-        slow.push(tokio::spawn(async move { client.create_session(authed(titled(&format!("slow {i}")), &token(1))).await }));
+        slow.push(tokio::spawn(async move {
+            client
+                .create_session(authed(titled(&format!("slow {i}")), &token(1)))
+                .await
+        }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     // A third is refused straight away, over gRPC and over JSON.
     let started = Instant::now();
-    let status = app.client().await.create_session(authed(titled("shed"), &token(1))).await.unwrap_err();
+    let status = app
+        .client()
+        .await
+        .create_session(authed(titled("shed"), &token(1)))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-    let r = app.http("POST", "/user/practice/sessions", Some(&token(1)), Some("{}")).await;
+    let r = app
+        .http(
+            "POST",
+            "/user/practice/sessions",
+            Some(&token(1)),
+            Some("{}"),
+        )
+        .await;
     assert_eq!(r.status, 429, "{}", r.text);
     assert_eq!(r.json()["code"], 8);
-    assert!(started.elapsed() < Duration::from_secs(1), "shedding doesn't queue");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "shedding doesn't queue"
+    );
     // Health checks are never shed: a busy server is not a dead one.
     assert_eq!(app.http("GET", "/healthz", None, None).await.status, 200);
     lock.release().await;
@@ -133,19 +221,35 @@ async fn overload_is_shed_at_once() {
         t.await.unwrap().expect("the admitted requests finish");
     }
     assert_eq!(app.counts().await.sessions, 2);
-    app.client().await.create_session(authed(titled("later"), &token(1))).await.unwrap();
+    app.client()
+        .await
+        .create_session(authed(titled("later"), &token(1)))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn every_response_has_a_request_id() {
     let app = app!(Backend::Sqlite);
     let r = app.http("GET", "/healthz", None, None).await;
-    let generated = r.header("x-request-id").expect("a generated id").to_string();
+    let generated = r
+        .header("x-request-id")
+        .expect("a generated id")
+        .to_string();
     assert!(!generated.is_empty());
-    let r = app.http_with("GET", "/user/practice/sessions/1", Some(&token(1)), None, &[("x-request-id", "client-abc")]).await;
+    let r = app
+        .http_with(
+            "GET",
+            "/user/practice/sessions/1",
+            Some(&token(1)),
+            None,
+            &[("x-request-id", "client-abc")],
+        )
+        .await;
     assert_eq!(r.header("x-request-id"), Some("client-abc"));
     let mut req = authed(titled("id"), &token(1));
-    req.metadata_mut().insert("x-request-id", "grpc-123".parse().unwrap());
+    req.metadata_mut()
+        .insert("x-request-id", "grpc-123".parse().unwrap());
     let resp = app.client().await.create_session(req).await.unwrap();
     assert_eq!(resp.metadata().get("x-request-id").unwrap(), "grpc-123");
 }

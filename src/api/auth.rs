@@ -155,7 +155,11 @@ where
         // Public paths need nothing; a request the JSON transcoder built
         // in-process was authenticated there, before its body was read, by
         // this same `authenticate` (extensions can't come from the network).
-        if policy == Policy::Public || request.extensions().get::<Principal>().is_some() {
+        if policy == Policy::Public {
+            return Box::pin(inner.call(request));
+        }
+        if let Some(principal) = request.extensions().get::<Principal>() {
+            tracing::Span::current().record("enduser.id", principal.subject.as_str());
             return Box::pin(inner.call(request));
         }
         let auth = self.auth.clone();

@@ -65,7 +65,8 @@ where
         // Probes are never shed: under load, a busy server must not look
         // like a dead one and get restarted.
         let path = request.uri().path();
-        let probe = path == "/healthz" || path == "/readyz" || path.starts_with("/grpc.health.v1.Health/");
+        let probe =
+            path == "/healthz" || path == "/readyz" || path.starts_with("/grpc.health.v1.Health/");
         let permit = self.permits.clone().try_acquire_owned();
         if permit.is_err() && !probe {
             let grpc = request

@@ -136,7 +136,6 @@ fn agent_to_proto(a: Agent) -> pb::Agent {
 
 #[tonic::async_trait]
 impl CatalogRpc for CatalogApi {
-    #[tracing::instrument(name = "UpsertClass", skip_all, fields(class_id = request.get_ref().class_id))]
     async fn upsert_class(
         &self,
         request: Request<pb::Class>,
@@ -148,7 +147,6 @@ impl CatalogRpc for CatalogApi {
         Ok(Response::new(class_to_proto(class)))
     }
 
-    #[tracing::instrument(name = "UpsertProject", skip_all, fields(project_id = request.get_ref().project_id))]
     async fn upsert_project(
         &self,
         request: Request<pb::Project>,
@@ -160,7 +158,6 @@ impl CatalogRpc for CatalogApi {
         Ok(Response::new(project_to_proto(project)))
     }
 
-    #[tracing::instrument(name = "UpsertKnowledge", skip_all, fields(knowledge_id = request.get_ref().knowledge_id))]
     async fn upsert_knowledge(
         &self,
         request: Request<pb::Knowledge>,
@@ -172,7 +169,6 @@ impl CatalogRpc for CatalogApi {
         Ok(Response::new(knowledge_to_proto(knowledge)))
     }
 
-    #[tracing::instrument(name = "UpsertAgent", skip_all, fields(agent_id = request.get_ref().agent_id))]
     async fn upsert_agent(
         &self,
         request: Request<pb::Agent>,

@@ -1,5 +1,6 @@
 //! `practice.v1.PracticeService` over gRPC (and, through the layers in front
-//! of it, gRPC-Web and HTTP/JSON).
+//! of it, gRPC-Web and HTTP/JSON). The server span is the RPC layer's
+//! (`api::rpc`); handlers add to it rather than open their own.
 
 use tonic::{Request, Response, Status};
 
@@ -32,13 +33,11 @@ fn idempotency_key<T>(request: &Request<T>) -> Result<Option<IdempotencyKey>, St
 
 #[tonic::async_trait]
 impl PracticeRpc for PracticeApi {
-    #[tracing::instrument(name = "CreateSession", skip_all, fields(user_id, session_id))]
     async fn create_session(
         &self,
         request: Request<pb::CreateSessionRequest>,
     ) -> Result<Response<pb::Session>, Status> {
         let user = principal(&request)?.user_id()?;
-        tracing::Span::current().record("user_id", user.get());
         let key = idempotency_key(&request)?;
         let r = request.into_inner();
         let input = CreateSessionInput {
@@ -53,27 +52,22 @@ impl PracticeRpc for PracticeApi {
         Ok(Response::new(session_to_proto(session)))
     }
 
-    #[tracing::instrument(name = "GetSession", skip_all, fields(user_id, session_id))]
     async fn get_session(
         &self,
         request: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::Session>, Status> {
         let user = principal(&request)?.user_id()?;
         let session_id = request.get_ref().session_id;
-        let span = tracing::Span::current();
-        span.record("user_id", user.get());
-        span.record("session_id", session_id);
+        tracing::Span::current().record("session_id", session_id);
         let session = self.service.get_session(user, session_id).await?;
         Ok(Response::new(session_to_proto(session)))
     }
 
-    #[tracing::instrument(name = "CreateExample", skip_all, fields(user_id))]
     async fn create_example(
         &self,
         request: Request<pb::CreateExampleRequest>,
     ) -> Result<Response<pb::Example>, Status> {
         let user = principal(&request)?.user_id()?;
-        tracing::Span::current().record("user_id", user.get());
         let r = request.into_inner();
         let example = NewExample {
             title: r.title,
@@ -86,13 +80,11 @@ impl PracticeRpc for PracticeApi {
         Ok(Response::new(example_to_proto(created)))
     }
 
-    #[tracing::instrument(name = "GetExample", skip_all, fields(user_id))]
     async fn get_example(
         &self,
         request: Request<pb::GetExampleRequest>,
     ) -> Result<Response<pb::Example>, Status> {
         let user = principal(&request)?.user_id()?;
-        tracing::Span::current().record("user_id", user.get());
         let example = self
             .examples
             .get(user, request.get_ref().example_id)
@@ -100,13 +92,11 @@ impl PracticeRpc for PracticeApi {
         Ok(Response::new(example_to_proto(example)))
     }
 
-    #[tracing::instrument(name = "ListExamples", skip_all, fields(user_id))]
     async fn list_examples(
         &self,
         request: Request<pb::ListExamplesRequest>,
     ) -> Result<Response<pb::ListExamplesResponse>, Status> {
         let user = principal(&request)?.user_id()?;
-        tracing::Span::current().record("user_id", user.get());
         let r = request.get_ref();
         let page = self.examples.list(user, r.page_size, &r.page_token).await?;
         Ok(Response::new(pb::ListExamplesResponse {
@@ -115,13 +105,11 @@ impl PracticeRpc for PracticeApi {
         }))
     }
 
-    #[tracing::instrument(name = "UpdateExample", skip_all, fields(user_id))]
     async fn update_example(
         &self,
         request: Request<pb::UpdateExampleRequest>,
     ) -> Result<Response<pb::Example>, Status> {
         let user = principal(&request)?.user_id()?;
-        tracing::Span::current().record("user_id", user.get());
         let r = request.into_inner();
         let patch = ExamplePatch {
             // An empty title clears it (JSON null means "absent" in proto3).
@@ -135,13 +123,11 @@ impl PracticeRpc for PracticeApi {
         Ok(Response::new(example_to_proto(updated)))
     }
 
-    #[tracing::instrument(name = "DeleteExample", skip_all, fields(user_id))]
     async fn delete_example(
         &self,
         request: Request<pb::DeleteExampleRequest>,
     ) -> Result<Response<()>, Status> {
         let user = principal(&request)?.user_id()?;
-        tracing::Span::current().record("user_id", user.get());
         self.examples
             .delete(user, request.get_ref().example_id)
             .await?;
