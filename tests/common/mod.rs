@@ -61,6 +61,15 @@ pub async fn database_url(backend: Backend, dir: &tempfile::TempDir) -> Option<S
 pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<TestApp> {
     let dir = tempfile::tempdir().unwrap();
     let database_url = database_url(backend, &dir).await?;
+    Some(spawn_app_at(database_url, dir, extra).await)
+}
+
+/// Starts the server on a given database.
+pub async fn spawn_app_at(
+    database_url: String,
+    dir: tempfile::TempDir,
+    extra: &[(&str, &str)],
+) -> TestApp {
     let mut vars: HashMap<String, String> = [
         ("DATABASE_URL", database_url.as_str()),
         ("PRACTICE_ADDR", "127.0.0.1:0"),
@@ -78,7 +87,7 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<
         }
     }
     let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test config");
-    // Server logs show up with `cargo test -- --nocapture` (RUST_LOG filters).
+    // Server logs show up for failing tests (RUST_LOG filters).
     practice_service::telemetry::init_for_tests();
     let app = Application::build(config).await.expect("server starts");
     let addr = app.local_addr();
@@ -87,13 +96,13 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<
     tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    Some(TestApp {
+    TestApp {
         addr,
         store,
         database_url,
         _dir: dir,
         stop: Some(stop),
-    })
+    }
 }
 
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {

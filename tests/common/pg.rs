@@ -62,87 +62,150 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_cluster() -> Result<String, String> {
-    let bin = bin_dir().ok_or("no PostgreSQL server binaries (initdb) found")?;
-    let as_postgres = is_root();
-    let dir = tempfile::Builder::new()
-        .prefix("practice-pg-")
-        .tempdir()
-        .map_err(|e| e.to_string())?
-        .keep();
-    if as_postgres {
-        let ok = Command::new("chown")
-            .args(["-R", "postgres:"])
-            .arg(&dir)
-            .status()
-            .map_err(|e| e.to_string())?;
-        if !ok.success() {
-            return Err("cannot hand the cluster directory to the postgres user".into());
+/// A PostgreSQL cluster of our own, stopped when this process exits.
+pub struct Cluster {
+    bin: PathBuf,
+    data: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl Cluster {
+    pub fn start() -> Result<Cluster, String> {
+        let bin = bin_dir().ok_or("no PostgreSQL server binaries (initdb) found")?;
+        let as_postgres = is_root();
+        let dir = tempfile::Builder::new()
+            .prefix("practice-pg-")
+            .tempdir()
+            .map_err(|e| e.to_string())?
+            .keep();
+        if as_postgres {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:"])
+                .arg(&dir)
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !ok.success() {
+                return Err("cannot hand the cluster directory to the postgres user".into());
+            }
         }
+        let data = dir.join("data");
+        let out = pg_command(&bin, "initdb", as_postgres)
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(&data)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let cluster = Cluster {
+            bin,
+            data,
+            dir,
+            port: free_port(),
+            as_postgres,
+        };
+        cluster.run_pg_ctl(&["start"])?;
+        // Stop the cluster and remove it once this process has exited.
+        let stop = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {runuser} {pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
+            pid = std::process::id(),
+            runuser = if as_postgres {
+                "runuser -u postgres --"
+            } else {
+                ""
+            },
+            pg_ctl = cluster.bin.join("pg_ctl").display(),
+            data = cluster.data.display(),
+            dir = cluster.dir.display(),
+        );
+        Command::new("sh")
+            .args(["-c", &stop])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        Ok(cluster)
     }
-    let data = dir.join("data");
-    let out = pg_command(&bin, "initdb", as_postgres)
-        .args([
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--no-sync",
-            "-D",
-        ])
-        .arg(&data)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+
+    fn run_pg_ctl(&self, action: &[&str]) -> Result<(), String> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=400 -c shared_buffers=128MB",
+            self.port,
+            self.dir.display()
+        );
+        let out = pg_command(&self.bin, "pg_ctl", self.as_postgres)
+            .args(["-w", "-t", "60", "-D"])
+            .arg(&self.data)
+            .args(["-l"])
+            .arg(self.dir.join("log"))
+            .args(["-o", &options])
+            .args(action)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            let log = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+            return Err(format!(
+                "pg_ctl {action:?} failed: {}{log}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
     }
-    let port = free_port();
-    let options = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-         -c full_page_writes=off -c max_connections=400 -c shared_buffers=128MB",
-        dir.display()
+
+    /// `pg_ctl stop -m fast`: the server goes away, sessions are cut.
+    pub fn stop_fast(&self) -> Result<(), String> {
+        self.run_pg_ctl(&["-m", "fast", "stop"])
+    }
+
+    pub fn start_again(&self) -> Result<(), String> {
+        self.run_pg_ctl(&["start"])
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+/// A new, empty database on `server` (a URL of an existing database).
+pub async fn create_database(server: &str) -> String {
+    let name = format!(
+        "practice_test_{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::SeqCst)
     );
-    let out = pg_command(&bin, "pg_ctl", as_postgres)
-        .args(["-w", "-t", "60", "-D"])
-        .arg(&data)
-        .args(["-l"])
-        .arg(dir.join("log"))
-        .args(["-o", &options, "start"])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-        return Err(format!(
-            "pg_ctl start failed: {}{log}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+    let mut conn = sqlx::PgConnection::connect(server)
+        .await
+        .expect("connects to the test PostgreSQL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("creates a test database");
+    let (without_query, query) = server
+        .split_once('?')
+        .map_or((server, None), |(a, q)| (a, Some(q)));
+    let (base, _) = without_query
+        .rsplit_once('/')
+        .expect("a database URL has a path");
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
     }
-    // Stop the cluster and remove it once this test process has exited.
-    let stop = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {runuser} {pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
-        pid = std::process::id(),
-        runuser = if as_postgres {
-            "runuser -u postgres --"
-        } else {
-            ""
-        },
-        pg_ctl = bin.join("pg_ctl").display(),
-        data = data.display(),
-        dir = dir.display(),
-    );
-    Command::new("sh")
-        .args(["-c", &stop])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
 }
 
 fn server() -> Option<String> {
@@ -151,8 +214,8 @@ fn server() -> Option<String> {
             if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
                 return Some(url);
             }
-            match start_cluster() {
-                Ok(url) => Some(url),
+            match Cluster::start() {
+                Ok(cluster) => Some(cluster.url("postgres")),
                 Err(e) if on_ci() => panic!("PostgreSQL is required on CI: {e}"),
                 Err(e) => {
                     eprintln!("skipping PostgreSQL cases: {e}");
@@ -166,26 +229,5 @@ fn server() -> Option<String> {
 /// A new, empty database on the test server.
 pub async fn fresh_database() -> Option<String> {
     let server = server()?;
-    let name = format!(
-        "practice_test_{}_{}",
-        std::process::id(),
-        NEXT_DB.fetch_add(1, Ordering::SeqCst)
-    );
-    let mut conn = sqlx::PgConnection::connect(&server)
-        .await
-        .expect("connects to the test PostgreSQL");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .expect("creates a test database");
-    let (without_query, query) = server
-        .split_once('?')
-        .map_or((server.as_str(), None), |(a, q)| (a, Some(q)));
-    let (base, _) = without_query
-        .rsplit_once('/')
-        .expect("a database URL has a path");
-    Some(match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    })
+    Some(create_database(&server).await)
 }
