@@ -171,6 +171,10 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>
 /// a database error that may be worth retrying the transaction for.
 enum TxError {
     Domain(Error),
+    /// Starting the transaction failed: nothing was sent, so it is always
+    /// safe to try again (a pooled connection the server has dropped shows
+    /// up here, and the pool then opens a fresh one).
+    Begin(sqlx::Error),
     Db(sqlx::Error),
 }
 
@@ -190,7 +194,7 @@ impl From<TxError> for Error {
     fn from(e: TxError) -> Self {
         match e {
             TxError::Domain(e) => e,
-            TxError::Db(e) => e.into(),
+            TxError::Begin(e) | TxError::Db(e) => e.into(),
         }
     }
 }

@@ -39,7 +39,7 @@ macro_rules! impl_store {
         use chrono::{DateTime, Utc};
         use serde_json::{Map, Value};
         use sqlx::types::Json;
-        use sqlx::{QueryBuilder, Transaction};
+        use sqlx::{QueryBuilder, Row, Transaction};
         use tracing::Instrument;
 
         use crate::domain::{Agent, Class, Example, ExamplePatch, FewShotLink, Knowledge, NewExample, NewSession, Project, Session, SessionModel, Settings, UserId};
@@ -86,6 +86,10 @@ macro_rules! impl_store {
                     match self.create_once(ctx, new).await {
                         Err(TxError::Db(e)) if is_retryable(&e) && attempt < MAX_TX_ATTEMPTS => {
                             tracing::debug!(attempt, error = %e, "retrying create transaction");
+                            attempt += 1;
+                        }
+                        Err(TxError::Begin(e)) if attempt < 2 => {
+                            tracing::debug!(error = %e, "retrying on a fresh connection");
                             attempt += 1;
                         }
                         other => return other.map_err(Error::from),
@@ -146,7 +150,7 @@ macro_rules! impl_store {
             async fn create_once(&self, ctx: CreateContext<'_>, new: &NewSession) -> Result<Created, TxError> {
                 let user = ctx.user.get();
                 let now = ctx.now;
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin_write().await.map_err(TxError::Begin)?;
 
                 let fingerprint = new.fingerprint();
                 if let Claim::Replay(id) = Self::claim_key(&mut tx, ctx, &fingerprint).await? {
@@ -157,18 +161,26 @@ macro_rules! impl_store {
                 // References, checked inside the write transaction so that no
                 // catalog change can slip in between check and write. A
                 // reference the caller may not see reads as a missing one.
-                if let Some(class_id) = new.class_id {
-                    let found: Option<i64> = sqlx::query_scalar(concat!(
-                        "SELECT class_id FROM (", my_classes!(), ") mine WHERE class_id = $1"
-                    ))
-                    .bind(class_id)
-                    .bind(user)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if found.is_none() {
-                        return Err(Error::NotFound(format!("class {class_id} not found")).into());
+                // The class and its enabled models in one round trip: no row
+                // means not visible; a single NULL means no enabled model.
+                let class_models: Option<Vec<String>> = match new.class_id {
+                    Some(class_id) => {
+                        let rows: Vec<Option<String>> = sqlx::query_scalar(concat!(
+                            "SELECT cm.model_name FROM (", my_classes!(), ") mine \
+                             LEFT JOIN class_models cm ON cm.class_id = mine.class_id AND cm.enabled \
+                             WHERE mine.class_id = $1 ORDER BY cm.position"
+                        ))
+                        .bind(class_id)
+                        .bind(user)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                        if rows.is_empty() {
+                            return Err(Error::NotFound(format!("class {class_id} not found")).into());
+                        }
+                        Some(rows.into_iter().flatten().collect())
                     }
-                }
+                    None => None,
+                };
 
                 if let Some(project_id) = new.project_id {
                     let found: Option<Option<i64>> = sqlx::query_scalar(concat!(
@@ -215,23 +227,15 @@ macro_rules! impl_store {
                     None => None,
                 };
 
-                let model_names: Vec<String> = match new.class_id {
-                    Some(class_id) => {
-                        let names: Vec<String> = sqlx::query_scalar(
-                            "SELECT model_name FROM class_models WHERE class_id = $1 AND enabled ORDER BY position",
-                        )
-                        .bind(class_id)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                        if names.is_empty() {
-                            return Err(Error::FailedPrecondition(format!(
-                                "class {class_id} has no enabled model; ask the class owner to enable one"
-                            ))
-                            .into());
-                        }
-                        names
+                let model_names: Vec<String> = match (new.class_id, class_models) {
+                    (Some(class_id), Some(names)) if names.is_empty() => {
+                        return Err(Error::FailedPrecondition(format!(
+                            "class {class_id} has no enabled model; ask the class owner to enable one"
+                        ))
+                        .into());
                     }
-                    None => ctx.default_models.to_vec(),
+                    (_, Some(names)) => names,
+                    (_, None) => ctx.default_models.to_vec(),
                 };
 
                 // The writes.
@@ -402,54 +406,61 @@ macro_rules! impl_store {
                 agent_id: i64,
                 user: i64,
             ) -> Result<(Agent, DateTime<Utc>, Vec<Example>), TxError> {
-                type AgentRow = (i64, i64, Option<i64>, String, Option<String>, Option<String>, String, JsonObject, JsonObject, DateTime<Utc>);
-                let row: Option<AgentRow> = sqlx::query_as(concat!(
+                // The agent and all its examples, in order, in one round trip.
+                let rows = sqlx::query(concat!(
                     "SELECT a.agent_id, a.owner_user_id, a.class_id, a.name, a.description, a.system_prompt, \
-                     a.style_preset, a.style_params, a.generation_params, a.updated_at \
-                     FROM agents a WHERE a.agent_id = $1 AND a.deleted_at IS NULL \
-                     AND (a.owner_user_id = $2 OR a.class_id IN (", my_classes!(), "))"
+                     a.style_preset, a.style_params, a.generation_params, a.updated_at, \
+                     e.deleted_at IS NULL, ", example_columns!(), " \
+                     FROM agents a \
+                     LEFT JOIN agent_examples ae ON ae.agent_id = a.agent_id \
+                     LEFT JOIN examples e ON e.example_id = ae.example_id \
+                     WHERE a.agent_id = $1 AND a.deleted_at IS NULL \
+                     AND (a.owner_user_id = $2 OR a.class_id IN (", my_classes!(), ")) \
+                     ORDER BY ae.position"
                 ))
                 .bind(agent_id)
                 .bind(user)
-                .fetch_optional(&mut **tx)
+                .fetch_all(&mut **tx)
                 .await?;
-                let Some(r) = row else {
+                let Some(first) = rows.first() else {
                     return Err(Error::NotFound(format!("agent {agent_id} not found")).into());
                 };
-                // Every example of the agent, in order: the snapshot lists all
-                // of them; the session links the active ones that still exist.
-                let rows: Vec<(bool, ExampleRow)> = sqlx::query_as::<_, (bool, i64, i64, String, String, bool, DateTime<Utc>, DateTime<Utc>, Option<String>, JsonObject)>(
-                    concat!(
-                        "SELECT e.deleted_at IS NULL, ", example_columns!(), " FROM agent_examples ae \
-                         JOIN examples e ON e.example_id = ae.example_id \
-                         WHERE ae.agent_id = $1 ORDER BY ae.position"
-                    ),
-                )
-                .bind(agent_id)
-                .fetch_all(&mut **tx)
-                .await?
-                .into_iter()
-                .map(|r| (r.0, (r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9)))
-                .collect();
-                let example_ids = rows.iter().map(|(_, e)| e.0).collect();
-                let examples = rows
-                    .into_iter()
-                    .filter(|(exists, e)| *exists && e.4)
-                    .map(|(_, e)| example_from_row(e))
-                    .collect();
-                let agent = Agent {
-                    agent_id: r.0,
-                    owner_user_id: r.1,
-                    class_id: r.2,
-                    name: r.3,
-                    description: r.4,
-                    system_prompt: r.5,
-                    style_preset: r.6,
-                    style_params: r.7.0,
-                    generation_params: r.8.0,
-                    example_ids,
+                let agent_updated_at: DateTime<Utc> = first.try_get(9)?;
+                let mut agent = Agent {
+                    agent_id: first.try_get(0)?,
+                    owner_user_id: first.try_get(1)?,
+                    class_id: first.try_get(2)?,
+                    name: first.try_get(3)?,
+                    description: first.try_get(4)?,
+                    system_prompt: first.try_get(5)?,
+                    style_preset: first.try_get(6)?,
+                    style_params: first.try_get::<JsonObject, _>(7)?.0,
+                    generation_params: first.try_get::<JsonObject, _>(8)?.0,
+                    example_ids: Vec::new(),
                 };
-                Ok((agent, r.9, examples))
+                // The snapshot lists every example id; the session links the
+                // active ones that still exist.
+                let mut examples = Vec::new();
+                for row in &rows {
+                    let Some(example_id) = row.try_get::<Option<i64>, _>(11)? else { continue };
+                    agent.example_ids.push(example_id);
+                    let exists: bool = row.try_get(10)?;
+                    let active: bool = row.try_get(15)?;
+                    if exists && active {
+                        examples.push(Example {
+                            example_id,
+                            user_id: row.try_get(12)?,
+                            input_text: row.try_get(13)?,
+                            output_text: row.try_get(14)?,
+                            is_active: active,
+                            created_at: row.try_get(16)?,
+                            updated_at: row.try_get(17)?,
+                            title: row.try_get(18)?,
+                            meta: row.try_get::<JsonObject, _>(19)?.0,
+                        });
+                    }
+                }
+                Ok((agent, agent_updated_at, examples))
             }
 
             async fn read_session(&self, user: UserId, session_id: i64) -> Result<Option<Session>, Error> {
