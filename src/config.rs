@@ -60,6 +60,8 @@ pub struct Config {
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub jwt_leeway: Duration,
+    /// The least time between JWKS refetches caused by unknown `kid`s.
+    pub jwks_min_refresh: Duration,
     pub default_models: Vec<String>,
     pub cors_origins: Vec<String>,
     pub log_format: LogFormat,
@@ -204,6 +206,10 @@ impl Config {
             jwt_issuer: get("PRACTICE_JWT_ISSUER"),
             jwt_audience: get("PRACTICE_JWT_AUDIENCE"),
             jwt_leeway,
+            jwks_min_refresh: ms(
+                "PRACTICE_JWKS_MIN_REFRESH_MS",
+                crate::auth::DEFAULT_MIN_REFRESH.as_millis() as u64,
+            )?,
             default_models: list(
                 &get("PRACTICE_DEFAULT_MODELS").unwrap_or_else(|| DEFAULT_MODELS.into()),
             ),

@@ -34,14 +34,14 @@ pub struct Application {
 }
 
 /// The keys tokens are checked with, as configured.
-pub async fn load_keys(key: &JwtKey) -> anyhow::Result<Keys> {
+pub async fn load_keys(key: &JwtKey, jwks_min_refresh: Duration) -> anyhow::Result<Keys> {
     Ok(match key {
         JwtKey::Hs256(secret) => Keys::hs256(secret.expose().as_bytes().to_vec()),
         JwtKey::PublicKeyFile(path) => {
             let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             Keys::from_pem(&pem)?
         }
-        JwtKey::Jwks(source) => Keys::from_jwks(source.clone()).await?,
+        JwtKey::Jwks(source) => Keys::from_jwks(source.clone(), jwks_min_refresh).await?,
         JwtKey::Development => {
             let path = dev_secret_path();
             let secret = load_or_create_dev_secret(&path)?;
@@ -73,7 +73,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let store = open_store(&config).await?;
-        let keys = load_keys(&config.jwt_key).await?;
+        let keys = load_keys(&config.jwt_key, config.jwks_min_refresh).await?;
         let auth = Arc::new(Authenticator::new(
             keys,
             ClaimRules {

@@ -340,3 +340,120 @@ async fn the_response_user_is_the_token_subject() {
         .into_inner();
     assert_eq!(s.user_id, 77);
 }
+
+/// Serves a JWKS over plain HTTP on loopback (allowed for local set-ups),
+/// counting the fetches; the body can be swapped while running.
+async fn serve_jwks(
+    body: std::sync::Arc<std::sync::Mutex<String>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/jwks.json",
+        listener.local_addr().unwrap().port()
+    );
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (body, fetches) = (body.clone(), fetches.clone());
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let _ = stream.read(&mut buf).await;
+                fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = body.lock().unwrap().clone();
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_url_is_refetched_for_new_kids_at_a_bounded_rate() {
+    use std::sync::atomic::Ordering;
+    let full: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("jwks.json")).unwrap()).unwrap();
+    let rsa_only = json!({"keys": [full["keys"][0].clone()]});
+    let body = std::sync::Arc::new(std::sync::Mutex::new(rsa_only.to_string()));
+    let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let url = serve_jwks(body.clone(), fetches.clone()).await;
+    let app = app!(
+        Backend::Sqlite,
+        &[
+            ("PRACTICE_JWT_SECRET", ""),
+            ("PRACTICE_JWKS", &url),
+            ("PRACTICE_JWKS_MIN_REFRESH_MS", "1500")
+        ]
+    );
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "fetched once at start-up"
+    );
+    let rsa = format!(
+        "Bearer {}",
+        signed(
+            Algorithm::RS256,
+            Some("rsa-1"),
+            "rsa_private.pem",
+            &claims("42")
+        )
+    );
+    let ec = format!(
+        "Bearer {}",
+        signed(
+            Algorithm::ES256,
+            Some("ec-1"),
+            "ec_private.pem",
+            &claims("42")
+        )
+    );
+    call(&app, Some(rsa.clone())).await.unwrap();
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "a known kid needs no fetch"
+    );
+
+    // The issuer rotates in a new key.
+    *body.lock().unwrap() = full.to_string();
+    // Within the refresh interval an unknown kid is refused without a fetch
+    // (a flood of made-up kids can't become a flood of fetches)...
+    for _ in 0..5 {
+        assert_refused(&app, Some(ec.clone()), "unknown kid inside the interval").await;
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    // ...and once it has passed, one refetch picks the new key up.
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    call(&app, Some(ec.clone())).await.unwrap();
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    for _ in 0..5 {
+        call(&app, Some(ec.clone())).await.unwrap();
+        assert_refused(
+            &app,
+            Some(format!(
+                "Bearer {}",
+                signed(
+                    Algorithm::ES256,
+                    Some("made-up"),
+                    "ec_private.pem",
+                    &claims("42")
+                )
+            )),
+            "made-up kid",
+        )
+        .await;
+    }
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        2,
+        "no further fetches within the interval"
+    );
+}

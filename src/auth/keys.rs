@@ -50,6 +50,7 @@ struct JwksCache {
     /// The only key of a set with one key, for tokens that carry no `kid`.
     single: Option<KeyEntry>,
     last_refresh: Option<Instant>,
+    min_refresh: Duration,
 }
 
 /// The trusted keys. Cheap to clone.
@@ -63,7 +64,7 @@ enum Inner {
 
 /// The least time between two JWKS refreshes caused by unknown `kid`s, so a
 /// flood of made-up `kid`s cannot turn into a flood of fetches.
-const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_MIN_REFRESH: Duration = Duration::from_secs(30);
 
 impl Keys {
     pub fn hs256(secret: Vec<u8>) -> Self {
@@ -90,7 +91,7 @@ impl Keys {
     }
 
     /// A JWKS; loads it now, and fails if the first load fails.
-    pub async fn from_jwks(source: KeySource) -> Result<Self, Error> {
+    pub async fn from_jwks(source: KeySource, min_refresh: Duration) -> Result<Self, Error> {
         let client = match &source {
             KeySource::Url(_) => {
                 // reqwest is built without a default TLS provider: use ring,
@@ -113,6 +114,7 @@ impl Keys {
             keys: HashMap::new(),
             single: None,
             last_refresh: None,
+            min_refresh,
         };
         cache.refresh().await?;
         Ok(Keys(Arc::new(Inner::Jwks(Mutex::new(cache)))))
@@ -137,7 +139,7 @@ impl Keys {
         }
         let due = cache
             .last_refresh
-            .is_none_or(|t| t.elapsed() >= MIN_REFRESH_INTERVAL);
+            .is_none_or(|t| t.elapsed() >= cache.min_refresh);
         if due && let Err(e) = cache.refresh().await {
             tracing::warn!(error = %e, "JWKS refresh failed");
         }

@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
 use serde::Deserialize;
 
 pub use dev_secret::{dev_secret_path, load_or_create_dev_secret};
-pub use keys::{KeySource, Keys};
+pub use keys::{DEFAULT_MIN_REFRESH, KeySource, Keys};
 
 use crate::domain::UserId;
 use crate::error::Error;
