@@ -595,6 +595,7 @@ async fn path_confusion(backend: Backend) {
         app.addr,
         &format!("GET /user/practice/sessions/{id}"),
         &[("authorization", &auth)],
+        b"",
     )
     .await;
     assert_eq!(ok, 200);
@@ -612,6 +613,7 @@ async fn path_confusion(backend: Backend) {
             app.addr,
             &format!("GET {path}"),
             &[("authorization", &auth)],
+            b"",
         )
         .await;
         assert!(status == 404 || status == 400, "{path}: {status} {body}");
@@ -622,6 +624,7 @@ async fn path_confusion(backend: Backend) {
         app.addr,
         "GET /user/practice/sessions",
         &[("authorization", &auth), ("x-http-method-override", "POST")],
+        b"",
     )
     .await;
     assert_eq!(status, 405);

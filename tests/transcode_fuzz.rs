@@ -134,7 +134,6 @@ proptest! {
     }
 }
 
-/// One raw HTTP/1.1 request with a body; returns status and body.
 async fn send(
     app: &common::TestApp,
     method: &str,
@@ -143,30 +142,10 @@ async fn send(
     content_type: &str,
     body: &[u8],
 ) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    let mut head = format!(
-        "{method} {target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\nauthorization: Bearer {token}\r\ncontent-length: {}\r\n",
-        body.len()
-    );
+    let auth = format!("Bearer {token}");
+    let mut headers = vec![("authorization", auth.as_str())];
     if !content_type.is_empty() {
-        head.push_str(&format!("content-type: {content_type}\r\n"));
+        headers.push(("content-type", content_type));
     }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut out = Vec::new();
-    stream.read_to_end(&mut out).await.unwrap();
-    let text = String::from_utf8_lossy(&out).to_string();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    // A chunked reply would need de-chunking; the service sets a length.
-    (status, body)
+    common::raw_http(app.addr, &format!("{method} {target}"), &headers, body).await
 }

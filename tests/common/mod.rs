@@ -357,12 +357,13 @@ impl TestApp {
     }
 }
 
-/// Sends one raw HTTP/1.1 request line and headers, byte for byte (no URL
-/// normalisation on the way), and returns the status code and body.
+/// Sends one raw HTTP/1.1 request (line, headers, body) byte for byte (no
+/// URL normalisation on the way), and returns the status code and body.
 pub async fn raw_http(
     addr: SocketAddr,
     request_line: &str,
     headers: &[(&str, &str)],
+    body: &[u8],
 ) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -370,8 +371,12 @@ pub async fn raw_http(
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    if !body.is_empty() {
+        req.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
     req.push_str("\r\n");
     stream.write_all(req.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
     let mut out = Vec::new();
     stream.read_to_end(&mut out).await.unwrap();
     let text = String::from_utf8_lossy(&out).to_string();
@@ -380,20 +385,10 @@ pub async fn raw_http(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    // The service always sets a content length, so the body is plain.
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
-}
-
-impl TestApp {
-    pub async fn catalog(
-        &self,
-    ) -> practice_service::proto::practice::v1::catalog_service_client::CatalogServiceClient<Channel>
-    {
-        practice_service::proto::practice::v1::catalog_service_client::CatalogServiceClient::connect(self.url())
-            .await
-            .expect("connects")
-    }
 }
