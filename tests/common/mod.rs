@@ -392,3 +392,14 @@ pub async fn raw_http(
         .unwrap_or_default();
     (status, body)
 }
+
+impl TestApp {
+    pub async fn catalog(
+        &self,
+    ) -> practice_service::proto::practice::v1::catalog_service_client::CatalogServiceClient<Channel>
+    {
+        practice_service::proto::practice::v1::catalog_service_client::CatalogServiceClient::connect(self.url())
+            .await
+            .expect("connects")
+    }
+}
