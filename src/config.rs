@@ -70,6 +70,8 @@ pub struct Config {
     /// (`OUT_OF_RANGE` above): the same order for every protocol.
     pub max_body_bytes: usize,
     pub limits: Limits,
+    /// `PRACTICE_TLS_CERT_FILE` and `PRACTICE_TLS_KEY_FILE` (PEM): serve TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// Every limit the server runs with, each set explicitly.
@@ -199,6 +201,17 @@ impl Config {
             ));
         }
 
+        let tls = match (get("PRACTICE_TLS_CERT_FILE"), get("PRACTICE_TLS_KEY_FILE")) {
+            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+            (None, None) => None,
+            _ => {
+                return Err(bad(
+                    "TLS",
+                    "set both PRACTICE_TLS_CERT_FILE and PRACTICE_TLS_KEY_FILE, or neither",
+                ));
+            }
+        };
+
         Ok(Config {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             addr,
@@ -218,6 +231,7 @@ impl Config {
             db_max_connections: number("PRACTICE_DB_MAX_CONNECTIONS", 16)? as u32,
             max_body_bytes,
             limits,
+            tls,
         })
     }
 }

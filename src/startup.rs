@@ -177,12 +177,24 @@ impl Application {
                 CatalogServiceServer::new(catalog)
                     .max_decoding_message_size(self.config.max_body_bytes)
                     .max_encoding_message_size(limits.max_response_bytes),
-            )
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(self.listener).with_nodelay(Some(true)),
-                drain,
             );
-        tokio::pin!(server);
+        type Serving =
+            std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+        let mut server: Serving =
+            match &self.config.tls {
+                Some((cert, key)) => {
+                    let tls = crate::tls::server_config(cert, key)?;
+                    tracing::info!("TLS on (ALPN h2 and http/1.1)");
+                    Box::pin(server.serve_with_incoming_shutdown(
+                        crate::tls::incoming(self.listener, tls),
+                        drain,
+                    ))
+                }
+                None => Box::pin(server.serve_with_incoming_shutdown(
+                    TcpIncoming::from(self.listener).with_nodelay(Some(true)),
+                    drain,
+                )),
+            };
         tokio::select! {
             served = &mut server => served.context("server error")?,
             () = async {
