@@ -66,6 +66,14 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Adds another run of the same cell (rounds are interleaved across
+    /// protocols, so slow drifts of a noisy machine hit them all alike).
+    pub fn merge(&mut self, other: Stats) {
+        self.ok += other.ok;
+        self.elapsed += other.elapsed;
+        self.histogram.add(other.histogram).expect("same bounds");
+    }
+
     pub fn throughput(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
     }

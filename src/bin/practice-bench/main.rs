@@ -49,7 +49,10 @@ struct Args {
     /// Seconds of warm-up before each measurement.
     #[arg(long, default_value_t = 1)]
     warmup: u64,
-    /// Also run gRPC open-loop at this fraction of the closed-loop maximum.
+    /// Rounds per cell; the protocols take turns within each round.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Also run gRPC (and raw) open-loop at this fraction of gRPC's closed-loop maximum.
     #[arg(long, default_value_t = 0.5)]
     open_fraction: f64,
     /// The server binary (default: practice-service beside this one).
@@ -235,52 +238,48 @@ async fn main() -> anyhow::Result<()> {
         seed(&store).await?;
         let server = server::Server::start(&server_bin, &url).await?;
 
-        let mut raw_rps = None;
-        let mut grpc_rps = None;
+        let mut targets = Vec::new();
         for protocol in &protocols {
-            let target = Arc::new(match protocol {
+            targets.push(Arc::new(match protocol {
                 Protocol::Raw => Target::raw(store.clone()),
                 p => Target::connect(*p, &server.url(), args.connections).await?,
-            });
-            let run_id = format!("{db}-{}-{}", protocol.name(), std::process::id());
-            load::run(
-                &target,
-                Mode::Closed {
-                    concurrency: args.concurrency,
-                },
-                warmup,
-                &format!("{run_id}-w"),
-            )
-            .await?;
-            let before = server.cpu_ticks()?;
-            let stats = load::run(
-                &target,
-                Mode::Closed {
-                    concurrency: args.concurrency,
-                },
-                measure,
-                &run_id,
-            )
-            .await?;
-            let after = server.cpu_ticks()?;
+            }));
+        }
+        let mode = Mode::Closed { concurrency: args.concurrency };
+        let mut cells: Vec<Option<(Stats, u64)>> = protocols.iter().map(|_| None).collect();
+        for round in 0..args.rounds.max(1) {
+            for (i, protocol) in protocols.iter().enumerate() {
+                let run_id = format!("{db}-{}-{}-{round}", protocol.name(), std::process::id());
+                load::run(&targets[i], mode, warmup, &format!("{run_id}-w")).await?;
+                let before = server.cpu_ticks()?;
+                let stats = load::run(&targets[i], mode, measure, &run_id).await?;
+                let ticks = server.cpu_ticks()? - before;
+                match &mut cells[i] {
+                    Some((total, total_ticks)) => {
+                        total.merge(stats);
+                        *total_ticks += ticks;
+                    }
+                    cell => *cell = Some((stats, ticks)),
+                }
+            }
+        }
+        let rps = |p: Protocol| {
+            protocols.iter().position(|x| *x == p).and_then(|i| cells[i].as_ref()).map(|(s, _)| s.throughput())
+        };
+        let (raw_rps, grpc_rps) = (rps(Protocol::Raw), rps(Protocol::Grpc));
+        for (protocol, cell) in protocols.iter().zip(cells) {
+            let (stats, ticks) = cell.expect("every cell ran");
             let server_side = *protocol != Protocol::Raw;
             let ratio = match protocol {
-                Protocol::Raw => {
-                    raw_rps = Some(stats.throughput());
-                    None
-                }
-                Protocol::Grpc => {
-                    grpc_rps = Some(stats.throughput());
-                    raw_rps.map(|raw| ("of raw".to_string(), stats.throughput() / raw))
-                }
+                Protocol::Raw => None,
+                Protocol::Grpc => raw_rps.map(|raw| ("of raw".to_string(), stats.throughput() / raw)),
                 _ => grpc_rps.map(|g| ("of gRPC".to_string(), stats.throughput() / g)),
             };
             rows.push(Row {
                 db: db.clone(),
                 protocol: protocol.name().into(),
                 mode: format!("closed c={}", args.concurrency),
-                cpu_us_per_req: server_side
-                    .then(|| server::ticks_to_us(after - before) / stats.ok as f64),
+                cpu_us_per_req: server_side.then(|| server::ticks_to_us(ticks) / stats.ok as f64),
                 rss_mb: server_side.then(|| server.peak_rss_mb()).flatten(),
                 stats,
                 ratio,
@@ -289,23 +288,25 @@ async fn main() -> anyhow::Result<()> {
         if let Some(max) = grpc_rps
             && args.open_fraction > 0.0
         {
+            // The same fixed rate for the service and for the raw baseline,
+            // so the service's own share of the tail shows.
             let rate = (max * args.open_fraction).max(1.0);
-            let target =
-                Arc::new(Target::connect(Protocol::Grpc, &server.url(), args.connections).await?);
-            let run_id = format!("{db}-open-{}", std::process::id());
-            let stats = load::run(&target, Mode::Open { rate }, measure, &run_id).await?;
-            rows.push(Row {
-                db: db.clone(),
-                protocol: "grpc".into(),
-                mode: format!(
-                    "open {rate:.0}/s ({:.0}% of max)",
-                    args.open_fraction * 100.0
-                ),
-                cpu_us_per_req: None,
-                rss_mb: server.peak_rss_mb(),
-                stats,
-                ratio: None,
-            });
+            for (i, protocol) in protocols.iter().enumerate() {
+                if !matches!(protocol, Protocol::Grpc | Protocol::Raw) {
+                    continue;
+                }
+                let run_id = format!("{db}-open-{}-{}", protocol.name(), std::process::id());
+                let stats = load::run(&targets[i], Mode::Open { rate }, measure, &run_id).await?;
+                rows.push(Row {
+                    db: db.clone(),
+                    protocol: protocol.name().into(),
+                    mode: format!("open {rate:.0}/s ({:.0}% of gRPC max)", args.open_fraction * 100.0),
+                    cpu_us_per_req: None,
+                    rss_mb: (*protocol != Protocol::Raw).then(|| server.peak_rss_mb()).flatten(),
+                    stats,
+                    ratio: None,
+                });
+            }
         }
         server.stop().await;
     }
