@@ -13,7 +13,7 @@ pub const MAX_NOTES_CHARS: usize = 20_000;
 pub const DEFAULT_STYLE_PRESET: &str = "accurate";
 
 /// The create request as it arrives, before any rule is checked.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CreateSessionInput {
     pub class_id: Option<i64>,
     pub project_id: Option<i64>,
@@ -24,14 +24,16 @@ pub struct CreateSessionInput {
 }
 
 /// A create request whose fields keep every rule that needs no database.
+/// Only `parse` makes one, so holding it is proof the checks passed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewSession {
-    pub class_id: Option<i64>,
-    pub project_id: Option<i64>,
-    pub knowledge_ids: Vec<i64>,
-    pub agent_id: Option<i64>,
-    pub title: Option<String>,
-    pub notes: Option<String>,
+pub struct NewSession(CreateSessionInput);
+
+impl std::ops::Deref for NewSession {
+    type Target = CreateSessionInput;
+
+    fn deref(&self) -> &CreateSessionInput {
+        &self.0
+    }
 }
 
 impl NewSession {
@@ -69,14 +71,7 @@ impl NewSession {
         }
 
         rules::finish(violations)?;
-        Ok(NewSession {
-            class_id: input.class_id,
-            project_id: input.project_id,
-            knowledge_ids: input.knowledge_ids,
-            agent_id: input.agent_id,
-            title: input.title,
-            notes: input.notes,
-        })
+        Ok(NewSession(input))
     }
 
     /// A digest of the request, to tell a replay from a different request

@@ -245,7 +245,9 @@ async fn main() -> anyhow::Result<()> {
                 p => Target::connect(*p, &server.url(), args.connections).await?,
             }));
         }
-        let mode = Mode::Closed { concurrency: args.concurrency };
+        let mode = Mode::Closed {
+            concurrency: args.concurrency,
+        };
         let mut cells: Vec<Option<(Stats, u64)>> = protocols.iter().map(|_| None).collect();
         for round in 0..args.rounds.max(1) {
             for (i, protocol) in protocols.iter().enumerate() {
@@ -264,7 +266,11 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         let rps = |p: Protocol| {
-            protocols.iter().position(|x| *x == p).and_then(|i| cells[i].as_ref()).map(|(s, _)| s.throughput())
+            protocols
+                .iter()
+                .position(|x| *x == p)
+                .and_then(|i| cells[i].as_ref())
+                .map(|(s, _)| s.throughput())
         };
         let (raw_rps, grpc_rps) = (rps(Protocol::Raw), rps(Protocol::Grpc));
         for (protocol, cell) in protocols.iter().zip(cells) {
@@ -272,7 +278,9 @@ async fn main() -> anyhow::Result<()> {
             let server_side = *protocol != Protocol::Raw;
             let ratio = match protocol {
                 Protocol::Raw => None,
-                Protocol::Grpc => raw_rps.map(|raw| ("of raw".to_string(), stats.throughput() / raw)),
+                Protocol::Grpc => {
+                    raw_rps.map(|raw| ("of raw".to_string(), stats.throughput() / raw))
+                }
                 _ => grpc_rps.map(|g| ("of gRPC".to_string(), stats.throughput() / g)),
             };
             rows.push(Row {
@@ -300,9 +308,14 @@ async fn main() -> anyhow::Result<()> {
                 rows.push(Row {
                     db: db.clone(),
                     protocol: protocol.name().into(),
-                    mode: format!("open {rate:.0}/s ({:.0}% of gRPC max)", args.open_fraction * 100.0),
+                    mode: format!(
+                        "open {rate:.0}/s ({:.0}% of gRPC max)",
+                        args.open_fraction * 100.0
+                    ),
                     cpu_us_per_req: None,
-                    rss_mb: (*protocol != Protocol::Raw).then(|| server.peak_rss_mb()).flatten(),
+                    rss_mb: (*protocol != Protocol::Raw)
+                        .then(|| server.peak_rss_mb())
+                        .flatten(),
                     stats,
                     ratio: None,
                 });
