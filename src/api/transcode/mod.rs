@@ -10,6 +10,8 @@
 //! annotation.
 
 pub mod errors;
+#[cfg(test)]
+mod generic_tests;
 pub mod json;
 pub mod openapi;
 pub mod routes;
@@ -187,9 +189,21 @@ fn insert_field(
     source: &str,
     repeat: bool,
 ) -> Result<(), Error> {
-    let dotted = path.join(".");
+    insert_at(desc, object, path, &path.join("."), text, source, repeat)
+}
+
+/// `insert_field` one level down; `dotted` is the whole path, for errors.
+fn insert_at(
+    desc: &prost_reflect::MessageDescriptor,
+    object: &mut Map<String, Json>,
+    path: &[String],
+    dotted: &str,
+    text: &str,
+    source: &str,
+    repeat: bool,
+) -> Result<(), Error> {
     let field = find_field(desc, &path[0])
-        .ok_or_else(|| Error::invalid_field(&dotted, format!("unknown {source} parameter")))?;
+        .ok_or_else(|| Error::invalid_field(dotted, format!("unknown {source} parameter")))?;
     let taken =
         |o: &Map<String, Json>| o.contains_key(field.name()) || o.contains_key(field.json_name());
     if path.len() > 1 {
@@ -198,18 +212,18 @@ fn insert_field(
             .as_message()
             .cloned()
             .filter(|_| !field.is_list() && !field.is_map())
-            .ok_or_else(|| Error::invalid_field(&dotted, format!("unknown {source} parameter")))?;
+            .ok_or_else(|| Error::invalid_field(dotted, format!("unknown {source} parameter")))?;
         let entry = object
             .entry(field.name().to_owned())
             .or_insert_with(|| Json::Object(Map::new()));
         let Json::Object(inner) = entry else {
-            return Err(Error::invalid_field(&dotted, "is set more than once"));
+            return Err(Error::invalid_field(dotted, "is set more than once"));
         };
-        return insert_field(&nested, inner, &path[1..], text, source, repeat);
+        return insert_at(&nested, inner, &path[1..], dotted, text, source, repeat);
     }
     if field.is_map() {
         return Err(Error::invalid_field(
-            &dotted,
+            dotted,
             format!("cannot be set from the {source}"),
         ));
     }
@@ -220,7 +234,7 @@ fn insert_field(
             .or_insert_with(|| Json::Array(Vec::new()))
         {
             Json::Array(items) => items.push(value),
-            _ => return Err(Error::invalid_field(&dotted, "is set more than once")),
+            _ => return Err(Error::invalid_field(dotted, "is set more than once")),
         }
         return Ok(());
     }
@@ -240,7 +254,7 @@ fn insert_field(
             return Ok(());
         }
         return Err(Error::invalid_field(
-            &dotted,
+            dotted,
             format!("the {source} says {text:?}; the rest of the request may not say otherwise"),
         ));
     }
