@@ -53,17 +53,21 @@ fn value_to_json(v: prost_types::Value) -> Value {
     match v.kind {
         None | Some(Kind::NullValue(_)) => Value::Null,
         Some(Kind::BoolValue(b)) => Value::Bool(b),
-        Some(Kind::NumberValue(n)) => {
-            if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
-                Value::from(n as i64)
-            } else {
-                serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
-            }
-        }
+        Some(Kind::NumberValue(n)) => match integral(n) {
+            Some(i) => Value::from(i),
+            None => serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number),
+        },
         Some(Kind::StringValue(s)) => Value::String(s),
         Some(Kind::ListValue(l)) => Value::Array(l.values.into_iter().map(value_to_json).collect()),
         Some(Kind::StructValue(s)) => Value::Object(struct_to_json(s)),
     }
+}
+
+/// The integer a `Struct` number stands for, if it is one: Struct numbers
+/// are doubles, and `512` must come back as `512`, not `512.0`. Only values
+/// a double holds exactly (|n| < 2^53) count.
+pub fn integral(n: f64) -> Option<i64> {
+    (n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0).then_some(n as i64)
 }
 
 pub fn example_to_proto(e: domain::Example) -> pb::Example {

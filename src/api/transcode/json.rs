@@ -197,11 +197,7 @@ fn float_to_json(n: f64) -> Json {
 /// `Struct` numbers are doubles on the wire; an integral one prints as an
 /// integer so `512` round-trips as `512`.
 fn struct_number_to_json(n: f64) -> Json {
-    if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
-        Json::from(n as i64)
-    } else {
-        float_to_json(n)
-    }
+    crate::api::convert::integral(n).map_or_else(|| float_to_json(n), Json::from)
 }
 
 fn timestamp_to_json(m: &DynamicMessage) -> Json {
