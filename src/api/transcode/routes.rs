@@ -144,15 +144,20 @@ impl Routes {
     }
 
     pub fn lookup(&self, method: &Method, path: &str) -> Lookup<'_> {
-        let mut allowed = Vec::new();
-        for route in &self.routes {
+        // Routes of the request's method first: the usual request decodes
+        // the path only against those; the rest are tried only to tell a
+        // 405 from a 404.
+        for route in self.routes.iter().filter(|r| r.method == *method) {
             if let Some(captures) = route.template.matches(path) {
-                if route.method == *method {
-                    return Lookup::Found(route, captures);
-                }
-                allowed.push(route.method.clone());
+                return Lookup::Found(route, captures);
             }
         }
+        let allowed: Vec<Method> = self
+            .routes
+            .iter()
+            .filter(|r| r.method != *method && r.template.matches(path).is_some())
+            .map(|r| r.method.clone())
+            .collect();
         if allowed.is_empty() {
             Lookup::NotFound
         } else {
