@@ -2,7 +2,7 @@
 //! API's bodies, the contract's JSON shape, every error row, path
 //! confusion, CORS, OpenAPI and health; on SQLite and PostgreSQL.
 
-mod common;
+use crate::common;
 
 use common::{Backend, authed, raw_http, token};
 use practice_service::proto::practice::v1::{CreateSessionRequest, GetSessionRequest};

@@ -1,7 +1,7 @@
 //! SIGTERM during a burst: the real binary drains — every request either
 //! completed with OK or never started — and exits 0.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! PostgreSQL: CRUD, partial updates, another user's examples looking
 //! missing, and cursor pagination that stays stable under inserts.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

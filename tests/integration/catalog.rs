@@ -1,7 +1,7 @@
 //! The catalog sync API over gRPC and JSON, on SQLite and PostgreSQL:
 //! upserts replace, deletes are soft, and only `practice:admin` may call it.
 
-mod common;
+use crate::common;
 
 use common::{Backend, admin_token, authed, token};
 use practice_service::proto::practice::v1::{

@@ -1,7 +1,7 @@
 //! Authentication as a gRPC client sees it: every bad token is
 //! UNAUTHENTICATED with `www-authenticate: Bearer`, and writes nothing.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::{Backend, SECRET, authed};

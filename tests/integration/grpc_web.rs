@@ -1,7 +1,7 @@
 //! gRPC-Web (binary and text) as a browser library speaks it, over HTTP/1.1,
 //! reaching the same RPCs as gRPC and JSON.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::{Backend, authed, token};

@@ -2,7 +2,7 @@
 //! UNAVAILABLE (or DEADLINE_EXCEEDED), readiness flips, the service
 //! recovers by itself, and no create is half-written.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

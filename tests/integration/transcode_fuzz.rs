@@ -3,7 +3,7 @@
 //! well-formed answer (a status from the contract's table and, for errors,
 //! a google.rpc.Status JSON body).
 
-mod common;
+use crate::common;
 
 use std::sync::OnceLock;
 

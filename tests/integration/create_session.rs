@@ -1,7 +1,7 @@
 //! CreateSession and GetSession over native gRPC, every rule of the create
 //! path, on SQLite and on PostgreSQL.
 
-mod common;
+use crate::common;
 
 use common::{Backend, DEFAULT_MODELS, authed, token};
 use practice_service::proto::practice::v1::{CreateSessionRequest, GetSessionRequest, Session};

@@ -6,7 +6,7 @@
 //! both); without them the test is skipped on a developer machine and fails
 //! on CI.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

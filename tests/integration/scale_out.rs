@@ -2,7 +2,7 @@
 //! concurrent creates through both, sharing idempotency keys, make exactly
 //! one session per key, with unique ids.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 

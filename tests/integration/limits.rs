@@ -2,7 +2,7 @@
 //! deadlines shorter than a slow request. "Slow" is made real by holding
 //! SQLite's write lock from another connection.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

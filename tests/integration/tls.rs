@@ -1,7 +1,7 @@
 //! TLS when configured: native gRPC over HTTP/2 and JSON over HTTP/1.1 on
 //! the same port, both verified against the test CA.
 
-mod common;
+use crate::common;
 
 use common::{Backend, authed, token};
 use practice_service::proto::practice::v1::CreateSessionRequest;

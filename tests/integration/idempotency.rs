@@ -1,7 +1,7 @@
 //! `idempotency-key` on CreateSession: replays, mismatches, per-user keys
 //! and concurrent duplicates, on SQLite and PostgreSQL.
 
-mod common;
+use crate::common;
 
 use common::{Backend, authed, token};
 use practice_service::proto::practice::v1::{CreateSessionRequest, Session};

@@ -1,0 +1,27 @@
+//! The integration suite, as one test binary: every module speaks to a real
+//! server the way a client would. One binary links once (each linked test
+//! binary is hundreds of megabytes in a debug build) and shares one
+//! throwaway PostgreSQL cluster across all the store cases.
+//!
+//! `tests/tracing.rs` stays a binary of its own: it installs the
+//! process-wide tracing subscriber.
+
+#[path = "../common/mod.rs"]
+#[macro_use]
+mod common;
+
+mod auth;
+mod browser;
+mod catalog;
+mod create_session;
+mod deploy;
+mod examples;
+mod faults;
+mod grpc_web;
+mod http_json;
+mod idempotency;
+mod limits;
+mod scale_out;
+mod shutdown;
+mod tls;
+mod transcode_fuzz;
