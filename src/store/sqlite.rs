@@ -7,8 +7,16 @@
 //! SQLite's busy handler (whose backoff sleeps made the tail latency under
 //! concurrent creates hundreds of milliseconds). Reads use their own pool
 //! and, with WAL, never wait for the writer.
+//!
+//! WAL checkpoints run in the background on a reader connection. SQLite's
+//! automatic checkpoint runs on the connection that commits, so every
+//! thousandth page or so one create paid for copying the WAL into the
+//! database and syncing it: that was the p99 of a single client's
+//! creates (about 5 ms against a 0.9 ms median). The writer still
+//! checkpoints by itself if the WAL grows past `WAL_FALLBACK_PAGES`.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use sqlx::Sqlite;
 use sqlx::sqlite::{
@@ -20,9 +28,24 @@ use super::StoreOptions;
 const BACKEND: &str = "sqlite";
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// How often the background checkpointer runs.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// The writer's own automatic checkpoint, as a backstop: with the
+/// background checkpointer keeping up, it has little left to copy.
+const WAL_FALLBACK_PAGES: &str = "10000";
+
 pub struct SqliteStore {
     pool: SqlitePool,
     write_pool: SqlitePool,
+    checkpointer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        if let Some(task) = &self.checkpointer {
+            task.abort();
+        }
+    }
 }
 
 impl SqliteStore {
@@ -35,11 +58,16 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            .pragma("wal_autocheckpoint", WAL_FALLBACK_PAGES)
             .busy_timeout(options.statement_timeout);
         // An in-memory database exists once per connection: pin it to one.
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        // A connection to a local file can't drop like a network one: no
+        // ping before each use (each one is a round trip to the
+        // connection's worker thread).
         let pool_options = || {
             SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .min_connections(1)
                 .acquire_timeout(options.acquire_timeout)
                 .idle_timeout(None)
@@ -57,7 +85,13 @@ impl SqliteStore {
                 .connect_with(connect)
                 .await?
         };
-        Ok(Self { pool, write_pool })
+        let checkpointer =
+            (!in_memory).then(|| tokio::spawn(checkpoint_in_background(pool.clone())));
+        Ok(Self {
+            pool,
+            write_pool,
+            checkpointer,
+        })
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
@@ -66,6 +100,26 @@ impl SqliteStore {
 
     fn writer(&self) -> &SqlitePool {
         &self.write_pool
+    }
+}
+
+/// Copies committed WAL pages into the database file, without waiting for
+/// readers or the writer (PASSIVE), until the pool closes.
+async fn checkpoint_in_background(pool: SqlitePool) {
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            // Not fatal: the writer's own checkpoint is the backstop.
+            tracing::debug!(error = %e, "background WAL checkpoint failed");
+        }
     }
 }
 

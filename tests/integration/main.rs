@@ -23,5 +23,6 @@ mod idempotency;
 mod limits;
 mod scale_out;
 mod shutdown;
+mod sqlite_wal;
 mod tls;
 mod transcode_fuzz;
