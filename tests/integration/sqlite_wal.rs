@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::{self, Backend, authed, token};
+use crate::common::{Backend, authed, token};
 use practice_service::proto::practice::v1::CreateSessionRequest;
 
 fn size(path: &Path) -> u64 {
