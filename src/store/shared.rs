@@ -161,63 +161,62 @@ macro_rules! impl_store {
                 // References, checked inside the write transaction so that no
                 // catalog change can slip in between check and write. A
                 // reference the caller may not see reads as a missing one.
-                // The class and its enabled models in one round trip: no row
-                // means not visible; a single NULL means no enabled model.
-                let class_models: Option<Vec<String>> = match new.class_id {
-                    Some(class_id) => {
-                        let rows: Vec<Option<String>> = sqlx::query_scalar(concat!(
-                            "SELECT cm.model_name FROM (", my_classes!(), ") mine \
-                             LEFT JOIN class_models cm ON cm.class_id = mine.class_id AND cm.enabled \
-                             WHERE mine.class_id = $1 ORDER BY cm.position"
-                        ))
-                        .bind(class_id)
-                        .bind(user)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                        if rows.is_empty() {
-                            return Err(Error::NotFound(format!("class {class_id} not found")).into());
-                        }
-                        Some(rows.into_iter().flatten().collect())
-                    }
-                    None => None,
-                };
-
-                if let Some(project_id) = new.project_id {
-                    let found: Option<Option<i64>> = sqlx::query_scalar(concat!(
-                        "SELECT p.class_id FROM projects p WHERE p.project_id = $1 AND p.deleted_at IS NULL \
-                         AND (p.owner_user_id = $2 OR p.class_id IN (", my_classes!(), "))"
-                    ))
-                    .bind(project_id)
-                    .bind(user)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let Some(project_class) = found else {
-                        return Err(Error::NotFound(format!("project {project_id} not found")).into());
-                    };
-                    if let (Some(asked), Some(actual)) = (new.class_id, project_class)
-                        && asked != actual
-                    {
-                        return Err(Error::invalid_field(
-                            "project_id",
-                            format!("project {project_id} does not belong to class {asked}"),
-                        )
-                        .into());
-                    }
-                }
-
-                if !new.knowledge_ids.is_empty() {
-                    let visible: Vec<i64> = sqlx::query_scalar(concat!(
-                        "SELECT k.knowledge_id FROM knowledge_items k WHERE k.knowledge_id", $ids_in,
+                // Class (with its enabled models), project and knowledge
+                // items come back in one round trip, tagged by part: no
+                // part-1 row means the class is not visible, a single NULL
+                // model means it has no enabled model.
+                let mut class_models: Option<Vec<String>> = None;
+                if new.class_id.is_some() || new.project_id.is_some() || !new.knowledge_ids.is_empty() {
+                    let rows: Vec<(i64, Option<i64>, Option<i64>, Option<String>)> = sqlx::query_as(concat!(
+                        "SELECT CAST(1 AS BIGINT), cm.position, CAST(NULL AS BIGINT), cm.model_name \
+                         FROM (", my_classes!(), ") mine \
+                         LEFT JOIN class_models cm ON cm.class_id = mine.class_id AND cm.enabled \
+                         WHERE mine.class_id = $3 \
+                         UNION ALL \
+                         SELECT 2, 0, p.class_id, NULL FROM projects p \
+                         WHERE p.project_id = $4 AND p.deleted_at IS NULL \
+                         AND (p.owner_user_id = $2 OR p.class_id IN (", my_classes!(), ")) \
+                         UNION ALL \
+                         SELECT 3, 0, k.knowledge_id, NULL FROM knowledge_items k WHERE k.knowledge_id", $ids_in,
                         " AND k.deleted_at IS NULL AND (k.owner_user_id = $2 \
                          OR k.class_id IN (", my_classes!(), ") \
                          OR k.project_id IN (SELECT p.project_id FROM projects p WHERE p.deleted_at IS NULL \
-                             AND (p.owner_user_id = $2 OR p.class_id IN (", my_classes!(), "))))"
+                             AND (p.owner_user_id = $2 OR p.class_id IN (", my_classes!(), ")))) \
+                         ORDER BY 1, 2"
                     ))
                     .bind(id_list(&new.knowledge_ids))
                     .bind(user)
+                    .bind(new.class_id)
+                    .bind(new.project_id)
                     .fetch_all(&mut *tx)
                     .await?;
-                    if let Some(missing) = new.knowledge_ids.iter().find(|id| !visible.contains(id)) {
+                    let part = |n: i64| rows.iter().filter(move |r| r.0 == n);
+
+                    if let Some(class_id) = new.class_id {
+                        if part(1).next().is_none() {
+                            return Err(Error::NotFound(format!("class {class_id} not found")).into());
+                        }
+                        class_models = Some(part(1).filter_map(|r| r.3.clone()).collect());
+                    }
+                    if let Some(project_id) = new.project_id {
+                        let Some(project) = part(2).next() else {
+                            return Err(Error::NotFound(format!("project {project_id} not found")).into());
+                        };
+                        if let (Some(asked), Some(actual)) = (new.class_id, project.2)
+                            && asked != actual
+                        {
+                            return Err(Error::invalid_field(
+                                "project_id",
+                                format!("project {project_id} does not belong to class {asked}"),
+                            )
+                            .into());
+                        }
+                    }
+                    if let Some(missing) = new
+                        .knowledge_ids
+                        .iter()
+                        .find(|id| !part(3).any(|r| r.2 == Some(**id)))
+                    {
                         return Err(Error::NotFound(format!("knowledge item {missing} not found")).into());
                     }
                 }
