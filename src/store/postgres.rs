@@ -45,7 +45,70 @@ impl PgStore {
     fn writer(&self) -> &PgPool {
         &self.pool
     }
+
+    /// All of a new session's rows in one statement (data-modifying CTEs):
+    /// one round trip instead of six. Foreign keys between the new rows
+    /// are checked at the end of the statement, when all of them exist.
+    async fn insert_session(
+        tx: &mut sqlx::Transaction<'static, Postgres>,
+        rows: &SessionRows<'_>,
+    ) -> Result<SessionIds, sqlx::Error> {
+        let (session_id, setting_id, link_ids, model_ids): (i64, i64, Vec<i64>, Vec<i64>) =
+            sqlx::query_as(INSERT_SESSION)
+                .bind(rows.user)
+                .bind(rows.new.class_id)
+                .bind(rows.new.project_id)
+                .bind(rows.new.agent_id)
+                .bind(rows.new.title.as_deref())
+                .bind(rows.new.notes.as_deref())
+                .bind(rows.now)
+                .bind(&rows.new.knowledge_ids)
+                .bind(rows.style_preset)
+                .bind(Json(rows.style_params))
+                .bind(Json(rows.generation_params))
+                .bind(Json(rows.agent_snapshot))
+                .bind(rows.example_ids)
+                .bind(rows.model_names)
+                .bind(rows.idempotency_key)
+                .fetch_one(&mut **tx)
+                .await?;
+        Ok(SessionIds {
+            session_id,
+            setting_id,
+            link_ids,
+            model_ids,
+        })
+    }
 }
+
+const INSERT_SESSION: &str = "\
+WITH s AS ( \
+    INSERT INTO practice_sessions \
+    (user_id, class_id, project_id, agent_id, title, notes, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING session_id \
+), k AS ( \
+    INSERT INTO session_knowledge (session_id, position, knowledge_id) \
+    SELECT s.session_id, t.ord - 1, t.id FROM s, unnest($8::int8[]) WITH ORDINALITY AS t(id, ord) \
+), st AS ( \
+    INSERT INTO session_settings \
+    (session_id, style_preset, style_params, generation_params, agent_snapshot, created_at, updated_at) \
+    SELECT s.session_id, $9, $10, $11, $12, $7, $7 FROM s RETURNING setting_id \
+), l AS ( \
+    INSERT INTO few_shot_links (setting_id, example_id, sort_order, created_at) \
+    SELECT st.setting_id, t.id, t.ord - 1, $7 FROM st, unnest($13::int8[]) WITH ORDINALITY AS t(id, ord) \
+    RETURNING id, sort_order \
+), m AS ( \
+    INSERT INTO session_models (session_id, model_name, sort_order, created_at) \
+    SELECT s.session_id, t.name, t.ord - 1, $7 FROM s, unnest($14::text[]) WITH ORDINALITY AS t(name, ord) \
+    RETURNING session_model_id, sort_order \
+), ik AS ( \
+    UPDATE idempotency_keys SET session_id = s.session_id FROM s \
+    WHERE idempotency_keys.user_id = $1 AND idempotency_keys.idem_key = $15 \
+) \
+SELECT s.session_id, st.setting_id, \
+    COALESCE((SELECT array_agg(l.id ORDER BY l.sort_order) FROM l), '{}'), \
+    COALESCE((SELECT array_agg(m.session_model_id ORDER BY m.sort_order) FROM m), '{}') \
+FROM s, st";
 
 fn id_list(ids: &[i64]) -> Vec<i64> {
     ids.to_vec()

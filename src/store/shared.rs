@@ -31,9 +31,33 @@ macro_rules! example_columns {
 }
 pub(super) use example_columns;
 
+/// Every row a new session writes, decided before the first write.
+pub(super) struct SessionRows<'a> {
+    pub user: i64,
+    pub new: &'a crate::domain::NewSession,
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub style_preset: &'a str,
+    pub style_params: &'a serde_json::Map<String, serde_json::Value>,
+    pub generation_params: &'a serde_json::Map<String, serde_json::Value>,
+    pub agent_snapshot: &'a serde_json::Map<String, serde_json::Value>,
+    /// The few-shot links' examples, in link order.
+    pub example_ids: &'a [i64],
+    /// The session models, in order.
+    pub model_names: &'a [String],
+    /// Linked to the new session when the request carried one.
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// The ids the database gave the new rows, links and models in their order.
+pub(super) struct SessionIds {
+    pub session_id: i64,
+    pub setting_id: i64,
+    pub link_ids: Vec<i64>,
+    pub model_ids: Vec<i64>,
+}
+
 macro_rules! impl_store {
     ($Store:ident, $DB:ty, ids_in = $ids_in:literal) => {
-        use std::collections::HashMap;
 
         use async_trait::async_trait;
         use chrono::{DateTime, Utc};
@@ -45,7 +69,7 @@ macro_rules! impl_store {
         use crate::domain::{Agent, Class, Example, ExamplePatch, FewShotLink, Knowledge, NewExample, NewSession, Project, Session, SessionModel, Settings, UserId};
         use crate::domain::session::{Response, DEFAULT_STYLE_PRESET};
         use crate::error::Error;
-        use crate::store::shared::{example_columns, my_classes};
+        use crate::store::shared::{example_columns, my_classes, SessionIds, SessionRows};
         use crate::store::{CatalogKind, CreateContext, Store, TableCounts, TxError, MAX_TX_ATTEMPTS};
 
         type Tx = Transaction<'static, $DB>;
@@ -237,74 +261,49 @@ macro_rules! impl_store {
                     (_, None) => ctx.default_models.to_vec(),
                 };
 
-                // The writes.
-                let session_id: i64 = sqlx::query_scalar(
-                    "INSERT INTO practice_sessions \
-                     (user_id, class_id, project_id, agent_id, title, notes, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING session_id",
-                )
-                .bind(user)
-                .bind(new.class_id)
-                .bind(new.project_id)
-                .bind(new.agent_id)
-                .bind(new.title.as_deref())
-                .bind(new.notes.as_deref())
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
-
-                if !new.knowledge_ids.is_empty() {
-                    QueryBuilder::<$DB>::new("INSERT INTO session_knowledge (session_id, position, knowledge_id) ")
-                        .push_values(new.knowledge_ids.iter().enumerate(), |mut b, (i, id)| {
-                            b.push_bind(session_id).push_bind(i as i64).push_bind(*id);
-                        })
-                        .build()
-                        .execute(&mut *tx)
-                        .await?;
-                }
-
-                let (style_preset, style_params, generation_params, snapshot, examples) = match &agent {
-                    Some((agent, updated_at, examples)) => (
-                        agent.style_preset.clone(),
-                        agent.style_params.clone(),
-                        agent.generation_params.clone(),
-                        agent.snapshot(updated_at),
-                        examples.clone(),
-                    ),
+                // The writes: one statement on PostgreSQL, one worker call on
+                // SQLite (see each backend's `insert_session`).
+                let (style_preset, style_params, generation_params, snapshot, examples) = match agent {
+                    Some((agent, updated_at, examples)) => {
+                        let snapshot = agent.snapshot(&updated_at);
+                        (agent.style_preset, agent.style_params, agent.generation_params, snapshot, examples)
+                    }
                     None => (DEFAULT_STYLE_PRESET.to_string(), Map::new(), Map::new(), Map::new(), Vec::new()),
                 };
-                let setting_id: i64 = sqlx::query_scalar(
-                    "INSERT INTO session_settings \
-                     (session_id, style_preset, style_params, generation_params, agent_snapshot, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING setting_id",
-                )
-                .bind(session_id)
-                .bind(&style_preset)
-                .bind(Json(&style_params))
-                .bind(Json(&generation_params))
-                .bind(Json(&snapshot))
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
-
-                let link_ids = if examples.is_empty() {
-                    HashMap::new()
-                } else {
-                    Self::insert_ordered(
-                        &mut tx,
-                        "INSERT INTO few_shot_links (setting_id, example_id, sort_order, created_at) ",
-                        " RETURNING id, sort_order",
-                        setting_id,
-                        examples.iter().map(|e| e.example_id),
+                let example_ids: Vec<i64> = examples.iter().map(|e| e.example_id).collect();
+                let ids = Self::insert_session(
+                    &mut tx,
+                    &SessionRows {
+                        user,
+                        new,
                         now,
-                    )
-                    .await?
-                };
+                        style_preset: &style_preset,
+                        style_params: &style_params,
+                        generation_params: &generation_params,
+                        agent_snapshot: &snapshot,
+                        example_ids: &example_ids,
+                        model_names: &model_names,
+                        idempotency_key: ctx.idempotency_key.map(|k| k.as_str()),
+                    },
+                )
+                .await?;
+                if ids.link_ids.len() != examples.len() || ids.model_ids.len() != model_names.len() {
+                    return Err(Error::internal(anyhow::anyhow!(
+                        "insert_session returned {} link ids for {} examples and {} model ids for {} models",
+                        ids.link_ids.len(),
+                        examples.len(),
+                        ids.model_ids.len(),
+                        model_names.len()
+                    ))
+                    .into());
+                }
+                let SessionIds { session_id, setting_id, link_ids, model_ids } = ids;
                 let few_shot_links = examples
                     .into_iter()
+                    .zip(link_ids)
                     .enumerate()
-                    .map(|(i, example)| FewShotLink {
-                        id: link_ids[&(i as i64)],
+                    .map(|(i, (example, id))| FewShotLink {
+                        id,
                         setting_id,
                         example_id: example.example_id,
                         sort_order: i as i64,
@@ -312,25 +311,12 @@ macro_rules! impl_store {
                         example,
                     })
                     .collect();
-
-                let model_ids = if model_names.is_empty() {
-                    HashMap::new()
-                } else {
-                    Self::insert_ordered(
-                        &mut tx,
-                        "INSERT INTO session_models (session_id, model_name, sort_order, created_at) ",
-                        " RETURNING session_model_id, sort_order",
-                        session_id,
-                        model_names.iter().cloned(),
-                        now,
-                    )
-                    .await?
-                };
                 let models = model_names
                     .into_iter()
+                    .zip(model_ids)
                     .enumerate()
-                    .map(|(i, model_name)| SessionModel {
-                        session_model_id: model_ids[&(i as i64)],
+                    .map(|(i, (model_name, session_model_id))| SessionModel {
+                        session_model_id,
                         session_id,
                         model_name,
                         sort_order: i as i64,
@@ -338,14 +324,6 @@ macro_rules! impl_store {
                     })
                     .collect();
 
-                if let Some(key) = ctx.idempotency_key {
-                    sqlx::query("UPDATE idempotency_keys SET session_id = $3 WHERE user_id = $1 AND idem_key = $2")
-                        .bind(user)
-                        .bind(key.as_str())
-                        .bind(session_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
                 tx.commit().await?;
 
                 Ok(Created::New(Box::new(Session {
@@ -373,29 +351,6 @@ macro_rules! impl_store {
                     models,
                     responses: Vec::new(),
                 })))
-            }
-
-            /// Inserts `(parent, value, sort_order, created_at)` rows in one
-            /// statement and maps each sort order to the new row's id (the
-            /// order of RETURNING rows is not guaranteed, the sort order is).
-            async fn insert_ordered<T>(
-                tx: &mut Tx,
-                insert: &str,
-                returning: &str,
-                parent: i64,
-                values: impl Iterator<Item = T>,
-                now: DateTime<Utc>,
-            ) -> Result<HashMap<i64, i64>, sqlx::Error>
-            where
-                T: for<'q> sqlx::Encode<'q, $DB> + sqlx::Type<$DB> + Send + 'static,
-            {
-                let mut builder = QueryBuilder::<$DB>::new(insert);
-                builder.push_values(values.enumerate(), |mut b, (i, value)| {
-                    b.push_bind(parent).push_bind(value).push_bind(i as i64).push_bind(now);
-                });
-                builder.push(returning);
-                let rows: Vec<(i64, i64)> = builder.build_query_as().fetch_all(&mut **tx).await?;
-                Ok(rows.into_iter().map(|(id, order)| (order, id)).collect())
             }
 
             /// The agent if the caller (`user`) may use it, with its last
