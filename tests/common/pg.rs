@@ -69,10 +69,21 @@ pub struct Cluster {
     dir: PathBuf,
     port: u16,
     as_postgres: bool,
+    durable: bool,
 }
 
 impl Cluster {
+    /// A cluster tuned for tests: no fsync, no synchronous commit.
     pub fn start() -> Result<Cluster, String> {
+        Self::start_with(false)
+    }
+
+    /// A cluster with PostgreSQL's default durability, for benchmarks.
+    pub fn start_durable() -> Result<Cluster, String> {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Result<Cluster, String> {
         let bin = bin_dir().ok_or("no PostgreSQL server binaries (initdb) found")?;
         let as_postgres = is_root();
         let dir = tempfile::Builder::new()
@@ -117,6 +128,7 @@ impl Cluster {
             dir,
             port: free_port(),
             as_postgres,
+            durable,
         };
         cluster.run_pg_ctl(&["start"])?;
         // Stop the cluster and remove it once this process has exited.
@@ -143,12 +155,14 @@ impl Cluster {
     }
 
     fn run_pg_ctl(&self, action: &[&str]) -> Result<(), String> {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=400 -c shared_buffers=128MB",
+        let mut options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=400 -c shared_buffers=128MB",
             self.port,
             self.dir.display()
         );
+        if !self.durable {
+            options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
         let out = pg_command(&self.bin, "pg_ctl", self.as_postgres)
             .args(["-w", "-t", "60", "-D"])
             .arg(&self.data)

@@ -16,7 +16,7 @@ mod pg;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Parser;
 use practice_service::domain::{
     Agent, Class, ClassMember, ClassModel, Knowledge, NewExample, UserId, now_micros,
@@ -34,6 +34,10 @@ struct Args {
     /// An existing PostgreSQL server to create the bench database on.
     #[arg(long)]
     pg_url: Option<String>,
+    /// Run the throwaway cluster without fsync and synchronous commit, to
+    /// take the disk's flush stalls out of the latency tails.
+    #[arg(long)]
+    pg_no_fsync: bool,
     /// Protocols: raw, grpc, grpc-web, json.
     #[arg(long, value_delimiter = ',', default_value = "raw,grpc,grpc-web,json")]
     protocols: Vec<String>,
@@ -181,21 +185,38 @@ fn print_table(rows: &[Row]) {
     }
 }
 
+/// A throwaway PostgreSQL cluster, started once and stopped when the bench
+/// exits; by default with the server's default durability (fsync and
+/// synchronous commit on), unlike the test suite's cluster.
+fn throwaway_cluster(no_fsync: bool) -> anyhow::Result<String> {
+    static CLUSTER: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    CLUSTER
+        .get_or_init(|| {
+            let cluster = if no_fsync {
+                pg::Cluster::start()
+            } else {
+                pg::Cluster::start_durable()
+            };
+            cluster.map(|c| c.url("postgres"))
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!("no PostgreSQL ({e}): install it, or pass --pg-url"))
+}
+
 async fn database_url(
     db: &str,
     dir: &tempfile::TempDir,
     pg_url: &Option<String>,
+    pg_no_fsync: bool,
 ) -> anyhow::Result<String> {
     match db {
         "sqlite" => Ok(format!("sqlite:{}", dir.path().join("bench.db").display())),
         "postgres" => {
-            if let Some(url) = pg_url {
-                // SAFETY: set before any other thread reads the environment.
-                unsafe { std::env::set_var("TEST_DATABASE_URL", url) };
-            }
-            pg::fresh_database()
-                .await
-                .context("no PostgreSQL: install it, or pass --pg-url")
+            let server = match pg_url {
+                Some(url) => url.clone(),
+                None => throwaway_cluster(pg_no_fsync)?,
+            };
+            Ok(pg::create_database(&server).await)
         }
         other => bail!("unknown database {other:?}"),
     }
@@ -223,16 +244,21 @@ async fn main() -> anyhow::Result<()> {
     let measure = Duration::from_secs(args.duration);
     let warmup = Duration::from_secs(args.warmup);
     eprintln!(
-        "machine: {} cores; concurrency {}, {} s per cell",
+        "machine: {} cores; concurrency {}, {} s per cell; SQLite: WAL, synchronous=NORMAL; PostgreSQL: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.concurrency,
-        args.duration
+        args.duration,
+        match (&args.pg_url, args.pg_no_fsync) {
+            (Some(_), _) => "the server given by --pg-url",
+            (None, false) => "throwaway cluster, fsync and synchronous_commit on",
+            (None, true) => "throwaway cluster, fsync and synchronous_commit off",
+        }
     );
 
     let mut rows = Vec::new();
     for db in &args.db {
         let dir = tempfile::tempdir()?;
-        let url = database_url(db, &dir, &args.pg_url).await?;
+        let url = database_url(db, &dir, &args.pg_url, args.pg_no_fsync).await?;
         let store = store::connect(&url, &StoreOptions::default()).await?;
         store.migrate().await?;
         seed(&store).await?;
