@@ -102,36 +102,41 @@ impl SqliteStore {
         &self.write_pool
     }
 
-    /// All of a new session's rows in one script, so one call to the
-    /// connection's worker thread instead of one per statement (each call
-    /// is two thread switches, and they were most of a create's cost).
-    /// The script finds the rows it just inserted as the tables' largest
-    /// ids: with AUTOINCREMENT a new id is above every id ever used, and
-    /// the transaction holds SQLite's write lock since `BEGIN IMMEDIATE`.
+    /// All of a new session's rows: one INSERT into the `new_sessions` view
+    /// (its trigger writes every table, see migrations/sqlite/0002), then
+    /// one read of the new ids, still under the write lock. Two calls to
+    /// the connection's worker thread instead of six; each call is two
+    /// thread switches, and they were most of a create's cost.
     async fn insert_session(
         tx: &mut sqlx::Transaction<'static, Sqlite>,
         rows: &SessionRows<'_>,
     ) -> Result<SessionIds, sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO new_sessions (user_id, class_id, project_id, agent_id, title, notes, \
+             created_at, knowledge_ids, style_preset, style_params, generation_params, \
+             agent_snapshot, example_ids, model_names, idem_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(rows.user)
+        .bind(rows.new.class_id)
+        .bind(rows.new.project_id)
+        .bind(rows.new.agent_id)
+        .bind(rows.new.title.as_deref())
+        .bind(rows.new.notes.as_deref())
+        .bind(rows.now)
+        .bind(id_list(&rows.new.knowledge_ids))
+        .bind(rows.style_preset)
+        .bind(Json(rows.style_params))
+        .bind(Json(rows.generation_params))
+        .bind(Json(rows.agent_snapshot))
+        .bind(id_list(rows.example_ids))
+        .bind(Json(rows.model_names))
+        .bind(rows.idempotency_key)
+        .execute(&mut **tx)
+        .await?;
         type Ordered = Json<Vec<(i64, i64)>>;
         let (session_id, setting_id, links, models): (i64, i64, Ordered, Ordered) =
-            sqlx::query_as(INSERT_SESSION)
-                .bind(rows.user)
-                .bind(rows.new.class_id)
-                .bind(rows.new.project_id)
-                .bind(rows.new.agent_id)
-                .bind(rows.new.title.as_deref())
-                .bind(rows.new.notes.as_deref())
-                .bind(rows.now)
-                .bind(id_list(&rows.new.knowledge_ids))
-                .bind(rows.style_preset)
-                .bind(Json(rows.style_params))
-                .bind(Json(rows.generation_params))
-                .bind(Json(rows.agent_snapshot))
-                .bind(id_list(rows.example_ids))
-                .bind(Json(rows.model_names))
-                .bind(rows.idempotency_key)
-                .fetch_one(&mut **tx)
-                .await?;
+            sqlx::query_as(NEW_SESSION_IDS).fetch_one(&mut **tx).await?;
         Ok(SessionIds {
             session_id,
             setting_id,
@@ -147,20 +152,8 @@ fn in_order(mut pairs: Vec<(i64, i64)>) -> Vec<i64> {
     pairs.into_iter().map(|(_, id)| id).collect()
 }
 
-const INSERT_SESSION: &str = "\
-INSERT INTO practice_sessions (user_id, class_id, project_id, agent_id, title, notes, created_at, updated_at) \
-VALUES ($1, $2, $3, $4, $5, $6, $7, $7); \
-INSERT INTO session_knowledge (session_id, position, knowledge_id) \
-SELECT (SELECT max(session_id) FROM practice_sessions), j.key, j.value FROM json_each($8) j; \
-INSERT INTO session_settings \
-(session_id, style_preset, style_params, generation_params, agent_snapshot, created_at, updated_at) \
-SELECT max(session_id), $9, $10, $11, $12, $7, $7 FROM practice_sessions; \
-INSERT INTO few_shot_links (setting_id, example_id, sort_order, created_at) \
-SELECT (SELECT max(setting_id) FROM session_settings), j.value, j.key, $7 FROM json_each($13) j; \
-INSERT INTO session_models (session_id, model_name, sort_order, created_at) \
-SELECT (SELECT max(session_id) FROM practice_sessions), j.value, j.key, $7 FROM json_each($14) j; \
-UPDATE idempotency_keys SET session_id = (SELECT max(session_id) FROM practice_sessions) \
-WHERE user_id = $1 AND idem_key = $15; \
+/// The ids `new_sessions` just gave the rows: the largest in each table.
+const NEW_SESSION_IDS: &str = "\
 SELECT s.session_id, st.setting_id, \
 (SELECT json_group_array(json_array(l.sort_order, l.id)) FROM few_shot_links l WHERE l.setting_id = st.setting_id), \
 (SELECT json_group_array(json_array(m.sort_order, m.session_model_id)) FROM session_models m \
