@@ -603,6 +603,73 @@ async fn other_users_session_is_not_found(backend: Backend) {
     );
 }
 
+/// Many creates at once, each with its own class, agent and knowledge: every
+/// session reads back exactly as it was answered, and no row id (setting,
+/// link, model) is handed to two sessions. The writes of a create are one
+/// statement on each backend; this is what shows they attribute every row
+/// to the right session under concurrency.
+async fn concurrent_creates_own_their_rows(backend: Backend) {
+    let app = app!(backend);
+    const N: i64 = 12;
+    let mut requests = Vec::new();
+    for i in 1..=N {
+        let models: Vec<String> = (0..(i % 3 + 1)).map(|m| format!("model-{i}-{m}")).collect();
+        let models: Vec<(&str, bool)> = models.iter().map(|m| (m.as_str(), true)).collect();
+        app.class(100 + i, &[ME], &models).await;
+        let mut examples = Vec::new();
+        for e in 0..(i % 4) {
+            examples.push(
+                app.example(ME, &format!("ex {i}.{e}"), true)
+                    .await
+                    .example_id,
+            );
+        }
+        app.agent(200 + i, ME, Some(100 + i), &examples).await;
+        app.knowledge(300 + i, ME, None, None).await;
+        app.knowledge(400 + i, ME, None, Some(100 + i)).await;
+        requests.push(CreateSessionRequest {
+            class_id: Some(100 + i),
+            knowledge_ids: vec![400 + i, 300 + i],
+            agent_id: Some(200 + i),
+            title: Some(format!("session {i}")),
+            ..Default::default()
+        });
+    }
+
+    let created: Vec<Session> =
+        futures::future::join_all(requests.iter().map(|req| create(&app, ME, req.clone())))
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+
+    let mut settings = std::collections::HashSet::new();
+    let mut links = std::collections::HashSet::new();
+    let mut models = std::collections::HashSet::new();
+    for (req, s) in requests.iter().zip(&created) {
+        let i = req.class_id.unwrap() - 100;
+        assert_eq!(s.knowledge_ids, req.knowledge_ids);
+        assert_eq!(s.models.len() as i64, i % 3 + 1);
+        for (m, model) in s.models.iter().enumerate() {
+            assert_eq!(model.model_name, format!("model-{i}-{m}"));
+            assert_eq!(model.session_id, s.session_id);
+            assert!(models.insert(model.session_model_id), "model id reused");
+        }
+        let st = s.settings.as_ref().unwrap();
+        assert_eq!(st.session_id, s.session_id);
+        assert!(settings.insert(st.setting_id), "setting id reused");
+        assert_eq!(st.few_shot_links.len() as i64, i % 4);
+        for (e, link) in st.few_shot_links.iter().enumerate() {
+            assert_eq!(link.setting_id, st.setting_id);
+            assert_eq!(link.sort_order, e as i64);
+            let title = link.example.as_ref().unwrap().title.clone();
+            assert_eq!(title, Some(format!("ex {i}.{e}")));
+            assert!(links.insert(link.id), "link id reused");
+        }
+        assert_eq!(&get(&app, ME, s.session_id).await.unwrap(), s);
+    }
+}
+
 on_both_backends!(
     empty_request_gets_defaults,
     full_create_copies_agent_and_class,
@@ -612,4 +679,5 @@ on_both_backends!(
     project_must_be_in_the_given_class,
     bad_fields_are_invalid_argument,
     other_users_session_is_not_found,
+    concurrent_creates_own_their_rows,
 );
