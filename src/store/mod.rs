@@ -3,7 +3,9 @@
 //!
 //! Both backends run the same SQL, written once in `shared.rs`; only what
 //! really differs per dialect (how a write transaction begins, how a list of
-//! ids is bound, which errors are worth a retry) lives in each backend file.
+//! ids is bound, which errors are worth a retry, and how a new session's
+//! rows are written in one call: data-modifying CTEs on PostgreSQL, a view
+//! with an INSTEAD OF trigger on SQLite) lives in each backend file.
 
 mod postgres;
 mod shared;

@@ -4,7 +4,8 @@
 //! concrete database type, so every query is type-checked against both
 //! drivers without a wall of generic bounds. The module supplies:
 //! `begin_write(&self)` and `writer(&self)` (where writes go),
-//! `id_list(&[i64])` (how a list of ids is bound),
+//! `insert_session(&mut Tx, &SessionRows)` (a new session's rows, in one
+//! call to the database), `id_list(&[i64])` (how a list of ids is bound),
 //! `is_retryable(&sqlx::Error)`, and the `ids_in` SQL fragment that tests
 //! membership in the list bound as `$1`.
 
