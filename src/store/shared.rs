@@ -59,7 +59,6 @@ pub(super) struct SessionIds {
 
 macro_rules! impl_store {
     ($Store:ident, $DB:ty, ids_in = $ids_in:literal) => {
-
         use async_trait::async_trait;
         use chrono::{DateTime, Utc};
         use serde_json::{Map, Value};
