@@ -197,7 +197,7 @@ impl Cluster {
 }
 
 /// A new, empty database on `server` (a URL of an existing database).
-pub async fn create_database(server: &str) -> String {
+pub async fn try_create_database(server: &str) -> Result<String, String> {
     let name = format!(
         "practice_test_{}_{}",
         std::process::id(),
@@ -205,21 +205,28 @@ pub async fn create_database(server: &str) -> String {
     );
     let mut conn = sqlx::PgConnection::connect(server)
         .await
-        .expect("connects to the test PostgreSQL");
+        .map_err(|e| format!("cannot connect to the PostgreSQL server: {e}"))?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await
-        .expect("creates a test database");
+        .map_err(|e| format!("cannot create a database on the PostgreSQL server: {e}"))?;
     let (without_query, query) = server
         .split_once('?')
         .map_or((server, None), |(a, q)| (a, Some(q)));
     let (base, _) = without_query
         .rsplit_once('/')
-        .expect("a database URL has a path");
-    match query {
+        .ok_or_else(|| "the PostgreSQL URL has no database path".to_string())?;
+    Ok(match query {
         Some(q) => format!("{base}/{name}?{q}"),
         None => format!("{base}/{name}"),
-    }
+    })
+}
+
+/// As `try_create_database`, for tests: a failure fails the test.
+pub async fn create_database(server: &str) -> String {
+    try_create_database(server)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn server() -> Option<String> {

@@ -216,7 +216,9 @@ async fn database_url(
                 Some(url) => url.clone(),
                 None => throwaway_cluster(pg_no_fsync)?,
             };
-            Ok(pg::create_database(&server).await)
+            pg::try_create_database(&server)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))
         }
         other => bail!("unknown database {other:?}"),
     }
