@@ -11,7 +11,7 @@ use tonic::body::Body;
 
 use crate::error::{Error, http_status};
 
-pub fn json_response(status: StatusCode, body: &Json) -> Response<Body> {
+pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
     let bytes = serde_json::to_vec(body).expect("JSON values serialize");
     let mut response = Response::new(Body::new(Full::new(Bytes::from(bytes))));
     *response.status_mut() = status;

@@ -15,6 +15,7 @@ use prost_reflect::{
     DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor,
     ReflectMessage, Value,
 };
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value as Json};
 
 use crate::error::{Error, FieldViolation};
@@ -106,101 +107,112 @@ fn is_scalar_like(m: &MessageDescriptor) -> bool {
     )
 }
 
-/// Writes a message as the contract's JSON.
+/// A message as the contract's JSON, written straight to the serializer
+/// (no `serde_json::Value` tree in between: building that tree cost about
+/// as much as decoding the reply).
+pub struct JsonOut<'a>(pub &'a DynamicMessage);
+
+/// The message as a JSON value, for callers that inspect it.
 pub fn message_to_json(message: &DynamicMessage) -> Json {
-    let desc = message.descriptor();
-    match desc.full_name() {
-        "google.protobuf.Timestamp" => return timestamp_to_json(message),
-        "google.protobuf.Struct" => return struct_to_json(message),
-        "google.protobuf.Value" => return struct_value_to_json(message),
-        "google.protobuf.ListValue" => return list_value_to_json(message),
-        name if name.starts_with("google.protobuf.") => {
-            // Other well-known types keep their standard proto3 JSON form.
-            let options = prost_reflect::SerializeOptions::new()
-                .stringify_64_bit_integers(false)
-                .use_proto_field_name(true);
-            return message
-                .serialize_with_options(serde_json::value::Serializer, &options)
-                .unwrap_or(Json::Null);
-        }
-        _ => {}
-    }
-    let mut out = Map::with_capacity(desc.fields().len());
-    for field in desc.fields() {
-        let value = if field.is_list()
-            || field.is_map()
-            || !field.supports_presence()
-            || message.has_field(&field)
-        {
-            field_value_to_json(&message.get_field(&field), &field.kind())
-        } else {
-            Json::Null
-        };
-        out.insert(field.name().to_owned(), value);
-    }
-    Json::Object(out)
+    serde_json::to_value(JsonOut(message)).unwrap_or(Json::Null)
 }
 
-fn field_value_to_json(value: &Value, kind: &Kind) -> Json {
-    match value {
-        Value::Bool(b) => Json::Bool(*b),
-        Value::I32(n) => Json::from(*n),
-        Value::I64(n) => Json::from(*n),
-        Value::U32(n) => Json::from(*n),
-        Value::U64(n) => Json::from(*n),
-        Value::F32(n) => float_to_json(f64::from(*n)),
-        Value::F64(n) => float_to_json(*n),
-        Value::String(s) => Json::String(s.clone()),
-        Value::Bytes(b) => Json::String(base64::engine::general_purpose::STANDARD.encode(b)),
-        Value::EnumNumber(n) => match kind.as_enum().and_then(|e| e.get_value(*n)) {
-            Some(v) => Json::String(v.name().to_owned()),
-            None => Json::from(*n),
-        },
-        Value::Message(m) => message_to_json(m),
-        Value::List(items) => {
-            Json::Array(items.iter().map(|v| field_value_to_json(v, kind)).collect())
-        }
-        Value::Map(map) => {
-            let value_kind = kind
-                .as_message()
-                .and_then(|m| m.map_entry_value_field().kind().into())
-                .unwrap_or_else(|| kind.clone());
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            let mut out = Map::new();
-            for (k, v) in entries {
-                let key = match k {
-                    MapKey::Bool(b) => b.to_string(),
-                    MapKey::I32(n) => n.to_string(),
-                    MapKey::I64(n) => n.to_string(),
-                    MapKey::U32(n) => n.to_string(),
-                    MapKey::U64(n) => n.to_string(),
-                    MapKey::String(s) => s.clone(),
-                };
-                out.insert(key, field_value_to_json(v, &value_kind));
+impl Serialize for JsonOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let message = self.0;
+        let desc = message.descriptor();
+        match desc.full_name() {
+            "google.protobuf.Timestamp" => return timestamp_text(message).serialize(s),
+            "google.protobuf.Struct" => return StructOut(message).serialize(s),
+            "google.protobuf.Value" => return StructValueOut(message).serialize(s),
+            "google.protobuf.ListValue" => return ListValueOut(message).serialize(s),
+            name if name.starts_with("google.protobuf.") => {
+                // Other well-known types keep their standard proto3 JSON form.
+                let options = prost_reflect::SerializeOptions::new()
+                    .stringify_64_bit_integers(false)
+                    .use_proto_field_name(true);
+                return message.serialize_with_options(s, &options);
             }
-            Json::Object(out)
+            _ => {}
+        }
+        let mut map = s.serialize_map(Some(desc.fields().len()))?;
+        for field in desc.fields() {
+            if field.is_list()
+                || field.is_map()
+                || !field.supports_presence()
+                || message.has_field(&field)
+            {
+                let value = message.get_field(&field);
+                map.serialize_entry(field.name(), &FieldOut(&value, &field.kind()))?;
+            } else {
+                map.serialize_entry(field.name(), &())?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// One field's value; `kind` names enum values and map value types.
+struct FieldOut<'a>(&'a Value, &'a Kind);
+
+impl Serialize for FieldOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let FieldOut(value, kind) = *self;
+        match value {
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::I32(n) => s.serialize_i32(*n),
+            Value::I64(n) => s.serialize_i64(*n),
+            Value::U32(n) => s.serialize_u32(*n),
+            Value::U64(n) => s.serialize_u64(*n),
+            Value::F32(n) => serialize_float(f64::from(*n), s),
+            Value::F64(n) => serialize_float(*n, s),
+            Value::String(v) => s.serialize_str(v),
+            Value::Bytes(b) => {
+                s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
+            }
+            Value::EnumNumber(n) => match kind.as_enum().and_then(|e| e.get_value(*n)) {
+                Some(v) => s.serialize_str(v.name()),
+                None => s.serialize_i32(*n),
+            },
+            Value::Message(m) => JsonOut(m).serialize(s),
+            Value::List(items) => s.collect_seq(items.iter().map(|v| FieldOut(v, kind))),
+            Value::Map(map) => {
+                let value_kind = kind
+                    .as_message()
+                    .map(|m| m.map_entry_value_field().kind())
+                    .unwrap_or_else(|| kind.clone());
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                let mut out = s.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    let key = match k {
+                        MapKey::Bool(b) => b.to_string(),
+                        MapKey::I32(n) => n.to_string(),
+                        MapKey::I64(n) => n.to_string(),
+                        MapKey::U32(n) => n.to_string(),
+                        MapKey::U64(n) => n.to_string(),
+                        MapKey::String(s) => s.clone(),
+                    };
+                    out.serialize_entry(&key, &FieldOut(v, &value_kind))?;
+                }
+                out.end()
+            }
         }
     }
 }
 
-fn float_to_json(n: f64) -> Json {
+/// proto3 JSON floats: NaN and the infinities as strings.
+fn serialize_float<S: Serializer>(n: f64, s: S) -> Result<S::Ok, S::Error> {
     if n.is_nan() {
-        Json::String("NaN".into())
+        s.serialize_str("NaN")
     } else if n.is_infinite() {
-        Json::String(if n > 0.0 { "Infinity" } else { "-Infinity" }.into())
+        s.serialize_str(if n > 0.0 { "Infinity" } else { "-Infinity" })
     } else {
-        serde_json::Number::from_f64(n).map_or(Json::Null, Json::Number)
+        s.serialize_f64(n)
     }
 }
 
-/// `Struct` numbers are doubles on the wire; an integral one prints as an
-/// integer so `512` round-trips as `512`.
-fn struct_number_to_json(n: f64) -> Json {
-    crate::api::convert::integral(n).map_or_else(|| float_to_json(n), Json::from)
-}
-
-fn timestamp_to_json(m: &DynamicMessage) -> Json {
+fn timestamp_text(m: &DynamicMessage) -> Option<String> {
     let seconds = m
         .get_field_by_name("seconds")
         .and_then(|v| v.as_i64())
@@ -209,63 +221,78 @@ fn timestamp_to_json(m: &DynamicMessage) -> Json {
         .get_field_by_name("nanos")
         .and_then(|v| v.as_i32())
         .unwrap_or(0);
-    match chrono::DateTime::from_timestamp(seconds, nanos.max(0) as u32) {
-        Some(t) => Json::String(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
-        None => Json::Null,
-    }
+    chrono::DateTime::from_timestamp(seconds, nanos.max(0) as u32)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
-fn struct_to_json(m: &DynamicMessage) -> Json {
-    let mut out = Map::new();
-    if let Some(Value::Map(fields)) = m.get_field_by_name("fields").as_deref() {
-        let mut entries: Vec<_> = fields.iter().collect();
-        // Keys in a stable order whatever the map's order.
-        entries.sort_by(|a, b| a.0.cmp(b.0));
-        for (k, v) in entries {
-            if let (MapKey::String(k), Value::Message(v)) = (k, v) {
-                out.insert(k.clone(), struct_value_to_json(v));
-            }
-        }
-    }
-    Json::Object(out)
-}
+/// A `google.protobuf.Struct`, keys in a stable order whatever the map's.
+struct StructOut<'a>(&'a DynamicMessage);
 
-fn list_value_to_json(m: &DynamicMessage) -> Json {
-    match m.get_field_by_name("values").as_deref() {
-        Some(Value::List(items)) => Json::Array(
-            items
+impl Serialize for StructOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let fields = self.0.get_field_by_name("fields");
+        let mut entries: Vec<(&String, &DynamicMessage)> = match fields.as_deref() {
+            Some(Value::Map(fields)) => fields
                 .iter()
-                .map(|v| match v {
-                    Value::Message(v) => struct_value_to_json(v),
-                    _ => Json::Null,
+                .filter_map(|(k, v)| match (k, v) {
+                    (MapKey::String(k), Value::Message(v)) => Some((k, v)),
+                    _ => None,
                 })
                 .collect(),
-        ),
-        _ => Json::Array(Vec::new()),
+            _ => Vec::new(),
+        };
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        let mut map = s.serialize_map(Some(entries.len()))?;
+        for (k, v) in entries {
+            map.serialize_entry(k, &StructValueOut(v))?;
+        }
+        map.end()
     }
 }
 
-fn struct_value_to_json(m: &DynamicMessage) -> Json {
-    let desc = m.descriptor();
-    let Some(oneof) = desc.oneofs().next() else {
-        return Json::Null;
-    };
-    for field in oneof.fields() {
-        if !m.has_field(&field) {
-            continue;
+struct ListValueOut<'a>(&'a DynamicMessage);
+
+impl Serialize for ListValueOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.get_field_by_name("values").as_deref() {
+            Some(Value::List(items)) => s.collect_seq(items.iter().map(|v| match v {
+                Value::Message(v) => Some(StructValueOut(v)),
+                _ => None,
+            })),
+            _ => s.collect_seq(std::iter::empty::<()>()),
         }
-        let value = m.get_field(&field);
-        return match (field.name(), value.as_ref()) {
-            ("null_value", _) => Json::Null,
-            ("number_value", Value::F64(n)) => struct_number_to_json(*n),
-            ("string_value", Value::String(s)) => Json::String(s.clone()),
-            ("bool_value", Value::Bool(b)) => Json::Bool(*b),
-            ("struct_value", Value::Message(s)) => struct_to_json(s),
-            ("list_value", Value::Message(l)) => list_value_to_json(l),
-            _ => Json::Null,
-        };
     }
-    Json::Null
+}
+
+/// A `google.protobuf.Value`. `Struct` numbers are doubles on the wire; an
+/// integral one prints as an integer so `512` round-trips as `512`.
+struct StructValueOut<'a>(&'a DynamicMessage);
+
+impl Serialize for StructValueOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = self.0;
+        let Some(oneof) = m.descriptor().oneofs().next() else {
+            return s.serialize_unit();
+        };
+        for field in oneof.fields() {
+            if !m.has_field(&field) {
+                continue;
+            }
+            let value = m.get_field(&field);
+            return match (field.name(), value.as_ref()) {
+                ("number_value", Value::F64(n)) => match crate::api::convert::integral(*n) {
+                    Some(i) => s.serialize_i64(i),
+                    None => serialize_float(*n, s),
+                },
+                ("string_value", Value::String(v)) => s.serialize_str(v),
+                ("bool_value", Value::Bool(b)) => s.serialize_bool(*b),
+                ("struct_value", Value::Message(v)) => StructOut(v).serialize(s),
+                ("list_value", Value::Message(l)) => ListValueOut(l).serialize(s),
+                _ => s.serialize_unit(),
+            };
+        }
+        s.serialize_unit()
+    }
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 
 use self::errors::{error_response, json_response, status_response};
-use self::json::{find_field, message_to_json, parse_message, scalar_from_text};
+use self::json::{JsonOut, find_field, parse_message, scalar_from_text};
 use self::routes::{BodyRule, Lookup, Route, Routes};
 use self::template::Captures;
 use crate::api::auth::{authenticate, policy};
@@ -504,7 +504,7 @@ impl Transcoder {
             return status_response(&tonic::Status::internal("the RPC reply was cut short"));
         };
         match DynamicMessage::decode(route.output(), payload) {
-            Ok(message) => json_response(StatusCode::OK, &message_to_json(&message)),
+            Ok(message) => json_response(StatusCode::OK, &JsonOut(&message)),
             Err(_) => status_response(&tonic::Status::internal(
                 "the RPC reply could not be decoded",
             )),
