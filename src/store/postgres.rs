@@ -53,30 +53,14 @@ impl PgStore {
         tx: &mut sqlx::Transaction<'static, Postgres>,
         rows: &SessionRows<'_>,
     ) -> Result<SessionIds, sqlx::Error> {
-        let (session_id, setting_id, link_ids, model_ids): (i64, i64, Vec<i64>, Vec<i64>) =
-            sqlx::query_as(INSERT_SESSION)
-                .bind(rows.user)
-                .bind(rows.new.class_id)
-                .bind(rows.new.project_id)
-                .bind(rows.new.agent_id)
-                .bind(rows.new.title.as_deref())
-                .bind(rows.new.notes.as_deref())
-                .bind(rows.now)
-                .bind(&rows.new.knowledge_ids)
-                .bind(rows.style_preset)
-                .bind(Json(rows.style_params))
-                .bind(Json(rows.generation_params))
-                .bind(Json(rows.agent_snapshot))
-                .bind(rows.example_ids)
-                .bind(rows.model_names)
-                .bind(rows.idempotency_key)
-                .fetch_one(&mut **tx)
-                .await?;
+        let row = bind_session_rows(sqlx::query(INSERT_SESSION), rows)
+            .fetch_one(&mut **tx)
+            .await?;
         Ok(SessionIds {
-            session_id,
-            setting_id,
-            link_ids,
-            model_ids,
+            session_id: row.try_get(0)?,
+            setting_id: row.try_get(1)?,
+            link_ids: row.try_get(2)?,
+            model_ids: row.try_get(3)?,
         })
     }
 }
@@ -112,6 +96,10 @@ FROM s, st";
 
 fn id_list(ids: &[i64]) -> Vec<i64> {
     ids.to_vec()
+}
+
+fn name_list(names: &[String]) -> Vec<String> {
+    names.to_vec()
 }
 
 fn is_retryable(e: &sqlx::Error) -> bool {

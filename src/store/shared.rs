@@ -5,7 +5,8 @@
 //! drivers without a wall of generic bounds. The module supplies:
 //! `begin_write(&self)` and `writer(&self)` (where writes go),
 //! `insert_session(&mut Tx, &SessionRows)` (a new session's rows, in one
-//! call to the database), `id_list(&[i64])` (how a list of ids is bound),
+//! call to the database), `id_list(&[i64])` and `name_list(&[String])`
+//! (how a list of ids or of names is bound),
 //! `is_retryable(&sqlx::Error)`, and the `ids_in` SQL fragment that tests
 //! membership in the list bound as `$1`.
 
@@ -88,6 +89,30 @@ macro_rules! impl_store {
                 title: r.7,
                 meta: r.8.0,
             }
+        }
+
+        /// Binds a new session's rows as `$1`..`$15`, the numbering both
+        /// backends' `insert_session` statements use.
+        fn bind_session_rows<'q>(
+            query: sqlx::query::Query<'q, $DB, <$DB as sqlx::Database>::Arguments>,
+            rows: &SessionRows<'q>,
+        ) -> sqlx::query::Query<'q, $DB, <$DB as sqlx::Database>::Arguments> {
+            query
+                .bind(rows.user)
+                .bind(rows.new.class_id)
+                .bind(rows.new.project_id)
+                .bind(rows.new.agent_id)
+                .bind(rows.new.title.as_deref())
+                .bind(rows.new.notes.as_deref())
+                .bind(rows.now)
+                .bind(id_list(&rows.new.knowledge_ids))
+                .bind(rows.style_preset)
+                .bind(Json(rows.style_params))
+                .bind(Json(rows.generation_params))
+                .bind(Json(rows.agent_snapshot))
+                .bind(id_list(rows.example_ids))
+                .bind(name_list(rows.model_names))
+                .bind(rows.idempotency_key)
         }
 
         /// What a create found when it claimed its idempotency key.

@@ -111,27 +111,15 @@ impl SqliteStore {
         tx: &mut sqlx::Transaction<'static, Sqlite>,
         rows: &SessionRows<'_>,
     ) -> Result<SessionIds, sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO new_sessions (user_id, class_id, project_id, agent_id, title, notes, \
-             created_at, knowledge_ids, style_preset, style_params, generation_params, \
-             agent_snapshot, example_ids, model_names, idem_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        bind_session_rows(
+            sqlx::query(
+                "INSERT INTO new_sessions (user_id, class_id, project_id, agent_id, title, notes, \
+                 created_at, knowledge_ids, style_preset, style_params, generation_params, \
+                 agent_snapshot, example_ids, model_names, idem_key) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            ),
+            rows,
         )
-        .bind(rows.user)
-        .bind(rows.new.class_id)
-        .bind(rows.new.project_id)
-        .bind(rows.new.agent_id)
-        .bind(rows.new.title.as_deref())
-        .bind(rows.new.notes.as_deref())
-        .bind(rows.now)
-        .bind(id_list(&rows.new.knowledge_ids))
-        .bind(rows.style_preset)
-        .bind(Json(rows.style_params))
-        .bind(Json(rows.generation_params))
-        .bind(Json(rows.agent_snapshot))
-        .bind(id_list(rows.example_ids))
-        .bind(Json(rows.model_names))
-        .bind(rows.idempotency_key)
         .execute(&mut **tx)
         .await?;
         type Ordered = Json<Vec<(i64, i64)>>;
@@ -185,6 +173,10 @@ async fn checkpoint_in_background(pool: SqlitePool) {
 /// back with `json_each`.
 fn id_list(ids: &[i64]) -> String {
     serde_json::to_string(ids).expect("a list of integers serializes")
+}
+
+fn name_list(names: &[String]) -> String {
+    serde_json::to_string(names).expect("a list of strings serializes")
 }
 
 /// With `BEGIN IMMEDIATE` and a busy timeout, a lost race shows up as
