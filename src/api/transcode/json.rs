@@ -112,7 +112,9 @@ fn is_scalar_like(m: &MessageDescriptor) -> bool {
 /// as much as decoding the reply).
 pub struct JsonOut<'a>(pub &'a DynamicMessage);
 
-/// The message as a JSON value, for callers that inspect it.
+/// The message as a JSON value, for tests that inspect it (the server
+/// writes `JsonOut` straight to the response body).
+#[cfg(test)]
 pub fn message_to_json(message: &DynamicMessage) -> Json {
     serde_json::to_value(JsonOut(message)).unwrap_or(Json::Null)
 }
