@@ -6,6 +6,9 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
+use super::tx::{self, TxError};
 use crate::domain::{Agent, Class, Knowledge, Project, now_micros};
 use crate::error::Error;
 use crate::store::{CatalogKind, Store};
@@ -40,10 +43,35 @@ impl CatalogService {
         Ok(knowledge)
     }
 
+    /// Replaces the agent; every example id must name an existing example.
     pub async fn upsert_agent(&self, agent: Agent) -> Result<Agent, Error> {
         agent.validate()?;
-        self.store.upsert_agent(&agent, now_micros()).await?;
+        let now = now_micros();
+        let mut attempt = 1;
+        loop {
+            match self.upsert_agent_once(&agent, now).await {
+                Err(e) if tx::retry(&e, &mut attempt) => continue,
+                other => break other?,
+            }
+        }
         Ok(agent)
+    }
+
+    async fn upsert_agent_once(&self, agent: &Agent, now: DateTime<Utc>) -> Result<(), TxError> {
+        let mut tx = self.store.begin_write().await?;
+        if !agent.example_ids.is_empty() {
+            let found = tx.example_owners(&agent.example_ids).await?;
+            if let Some(missing) = agent
+                .example_ids
+                .iter()
+                .find(|id| !found.iter().any(|(found, _)| found == *id))
+            {
+                return Err(Error::NotFound(format!("example {missing} not found")).into());
+            }
+        }
+        tx.put_agent(agent, now).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn delete(&self, kind: CatalogKind, id: i64) -> Result<(), Error> {

@@ -71,15 +71,25 @@ impl ExampleService {
 
     pub async fn create(&self, user: UserId, example: NewExample) -> Result<Example, Error> {
         example.validate()?;
-        self.store
-            .create_example(user, &example, now_micros())
-            .await
+        let now = now_micros();
+        let example_id = self.store.create_example(user, &example, now).await?;
+        Ok(Example {
+            example_id,
+            user_id: user.get(),
+            input_text: example.input_text,
+            output_text: example.output_text,
+            is_active: example.is_active,
+            created_at: now,
+            updated_at: now,
+            title: example.title,
+            meta: example.meta,
+        })
     }
 
     pub async fn get(&self, user: UserId, id: i64) -> Result<Example, Error> {
         check_id(id)?;
         self.store
-            .get_example(user, id)
+            .example(user, id)
             .await?
             .ok_or_else(|| not_found(id))
     }
@@ -99,10 +109,7 @@ impl ExampleService {
         } as usize;
         let after = decode_token(page_token)?;
         // One extra row tells whether another page follows.
-        let mut examples = self
-            .store
-            .list_examples(user, after, size as i64 + 1)
-            .await?;
+        let mut examples = self.store.examples(user, after, size as i64 + 1).await?;
         let next_page_token = if examples.len() > size {
             examples.truncate(size);
             encode_token(examples.last().map_or(after, |e| e.example_id))

@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod examples;
 pub mod practice;
+mod tx;
 
 pub use catalog::CatalogService;
 pub use examples::ExampleService;

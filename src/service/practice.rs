@@ -1,16 +1,36 @@
-//! The learner's use cases: create and read practice sessions.
+//! The learner's use cases on practice sessions. Every rule of a create
+//! lives here: who may see which reference, which models a session gets,
+//! what the agent snapshot holds, which examples are linked and in what
+//! order, and what an idempotency key replays.
 
 use std::sync::Arc;
 
-use crate::domain::session::CreateSessionInput;
-use crate::domain::{IdempotencyKey, NewSession, Session, UserId, now_micros};
+use chrono::{DateTime, Utc};
+use serde_json::Map;
+use tracing::Instrument;
+
+use super::tx::{self, TxError};
+use crate::domain::session::{CreateSessionInput, DEFAULT_STYLE_PRESET};
+use crate::domain::{
+    FewShotLink, IdempotencyKey, NewSession, Session, SessionModel, Settings, UserId, now_micros,
+};
 use crate::error::Error;
-use crate::store::{CreateContext, Store};
+use crate::store::{AgentRecord, KeyClaim, SessionRows, Store, WriteTx};
+
+/// How long an idempotency key keeps its first answer.
+const KEY_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 #[derive(Clone)]
 pub struct PracticeService {
     store: Arc<dyn Store>,
     default_models: Arc<[String]>,
+}
+
+/// What one run of the create transaction produced.
+enum Created {
+    New(Box<Session>),
+    /// The session an earlier request with the same key created.
+    Replay(i64),
 }
 
 impl PracticeService {
@@ -28,13 +48,32 @@ impl PracticeService {
         idempotency_key: Option<IdempotencyKey>,
     ) -> Result<Session, Error> {
         let new = NewSession::parse(input)?;
-        let ctx = CreateContext {
-            user,
-            idempotency_key: idempotency_key.as_ref(),
-            default_models: &self.default_models,
-            now: now_micros(),
+        let key = idempotency_key.as_ref().map(IdempotencyKey::as_str);
+        let now = now_micros();
+        let span = tracing::info_span!(
+            "db.transaction",
+            db.system = self.store.backend(),
+            db.operation = "create_session"
+        );
+        let created = async {
+            let mut attempt = 1;
+            loop {
+                match self.create_once(user, &new, key, now).await {
+                    Err(e) if tx::retry(&e, &mut attempt) => continue,
+                    other => return other,
+                }
+            }
+        }
+        .instrument(span)
+        .await?;
+        let session = match created {
+            Created::New(session) => *session,
+            Created::Replay(id) => self.store.session(user, id).await?.ok_or_else(|| {
+                Error::internal(anyhow::anyhow!(
+                    "idempotency key names missing session {id}"
+                ))
+            })?,
         };
-        let session = self.store.create_session(ctx, &new).await?;
         tracing::Span::current().record("session_id", session.session_id);
         Ok(session)
     }
@@ -46,9 +85,252 @@ impl PracticeService {
                 format!("must be >= 1, got {session_id}"),
             ));
         }
+        let span = tracing::info_span!(
+            "db.query",
+            db.system = self.store.backend(),
+            db.operation = "get_session"
+        );
         self.store
-            .get_session(user, session_id)
+            .session(user, session_id)
+            .instrument(span)
             .await?
             .ok_or_else(|| Error::NotFound(format!("session {session_id} not found")))
+    }
+
+    /// One run of the create transaction: claim the key, check every
+    /// reference inside the transaction (so no catalog change slips in
+    /// between check and write), decide every row, write them in one call.
+    async fn create_once(
+        &self,
+        user: UserId,
+        new: &NewSession,
+        key: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Created, TxError> {
+        let mut tx = self.store.begin_write().await?;
+        if let Some(key) = key
+            && let Some(replay) = claim_key(&mut *tx, user, key, &new.fingerprint(), now).await?
+        {
+            return Ok(Created::Replay(replay));
+        }
+
+        let model_names = self.session_models(&mut *tx, user, new).await?;
+        let agent = match new.agent_id {
+            Some(agent_id) => Some(
+                tx.agent_with_examples(user, agent_id)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("agent {agent_id} not found")))?,
+            ),
+            None => None,
+        };
+        let settings = SettingsPlan::from_agent(agent);
+        let example_ids: Vec<i64> = settings.examples.iter().map(|e| e.example_id).collect();
+        let ids = tx
+            .insert_session(&SessionRows {
+                user,
+                new,
+                now,
+                style_preset: &settings.style_preset,
+                style_params: &settings.style_params,
+                generation_params: &settings.generation_params,
+                agent_snapshot: &settings.agent_snapshot,
+                example_ids: &example_ids,
+                model_names: &model_names,
+                idempotency_key: key,
+            })
+            .await?;
+        if ids.link_ids.len() != example_ids.len() || ids.model_ids.len() != model_names.len() {
+            return Err(Error::internal(anyhow::anyhow!(
+                "insert_session returned {} link ids for {} examples and {} model ids for {} models",
+                ids.link_ids.len(),
+                example_ids.len(),
+                ids.model_ids.len(),
+                model_names.len()
+            ))
+            .into());
+        }
+        tx.commit().await?;
+
+        let session_id = ids.session_id;
+        let setting_id = ids.setting_id;
+        let few_shot_links = settings
+            .examples
+            .into_iter()
+            .zip(ids.link_ids)
+            .enumerate()
+            .map(|(i, (example, id))| FewShotLink {
+                id,
+                setting_id,
+                example_id: example.example_id,
+                sort_order: i as i64,
+                created_at: now,
+                example,
+            })
+            .collect();
+        let models = model_names
+            .into_iter()
+            .zip(ids.model_ids)
+            .enumerate()
+            .map(|(i, (model_name, session_model_id))| SessionModel {
+                session_model_id,
+                session_id,
+                model_name,
+                sort_order: i as i64,
+                created_at: now,
+            })
+            .collect();
+        Ok(Created::New(Box::new(Session {
+            session_id,
+            user_id: user.get(),
+            created_at: now,
+            updated_at: now,
+            class_id: new.class_id,
+            project_id: new.project_id,
+            knowledge_ids: new.knowledge_ids.clone(),
+            agent_id: new.agent_id,
+            title: new.title.clone(),
+            notes: new.notes.clone(),
+            settings: Settings {
+                setting_id,
+                session_id,
+                created_at: now,
+                updated_at: now,
+                style_preset: settings.style_preset,
+                style_params: settings.style_params,
+                generation_params: settings.generation_params,
+                agent_snapshot: settings.agent_snapshot,
+                few_shot_links,
+            },
+            models,
+            responses: Vec::new(),
+        })))
+    }
+
+    /// Checks the class, project and knowledge references (a reference the
+    /// caller may not see reads as a missing one) and returns the session's
+    /// models: the class's enabled ones in its order, or the defaults for a
+    /// session without a class.
+    async fn session_models(
+        &self,
+        tx: &mut dyn WriteTx,
+        user: UserId,
+        new: &NewSession,
+    ) -> Result<Vec<String>, Error> {
+        if new.class_id.is_none() && new.project_id.is_none() && new.knowledge_ids.is_empty() {
+            return Ok(self.default_models.to_vec());
+        }
+        let refs = tx
+            .visible_refs(user, new.class_id, new.project_id, &new.knowledge_ids)
+            .await?;
+        if let Some(class_id) = new.class_id
+            && refs.class_models.is_none()
+        {
+            return Err(Error::NotFound(format!("class {class_id} not found")));
+        }
+        if let Some(project_id) = new.project_id {
+            let Some(project_class) = refs.project_class else {
+                return Err(Error::NotFound(format!("project {project_id} not found")));
+            };
+            if let (Some(asked), Some(actual)) = (new.class_id, project_class)
+                && asked != actual
+            {
+                return Err(Error::invalid_field(
+                    "project_id",
+                    format!("project {project_id} does not belong to class {asked}"),
+                ));
+            }
+        }
+        if let Some(missing) = new
+            .knowledge_ids
+            .iter()
+            .find(|id| !refs.knowledge_ids.contains(id))
+        {
+            return Err(Error::NotFound(format!(
+                "knowledge item {missing} not found"
+            )));
+        }
+        match (new.class_id, refs.class_models) {
+            (Some(class_id), Some(names)) if names.is_empty() => Err(Error::FailedPrecondition(
+                format!("class {class_id} has no enabled model; ask the class owner to enable one"),
+            )),
+            (_, Some(names)) => Ok(names),
+            (_, None) => Ok(self.default_models.to_vec()),
+        }
+    }
+}
+
+/// Claims the idempotency key. `Some(session_id)` when an earlier request
+/// with the same key and body committed: the answer is that session again.
+async fn claim_key(
+    tx: &mut dyn WriteTx,
+    user: UserId,
+    key: &str,
+    fingerprint: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<i64>, TxError> {
+    match tx
+        .claim_key(user, key, fingerprint, now, now - KEY_LIFETIME)
+        .await?
+    {
+        KeyClaim::Claimed => Ok(None),
+        KeyClaim::Held { request_hash, .. } if request_hash != fingerprint => {
+            Err(Error::AlreadyExists(format!(
+                "Idempotency-Key {key:?} was already used with a different request; use a new key for a new request"
+            ))
+            .into())
+        }
+        KeyClaim::Held {
+            session_id: Some(id),
+            ..
+        } => Ok(Some(id)),
+        KeyClaim::Held {
+            session_id: None, ..
+        } => Err(Error::Aborted(
+            "a request with this Idempotency-Key is still in progress; retry shortly".into(),
+        )
+        .into()),
+    }
+}
+
+/// A new session's settings: copied from the agent, or the defaults.
+struct SettingsPlan {
+    style_preset: String,
+    style_params: Map<String, serde_json::Value>,
+    generation_params: Map<String, serde_json::Value>,
+    agent_snapshot: Map<String, serde_json::Value>,
+    /// The few-shot examples, in link order.
+    examples: Vec<crate::domain::Example>,
+}
+
+impl SettingsPlan {
+    fn from_agent(agent: Option<AgentRecord>) -> Self {
+        let Some(AgentRecord {
+            agent,
+            updated_at,
+            examples,
+        }) = agent
+        else {
+            return Self {
+                style_preset: DEFAULT_STYLE_PRESET.to_string(),
+                style_params: Map::new(),
+                generation_params: Map::new(),
+                agent_snapshot: Map::new(),
+                examples: Vec::new(),
+            };
+        };
+        // The snapshot lists every example id the agent has; the session
+        // links those that still exist and are active, in the agent's order.
+        let agent_snapshot = agent.snapshot(&updated_at);
+        Self {
+            style_preset: agent.style_preset,
+            style_params: agent.style_params,
+            generation_params: agent.generation_params,
+            agent_snapshot,
+            examples: examples
+                .into_iter()
+                .filter(|e| e.live && e.example.is_active)
+                .map(|e| e.example)
+                .collect(),
+        }
     }
 }

@@ -1,24 +1,28 @@
-//! Persistence: one object-safe `Store` trait, an SQLite implementation (the
-//! embedded default) and a PostgreSQL one (production), chosen by URL.
+//! Persistence behind a small port: one object-safe `Store` (reads and
+//! single-statement writes) and a `WriteTx` (the verbs a use case runs inside
+//! one write transaction). The rules live in `service/`; the store only says
+//! what the database holds.
 //!
-//! Both backends run the same SQL, written once in `shared.rs`; only what
-//! really differs per dialect (how a write transaction begins, how a list of
-//! ids is bound, which errors are worth a retry, and how a new session's
-//! rows are written in one call: data-modifying CTEs on PostgreSQL, a view
-//! with an INSTEAD OF trigger on SQLite) lives in each backend file.
+//! Two implementations, chosen by URL: SQLite (the embedded default) and
+//! PostgreSQL (production). SQL both dialects accept is written out once in
+//! `sql.rs`; what differs (how a list of ids is bound, how a new session's
+//! rows are written in one call) is written out in each backend's module.
+//! Rows are read by column name into the structs of `rows.rs`.
 
 mod postgres;
-mod shared;
+mod rows;
+mod sql;
 mod sqlite;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
 
 use crate::domain::{
-    Agent, Class, Example, ExamplePatch, IdempotencyKey, Knowledge, NewExample, NewSession,
-    Project, Session, UserId,
+    Agent, Class, Example, ExamplePatch, Knowledge, NewExample, NewSession, Project, Session,
+    UserId,
 };
 use crate::error::Error;
 
@@ -45,16 +49,6 @@ impl Default for StoreOptions {
     }
 }
 
-/// What `create_session` needs besides the request itself.
-#[derive(Debug, Clone, Copy)]
-pub struct CreateContext<'a> {
-    pub user: UserId,
-    pub idempotency_key: Option<&'a IdempotencyKey>,
-    /// Models for a session without a class (`PRACTICE_DEFAULT_MODELS`).
-    pub default_models: &'a [String],
-    pub now: DateTime<Utc>,
-}
-
 /// Catalog object kinds, for deletes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CatalogKind {
@@ -77,6 +71,122 @@ pub struct TableCounts {
     pub idempotency_keys: i64,
 }
 
+/// A database failure, sorted by what the caller can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The transaction lost a serialization race or a deadlock, or (SQLite)
+    /// waited for the write lock past the busy timeout: running the whole
+    /// transaction again may succeed.
+    #[error("transaction conflict: {0}")]
+    Conflict(sqlx::Error),
+    /// Beginning a transaction failed, so nothing was sent: always safe to
+    /// try again (a pooled connection the server dropped shows up here, and
+    /// the pool then opens a fresh one).
+    #[error("could not begin a transaction: {0}")]
+    Begin(sqlx::Error),
+    #[error(transparent)]
+    Db(sqlx::Error),
+}
+
+impl StoreError {
+    pub(crate) fn begin(e: sqlx::Error) -> Self {
+        StoreError::Begin(e)
+    }
+}
+
+/// PostgreSQL's SQLSTATEs and SQLite's numeric codes don't overlap, so one
+/// classification serves both backends.
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        let conflict = matches!(&e, sqlx::Error::Database(db)
+            if db.code().is_some_and(|c| matches!(c.as_ref(), "40001" | "40P01" | "5" | "517")));
+        if conflict {
+            StoreError::Conflict(e)
+        } else {
+            StoreError::Db(e)
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(e) | StoreError::Begin(e) | StoreError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// What `claim_key` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyClaim {
+    /// The key is this transaction's now (new, or taken over once expired).
+    Claimed,
+    /// A live claim exists: its request's fingerprint, and its session once
+    /// that request committed.
+    Held {
+        request_hash: String,
+        session_id: Option<i64>,
+    },
+}
+
+/// The references of a create request as the caller may see them; what is
+/// missing here either doesn't exist or isn't visible to the caller.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VisibleRefs {
+    /// The class's enabled models in the class's order, when the class is
+    /// visible.
+    pub class_models: Option<Vec<String>>,
+    /// The project's own class (`Some(None)`: a visible project without a
+    /// class).
+    pub project_class: Option<Option<i64>>,
+    /// The asked knowledge ids that are visible, in no particular order.
+    pub knowledge_ids: Vec<i64>,
+}
+
+/// An agent as stored, with every example it lists in the agent's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRecord {
+    pub agent: Agent,
+    pub updated_at: DateTime<Utc>,
+    pub examples: Vec<AgentExample>,
+}
+
+/// One of an agent's examples; `live` is false once it has been deleted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentExample {
+    pub example: Example,
+    pub live: bool,
+}
+
+/// Every row a new session writes, decided by the use case before the
+/// first write.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionRows<'a> {
+    pub user: UserId,
+    pub new: &'a NewSession,
+    pub now: DateTime<Utc>,
+    pub style_preset: &'a str,
+    pub style_params: &'a Map<String, Value>,
+    pub generation_params: &'a Map<String, Value>,
+    pub agent_snapshot: &'a Map<String, Value>,
+    /// The few-shot links' examples, in link order.
+    pub example_ids: &'a [i64],
+    /// The session models, in order.
+    pub model_names: &'a [String],
+    /// Linked to the new session when the request carried one.
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// The ids the database gave a new session's rows; links and models in
+/// their order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionIds {
+    pub session_id: i64,
+    pub setting_id: i64,
+    pub link_ids: Vec<i64>,
+    pub model_ids: Vec<i64>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// "sqlite" or "postgres".
@@ -85,30 +195,23 @@ pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> Result<(), Error>;
 
     /// Is the database reachable?
-    async fn ping(&self) -> Result<(), Error>;
+    async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Creates the session, its settings, few-shot links and session models in
-    /// one transaction, checking every reference inside it. With an
-    /// idempotency key, a replay returns the session first created for it.
-    async fn create_session(
-        &self,
-        ctx: CreateContext<'_>,
-        new: &NewSession,
-    ) -> Result<Session, Error>;
+    /// Begins a write transaction. Dropping it without `commit` rolls back.
+    async fn begin_write(&self) -> Result<Box<dyn WriteTx>, StoreError>;
 
     /// The caller's session; another user's is `None`, like a missing one.
-    async fn get_session(&self, user: UserId, session_id: i64) -> Result<Option<Session>, Error>;
+    async fn session(&self, user: UserId, session_id: i64) -> Result<Option<Session>, StoreError>;
 
     /// Replaces the class with its members and models.
-    async fn upsert_class(&self, class: &Class, now: DateTime<Utc>) -> Result<(), Error>;
-    async fn upsert_project(&self, project: &Project, now: DateTime<Utc>) -> Result<(), Error>;
+    async fn upsert_class(&self, class: &Class, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn upsert_project(&self, project: &Project, now: DateTime<Utc>)
+    -> Result<(), StoreError>;
     async fn upsert_knowledge(
         &self,
         knowledge: &Knowledge,
         now: DateTime<Utc>,
-    ) -> Result<(), Error>;
-    /// Replaces the agent; every example id must name an existing example.
-    async fn upsert_agent(&self, agent: &Agent, now: DateTime<Utc>) -> Result<(), Error>;
+    ) -> Result<(), StoreError>;
     /// Soft-deletes: the object can't be used for new sessions, while existing
     /// sessions keep their ids and snapshots. `false` if there was none.
     async fn delete_catalog(
@@ -116,25 +219,25 @@ pub trait Store: Send + Sync + 'static {
         kind: CatalogKind,
         id: i64,
         now: DateTime<Utc>,
-    ) -> Result<bool, Error>;
+    ) -> Result<bool, StoreError>;
 
     async fn create_example(
         &self,
         user: UserId,
         example: &NewExample,
         now: DateTime<Utc>,
-    ) -> Result<Example, Error>;
+    ) -> Result<i64, StoreError>;
 
     /// The user's example, if it exists and isn't deleted.
-    async fn get_example(&self, user: UserId, example_id: i64) -> Result<Option<Example>, Error>;
+    async fn example(&self, user: UserId, example_id: i64) -> Result<Option<Example>, StoreError>;
 
     /// The user's examples with ids above `after_id`, oldest first.
-    async fn list_examples(
+    async fn examples(
         &self,
         user: UserId,
         after_id: i64,
         limit: i64,
-    ) -> Result<Vec<Example>, Error>;
+    ) -> Result<Vec<Example>, StoreError>;
 
     /// Applies the patch to the user's example; `None` if there is none.
     async fn update_example(
@@ -143,7 +246,7 @@ pub trait Store: Send + Sync + 'static {
         example_id: i64,
         patch: &ExamplePatch,
         now: DateTime<Utc>,
-    ) -> Result<Option<Example>, Error>;
+    ) -> Result<Option<Example>, StoreError>;
 
     /// Soft-deletes the user's example; `false` if there was none.
     async fn delete_example(
@@ -151,9 +254,57 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         example_id: i64,
         now: DateTime<Utc>,
-    ) -> Result<bool, Error>;
+    ) -> Result<bool, StoreError>;
 
-    async fn table_counts(&self) -> Result<TableCounts, Error>;
+    async fn table_counts(&self) -> Result<TableCounts, StoreError>;
+}
+
+/// The verbs of one write transaction. Reads inside it see what the
+/// transaction wrote, and (PostgreSQL: row locks; SQLite: the write lock)
+/// nothing another writer changes until it ends.
+#[async_trait]
+pub trait WriteTx: Send {
+    /// Claims `(user, key)` for a request with this fingerprint: inserts it,
+    /// or takes over a claim made before `expired_before`. A live claim is
+    /// left alone and reported; on PostgreSQL a concurrent claim waits here
+    /// until the first transaction ends.
+    async fn claim_key(
+        &mut self,
+        user: UserId,
+        key: &str,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+        expired_before: DateTime<Utc>,
+    ) -> Result<KeyClaim, StoreError>;
+
+    /// The class (with its enabled models), project and knowledge items the
+    /// caller may see, in one round trip.
+    async fn visible_refs(
+        &mut self,
+        user: UserId,
+        class_id: Option<i64>,
+        project_id: Option<i64>,
+        knowledge_ids: &[i64],
+    ) -> Result<VisibleRefs, StoreError>;
+
+    /// The agent if it exists and the caller may use it, with its examples.
+    async fn agent_with_examples(
+        &mut self,
+        user: UserId,
+        agent_id: i64,
+    ) -> Result<Option<AgentRecord>, StoreError>;
+
+    /// Writes a new session's rows in one call to the database.
+    async fn insert_session(&mut self, rows: &SessionRows<'_>) -> Result<SessionIds, StoreError>;
+
+    /// The owners of those of `ids` that name examples not deleted, as
+    /// `(example_id, user_id)`.
+    async fn example_owners(&mut self, ids: &[i64]) -> Result<Vec<(i64, i64)>, StoreError>;
+
+    /// Replaces the agent and its example list.
+    async fn put_agent(&mut self, agent: &Agent, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
 
 /// Opens the database named by `url`: `sqlite:...` or `postgres://...`.
@@ -168,39 +319,3 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>
         )))
     }
 }
-
-/// A failure inside a transaction: a domain answer to give the client, or
-/// a database error that may be worth retrying the transaction for.
-enum TxError {
-    Domain(Error),
-    /// Starting the transaction failed: nothing was sent, so it is always
-    /// safe to try again (a pooled connection the server has dropped shows
-    /// up here, and the pool then opens a fresh one).
-    Begin(sqlx::Error),
-    Db(sqlx::Error),
-}
-
-impl From<sqlx::Error> for TxError {
-    fn from(e: sqlx::Error) -> Self {
-        TxError::Db(e)
-    }
-}
-
-impl From<Error> for TxError {
-    fn from(e: Error) -> Self {
-        TxError::Domain(e)
-    }
-}
-
-impl From<TxError> for Error {
-    fn from(e: TxError) -> Self {
-        match e {
-            TxError::Domain(e) => e,
-            TxError::Begin(e) | TxError::Db(e) => e.into(),
-        }
-    }
-}
-
-/// How many times a transaction that lost a serialization race or a
-/// deadlock is run again before the error is returned.
-const MAX_TX_ATTEMPTS: u32 = 5;

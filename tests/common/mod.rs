@@ -17,6 +17,7 @@ use practice_service::domain::{
     now_micros,
 };
 use practice_service::proto::practice::v1::practice_service_client::PracticeServiceClient;
+use practice_service::service::{CatalogService, ExampleService};
 use practice_service::startup::Application;
 use practice_service::store::{Store, TableCounts};
 use serde_json::{Map, Value};
@@ -220,8 +221,8 @@ impl TestApp {
             is_active: active,
             meta: obj(serde_json::json!({"source": "test", "rank": 3})),
         };
-        self.store
-            .create_example(UserId::new(user).unwrap(), &e, now_micros())
+        ExampleService::new(self.store.clone())
+            .create(UserId::new(user).unwrap(), e)
             .await
             .unwrap()
     }
@@ -245,8 +246,10 @@ impl TestApp {
             generation_params: obj(serde_json::json!({"temperature": 0.2, "max_tokens": 512})),
             example_ids: example_ids.to_vec(),
         };
-        self.store.upsert_agent(&agent, now_micros()).await.unwrap();
-        agent
+        CatalogService::new(self.store.clone())
+            .upsert_agent(agent.clone())
+            .await
+            .unwrap()
     }
 }
 

@@ -10,10 +10,11 @@ use anyhow::{anyhow, bail};
 use hdrhistogram::Histogram;
 use practice_service::auth::sign_hs256;
 use practice_service::domain::session::CreateSessionInput;
-use practice_service::domain::{IdempotencyKey, NewSession, UserId, now_micros};
+use practice_service::domain::{IdempotencyKey, UserId};
 use practice_service::proto::practice::v1::practice_service_client::PracticeServiceClient;
 use practice_service::proto::practice::v1::{CreateSessionRequest, Session};
-use practice_service::store::{CreateContext, Store};
+use practice_service::service::PracticeService;
+use practice_service::store::Store;
 use prost::Message;
 use tonic::transport::Channel;
 
@@ -105,10 +106,8 @@ fn call(run: &str, i: u64) -> Call {
 }
 
 pub enum Target {
-    Raw {
-        store: Arc<dyn Store>,
-        models: Arc<[String]>,
-    },
+    /// The create use case on the store, with no RPC in between.
+    Raw(PracticeService),
     Grpc {
         channels: Vec<PracticeServiceClient<Channel>>,
         tokens: Arc<Vec<String>>,
@@ -153,10 +152,7 @@ fn check_session(s: &Session, c: &Call) -> anyhow::Result<()> {
 
 impl Target {
     pub fn raw(store: Arc<dyn Store>) -> Self {
-        Target::Raw {
-            store,
-            models: Arc::from(Vec::new()),
-        }
+        Target::Raw(PracticeService::new(store, Vec::new()))
     }
 
     pub async fn connect(
@@ -193,22 +189,17 @@ impl Target {
     async fn one(&self, run: &str, i: u64) -> anyhow::Result<()> {
         let c = call(run, i);
         match self {
-            Target::Raw { store, models } => {
-                let new = NewSession::parse(CreateSessionInput {
+            Target::Raw(service) => {
+                let input = CreateSessionInput {
                     class_id: Some(1),
                     agent_id: Some(1),
                     knowledge_ids: c.knowledge_ids.clone(),
                     title: Some(c.title.clone()),
                     ..Default::default()
-                })?;
-                let key = IdempotencyKey::parse(c.key.as_bytes())?;
-                let ctx = CreateContext {
-                    user: UserId::new(c.user).unwrap(),
-                    idempotency_key: Some(&key),
-                    default_models: models,
-                    now: now_micros(),
                 };
-                let s = store.create_session(ctx, &new).await?;
+                let key = IdempotencyKey::parse(c.key.as_bytes())?;
+                let user = UserId::new(c.user).ok_or_else(|| anyhow!("bad user"))?;
+                let s = service.create_session(user, input, Some(key)).await?;
                 if s.models.len() != 3 || s.settings.few_shot_links.len() != 3 {
                     bail!("unexpected session");
                 }

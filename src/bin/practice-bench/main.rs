@@ -21,6 +21,7 @@ use clap::Parser;
 use practice_service::domain::{
     Agent, Class, ClassMember, ClassModel, Knowledge, NewExample, UserId, now_micros,
 };
+use practice_service::service::{CatalogService, ExampleService};
 use practice_service::store::{self, Store, StoreOptions};
 
 use load::{Mode, Protocol, Stats, Target};
@@ -118,34 +119,31 @@ async fn seed(store: &Arc<dyn Store>) -> anyhow::Result<()> {
             meta: serde_json::json!({"rank": i}).as_object().unwrap().clone(),
         };
         example_ids.push(
-            store
-                .create_example(UserId::new(1).unwrap(), &e, now)
+            ExampleService::new(store.clone())
+                .create(UserId::new(1).unwrap(), e)
                 .await?
                 .example_id,
         );
     }
-    store
-        .upsert_agent(
-            &Agent {
-                agent_id: 1,
-                owner_user_id: 1,
-                class_id: Some(1),
-                name: "Bench tutor".into(),
-                description: Some("Benchmark agent".into()),
-                system_prompt: Some("You are a patient writing tutor.".into()),
-                style_preset: "balanced".into(),
-                style_params: serde_json::json!({"tone": "warm"})
-                    .as_object()
-                    .unwrap()
-                    .clone(),
-                generation_params: serde_json::json!({"temperature": 0.2, "max_tokens": 512})
-                    .as_object()
-                    .unwrap()
-                    .clone(),
-                example_ids,
-            },
-            now,
-        )
+    CatalogService::new(store.clone())
+        .upsert_agent(Agent {
+            agent_id: 1,
+            owner_user_id: 1,
+            class_id: Some(1),
+            name: "Bench tutor".into(),
+            description: Some("Benchmark agent".into()),
+            system_prompt: Some("You are a patient writing tutor.".into()),
+            style_preset: "balanced".into(),
+            style_params: serde_json::json!({"tone": "warm"})
+                .as_object()
+                .unwrap()
+                .clone(),
+            generation_params: serde_json::json!({"temperature": 0.2, "max_tokens": 512})
+                .as_object()
+                .unwrap()
+                .clone(),
+            example_ids,
+        })
         .await?;
     Ok(())
 }

@@ -1,0 +1,297 @@
+//! Rows as both backends return them, read by column name, and their
+//! conversion into domain types.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sqlx::types::Json;
+
+use super::{AgentExample, AgentRecord, TableCounts};
+use crate::domain::session::Response;
+use crate::domain::{Agent, Example, FewShotLink, Session, SessionModel, Settings};
+
+pub type JsonObject = Json<Map<String, Value>>;
+
+#[derive(sqlx::FromRow)]
+pub struct ExampleRow {
+    pub example_id: i64,
+    pub user_id: i64,
+    pub input_text: String,
+    pub output_text: String,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub title: Option<String>,
+    pub meta: JsonObject,
+}
+
+impl From<ExampleRow> for Example {
+    fn from(r: ExampleRow) -> Self {
+        Example {
+            example_id: r.example_id,
+            user_id: r.user_id,
+            input_text: r.input_text,
+            output_text: r.output_text,
+            is_active: r.is_active,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            title: r.title,
+            meta: r.meta.0,
+        }
+    }
+}
+
+/// A row of `sql::AGENT_WITH_EXAMPLES`: the agent, repeated, joined with one
+/// of its examples (all `None` when it lists none).
+#[derive(sqlx::FromRow)]
+pub struct AgentExampleRow {
+    pub agent_id: i64,
+    pub owner_user_id: i64,
+    pub class_id: Option<i64>,
+    pub name: String,
+    pub description: Option<String>,
+    pub system_prompt: Option<String>,
+    pub style_preset: String,
+    pub style_params: JsonObject,
+    pub generation_params: JsonObject,
+    pub agent_updated_at: DateTime<Utc>,
+    pub example_live: bool,
+    pub example_id: Option<i64>,
+    pub user_id: Option<i64>,
+    pub input_text: Option<String>,
+    pub output_text: Option<String>,
+    pub is_active: Option<bool>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub title: Option<String>,
+    pub meta: Option<JsonObject>,
+}
+
+impl AgentExampleRow {
+    fn example(self) -> Option<AgentExample> {
+        Some(AgentExample {
+            live: self.example_live,
+            example: Example {
+                example_id: self.example_id?,
+                user_id: self.user_id?,
+                input_text: self.input_text?,
+                output_text: self.output_text?,
+                is_active: self.is_active?,
+                created_at: self.created_at?,
+                updated_at: self.updated_at?,
+                title: self.title,
+                meta: self.meta?.0,
+            },
+        })
+    }
+}
+
+/// Folds the rows of one agent into a record; no rows, no agent.
+pub fn agent_record(rows: Vec<AgentExampleRow>) -> Option<AgentRecord> {
+    let first = rows.first()?;
+    let agent = Agent {
+        agent_id: first.agent_id,
+        owner_user_id: first.owner_user_id,
+        class_id: first.class_id,
+        name: first.name.clone(),
+        description: first.description.clone(),
+        system_prompt: first.system_prompt.clone(),
+        style_preset: first.style_preset.clone(),
+        style_params: first.style_params.0.clone(),
+        generation_params: first.generation_params.0.clone(),
+        example_ids: Vec::new(),
+    };
+    let updated_at = first.agent_updated_at;
+    let examples: Vec<AgentExample> = rows
+        .into_iter()
+        .filter_map(AgentExampleRow::example)
+        .collect();
+    Some(AgentRecord {
+        agent: Agent {
+            example_ids: examples.iter().map(|e| e.example.example_id).collect(),
+            ..agent
+        },
+        updated_at,
+        examples,
+    })
+}
+
+/// A row of `sql::VISIBLE_REFS` (per backend): `part` 1 is the class with
+/// one of its enabled models (a single row with no model when it has none),
+/// 2 the project with its class in `ref_id`, 3 a knowledge item's id.
+#[derive(sqlx::FromRow)]
+pub struct RefRow {
+    pub part: i64,
+    pub ref_id: Option<i64>,
+    pub model_name: Option<String>,
+}
+
+pub fn visible_refs(rows: Vec<RefRow>) -> super::VisibleRefs {
+    let mut refs = super::VisibleRefs::default();
+    for row in rows {
+        match row.part {
+            1 => {
+                let models = refs.class_models.get_or_insert_with(Vec::new);
+                models.extend(row.model_name);
+            }
+            2 => refs.project_class = Some(row.ref_id),
+            _ => refs.knowledge_ids.extend(row.ref_id),
+        }
+    }
+    refs
+}
+
+#[derive(sqlx::FromRow)]
+pub struct SessionRow {
+    pub session_id: i64,
+    pub user_id: i64,
+    pub class_id: Option<i64>,
+    pub project_id: Option<i64>,
+    pub agent_id: Option<i64>,
+    pub title: Option<String>,
+    pub notes: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct SettingsRow {
+    pub setting_id: i64,
+    pub style_preset: String,
+    pub style_params: JsonObject,
+    pub generation_params: JsonObject,
+    pub agent_snapshot: JsonObject,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct LinkRow {
+    pub link_id: i64,
+    pub sort_order: i64,
+    pub link_created_at: DateTime<Utc>,
+    #[sqlx(flatten)]
+    pub example: ExampleRow,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct ModelRow {
+    pub session_model_id: i64,
+    pub model_name: String,
+    pub sort_order: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct ResponseRow {
+    pub response_id: i64,
+    pub session_model_id: i64,
+    pub model_name: String,
+    pub prompt_text: String,
+    pub response_text: String,
+    pub created_at: DateTime<Utc>,
+    pub token_usage: JsonObject,
+    pub latency_ms: Option<i64>,
+}
+
+/// Everything a session read returns, before assembly.
+pub struct SessionParts {
+    pub session: SessionRow,
+    pub knowledge_ids: Vec<i64>,
+    pub settings: SettingsRow,
+    pub links: Vec<LinkRow>,
+    pub models: Vec<ModelRow>,
+    pub responses: Vec<ResponseRow>,
+}
+
+impl From<SessionParts> for Session {
+    fn from(p: SessionParts) -> Self {
+        let s = p.session;
+        let st = p.settings;
+        let session_id = s.session_id;
+        Session {
+            session_id,
+            user_id: s.user_id,
+            class_id: s.class_id,
+            project_id: s.project_id,
+            agent_id: s.agent_id,
+            title: s.title,
+            notes: s.notes,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            knowledge_ids: p.knowledge_ids,
+            settings: Settings {
+                setting_id: st.setting_id,
+                session_id,
+                style_preset: st.style_preset,
+                style_params: st.style_params.0,
+                generation_params: st.generation_params.0,
+                agent_snapshot: st.agent_snapshot.0,
+                created_at: st.created_at,
+                updated_at: st.updated_at,
+                few_shot_links: p
+                    .links
+                    .into_iter()
+                    .map(|l| FewShotLink {
+                        id: l.link_id,
+                        setting_id: st.setting_id,
+                        example_id: l.example.example_id,
+                        sort_order: l.sort_order,
+                        created_at: l.link_created_at,
+                        example: l.example.into(),
+                    })
+                    .collect(),
+            },
+            models: p
+                .models
+                .into_iter()
+                .map(|m| SessionModel {
+                    session_model_id: m.session_model_id,
+                    session_id,
+                    model_name: m.model_name,
+                    sort_order: m.sort_order,
+                    created_at: m.created_at,
+                })
+                .collect(),
+            responses: p
+                .responses
+                .into_iter()
+                .map(|r| Response {
+                    response_id: r.response_id,
+                    session_model_id: r.session_model_id,
+                    session_id,
+                    model_name: r.model_name,
+                    prompt_text: r.prompt_text,
+                    response_text: r.response_text,
+                    created_at: r.created_at,
+                    token_usage: r.token_usage.0,
+                    latency_ms: r.latency_ms,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct CountsRow {
+    pub sessions: i64,
+    pub session_knowledge: i64,
+    pub settings: i64,
+    pub few_shot_links: i64,
+    pub session_models: i64,
+    pub responses: i64,
+    pub idempotency_keys: i64,
+}
+
+impl From<CountsRow> for TableCounts {
+    fn from(r: CountsRow) -> Self {
+        TableCounts {
+            sessions: r.sessions,
+            session_knowledge: r.session_knowledge,
+            settings: r.settings,
+            few_shot_links: r.few_shot_links,
+            session_models: r.session_models,
+            responses: r.responses,
+            idempotency_keys: r.idempotency_keys,
+        }
+    }
+}

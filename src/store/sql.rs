@@ -1,0 +1,171 @@
+//! The SQL that SQLite and PostgreSQL both accept as written, one string per
+//! query. `$n` placeholders work on both drivers. Column aliases name the
+//! fields of the row structs in `rows.rs`.
+
+// --- idempotency keys ---
+
+/// Inserts the claim, or takes over one older than `$5`. A live key
+/// conflicts and returns no row.
+pub const CLAIM_KEY: &str = "\
+INSERT INTO idempotency_keys (user_id, idem_key, request_hash, session_id, created_at_us)
+VALUES ($1, $2, $3, NULL, $4)
+ON CONFLICT (user_id, idem_key) DO UPDATE
+SET request_hash = excluded.request_hash, session_id = NULL, created_at_us = excluded.created_at_us
+WHERE idempotency_keys.created_at_us < $5
+RETURNING user_id";
+
+pub const HELD_KEY: &str = "\
+SELECT request_hash, session_id FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2";
+
+// --- agents ---
+
+/// The agent (`$1`) if the caller (`$2`) owns it or is in its class, joined
+/// with every example it lists, in the agent's order: one round trip.
+pub const AGENT_WITH_EXAMPLES: &str = "\
+SELECT a.agent_id, a.owner_user_id, a.class_id, a.name, a.description, a.system_prompt,
+       a.style_preset, a.style_params, a.generation_params, a.updated_at AS agent_updated_at,
+       e.deleted_at IS NULL AS example_live,
+       e.example_id, e.user_id, e.input_text, e.output_text, e.is_active,
+       e.created_at, e.updated_at, e.title, e.meta
+FROM agents a
+LEFT JOIN agent_examples ae ON ae.agent_id = a.agent_id
+LEFT JOIN examples e ON e.example_id = ae.example_id
+WHERE a.agent_id = $1 AND a.deleted_at IS NULL
+  AND (a.owner_user_id = $2 OR a.class_id IN (
+      SELECT m.class_id FROM class_members m JOIN classes c ON c.class_id = m.class_id
+      WHERE m.user_id = $2 AND c.deleted_at IS NULL))
+ORDER BY ae.position";
+
+pub const UPSERT_AGENT: &str = "\
+INSERT INTO agents (agent_id, owner_user_id, class_id, name, description, system_prompt,
+                    style_preset, style_params, generation_params, updated_at, deleted_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)
+ON CONFLICT (agent_id) DO UPDATE SET
+    owner_user_id = excluded.owner_user_id, class_id = excluded.class_id, name = excluded.name,
+    description = excluded.description, system_prompt = excluded.system_prompt,
+    style_preset = excluded.style_preset, style_params = excluded.style_params,
+    generation_params = excluded.generation_params, updated_at = excluded.updated_at,
+    deleted_at = NULL";
+
+pub const DELETE_AGENT_EXAMPLES: &str = "DELETE FROM agent_examples WHERE agent_id = $1";
+
+pub const INSERT_AGENT_EXAMPLES: &str =
+    "INSERT INTO agent_examples (agent_id, position, example_id) ";
+
+// --- the rest of the catalog ---
+
+pub const UPSERT_CLASS: &str = "\
+INSERT INTO classes (class_id, name, updated_at, deleted_at) VALUES ($1, $2, $3, NULL)
+ON CONFLICT (class_id) DO UPDATE SET
+    name = excluded.name, updated_at = excluded.updated_at, deleted_at = NULL";
+
+pub const DELETE_CLASS_MEMBERS: &str = "DELETE FROM class_members WHERE class_id = $1";
+pub const DELETE_CLASS_MODELS: &str = "DELETE FROM class_models WHERE class_id = $1";
+pub const INSERT_CLASS_MEMBERS: &str = "INSERT INTO class_members (class_id, user_id, role) ";
+pub const INSERT_CLASS_MODELS: &str =
+    "INSERT INTO class_models (class_id, position, model_name, enabled) ";
+
+pub const UPSERT_PROJECT: &str = "\
+INSERT INTO projects (project_id, owner_user_id, class_id, name, updated_at, deleted_at)
+VALUES ($1, $2, $3, $4, $5, NULL)
+ON CONFLICT (project_id) DO UPDATE SET
+    owner_user_id = excluded.owner_user_id, class_id = excluded.class_id, name = excluded.name,
+    updated_at = excluded.updated_at, deleted_at = NULL";
+
+pub const UPSERT_KNOWLEDGE: &str = "\
+INSERT INTO knowledge_items
+    (knowledge_id, owner_user_id, project_id, class_id, title, updated_at, deleted_at)
+VALUES ($1, $2, $3, $4, $5, $6, NULL)
+ON CONFLICT (knowledge_id) DO UPDATE SET
+    owner_user_id = excluded.owner_user_id, project_id = excluded.project_id,
+    class_id = excluded.class_id, title = excluded.title, updated_at = excluded.updated_at,
+    deleted_at = NULL";
+
+pub const DELETE_CLASS: &str =
+    "UPDATE classes SET deleted_at = $2 WHERE class_id = $1 AND deleted_at IS NULL";
+pub const DELETE_PROJECT: &str =
+    "UPDATE projects SET deleted_at = $2 WHERE project_id = $1 AND deleted_at IS NULL";
+pub const DELETE_KNOWLEDGE: &str =
+    "UPDATE knowledge_items SET deleted_at = $2 WHERE knowledge_id = $1 AND deleted_at IS NULL";
+pub const DELETE_AGENT: &str =
+    "UPDATE agents SET deleted_at = $2 WHERE agent_id = $1 AND deleted_at IS NULL";
+
+// --- sessions ---
+
+pub const SESSION: &str = "\
+SELECT session_id, user_id, class_id, project_id, agent_id, title, notes, created_at, updated_at
+FROM practice_sessions WHERE session_id = $1 AND user_id = $2";
+
+pub const SESSION_KNOWLEDGE: &str =
+    "SELECT knowledge_id FROM session_knowledge WHERE session_id = $1 ORDER BY position";
+
+pub const SESSION_SETTINGS: &str = "\
+SELECT setting_id, style_preset, style_params, generation_params, agent_snapshot,
+       created_at, updated_at
+FROM session_settings WHERE session_id = $1";
+
+pub const FEW_SHOT_LINKS: &str = "\
+SELECT l.id AS link_id, l.sort_order, l.created_at AS link_created_at,
+       e.example_id, e.user_id, e.input_text, e.output_text, e.is_active,
+       e.created_at, e.updated_at, e.title, e.meta
+FROM few_shot_links l JOIN examples e ON e.example_id = l.example_id
+WHERE l.setting_id = $1 ORDER BY l.sort_order";
+
+pub const SESSION_MODELS: &str = "\
+SELECT session_model_id, model_name, sort_order, created_at
+FROM session_models WHERE session_id = $1 ORDER BY sort_order";
+
+pub const RESPONSES: &str = "\
+SELECT response_id, session_model_id, model_name, prompt_text, response_text, created_at,
+       token_usage, latency_ms
+FROM responses WHERE session_id = $1 ORDER BY response_id";
+
+// --- examples ---
+
+pub const CREATE_EXAMPLE: &str = "\
+INSERT INTO examples (user_id, title, input_text, output_text, is_active, meta, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING example_id";
+
+pub const EXAMPLE: &str = "\
+SELECT example_id, user_id, input_text, output_text, is_active, created_at, updated_at, title, meta
+FROM examples WHERE example_id = $1 AND user_id = $2 AND deleted_at IS NULL";
+
+pub const EXAMPLES_AFTER: &str = "\
+SELECT example_id, user_id, input_text, output_text, is_active, created_at, updated_at, title, meta
+FROM examples WHERE user_id = $1 AND deleted_at IS NULL AND example_id > $2
+ORDER BY example_id LIMIT $3";
+
+/// One statement: each column keeps its value unless the patch carries one,
+/// so concurrent updates of different fields both land.
+pub const UPDATE_EXAMPLE: &str = "\
+UPDATE examples SET
+    title = CASE WHEN $3 THEN $4 ELSE title END,
+    input_text = COALESCE($5, input_text),
+    output_text = COALESCE($6, output_text),
+    is_active = COALESCE($7, is_active),
+    meta = COALESCE($8, meta),
+    updated_at = $9
+WHERE example_id = $1 AND user_id = $2 AND deleted_at IS NULL
+RETURNING example_id, user_id, input_text, output_text, is_active, created_at, updated_at, title, meta";
+
+pub const DELETE_EXAMPLE: &str = "\
+UPDATE examples SET deleted_at = $3, updated_at = $3
+WHERE example_id = $1 AND user_id = $2 AND deleted_at IS NULL";
+
+pub const TABLE_COUNTS: &str = "\
+SELECT (SELECT COUNT(*) FROM practice_sessions) AS sessions,
+       (SELECT COUNT(*) FROM session_knowledge) AS session_knowledge,
+       (SELECT COUNT(*) FROM session_settings) AS settings,
+       (SELECT COUNT(*) FROM few_shot_links) AS few_shot_links,
+       (SELECT COUNT(*) FROM session_models) AS session_models,
+       (SELECT COUNT(*) FROM responses) AS responses,
+       (SELECT COUNT(*) FROM idempotency_keys) AS idempotency_keys";
+
+pub fn delete_catalog(kind: super::CatalogKind) -> &'static str {
+    match kind {
+        super::CatalogKind::Class => DELETE_CLASS,
+        super::CatalogKind::Project => DELETE_PROJECT,
+        super::CatalogKind::Knowledge => DELETE_KNOWLEDGE,
+        super::CatalogKind::Agent => DELETE_AGENT,
+    }
+}
