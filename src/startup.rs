@@ -13,11 +13,12 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-use crate::api::auth::AuthLayer;
 use crate::api::grpc::{CatalogApi, PracticeApi};
-use crate::api::rpc::RpcLayer;
-use crate::api::shed::ShedLayer;
-use crate::api::transcode::{TranscodeLayer, Transcoder};
+use crate::api::layers::auth::AuthLayer;
+use crate::api::layers::health::{GrpcHealth, HealthLayer};
+use crate::api::layers::rpc::RpcLayer;
+use crate::api::layers::shed::ShedLayer;
+use crate::api::layers::transcode::{TranscodeLayer, Transcoder};
 use crate::auth::{Authenticator, ClaimRules, Keys, dev_secret_path, load_or_create_dev_secret};
 use crate::config::{Config, JwtKey};
 use crate::proto::FILE_DESCRIPTOR_SET;
@@ -116,8 +117,7 @@ impl Application {
             ExampleService::new(self.store.clone()),
         );
         let catalog = CatalogApi::new(CatalogService::new(self.store.clone()));
-        let (health, health_service) = tonic_health::server::health_reporter();
-        let watcher = tokio::spawn(watch_database(self.store.clone(), health.clone()));
+        let (health, health_service) = GrpcHealth::start(self.store.clone());
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .build_v1()
@@ -125,7 +125,6 @@ impl Application {
         let transcoder = Transcoder::new(
             FILE_DESCRIPTOR_SET,
             self.auth.clone(),
-            self.store.clone(),
             self.config.max_body_bytes,
         )
         .map_err(|e| anyhow::anyhow!("reading the HTTP rules: {e}"))?;
@@ -134,12 +133,7 @@ impl Application {
         let drain = async move {
             shutdown.await;
             tracing::info!("shutting down: draining requests in flight");
-            watcher.abort();
-            for service in HEALTH_SERVICES {
-                health
-                    .set_service_status(service, tonic_health::ServingStatus::NotServing)
-                    .await;
-            }
+            health.draining().await;
             let _ = draining_tx.send(());
         };
 
@@ -154,13 +148,15 @@ impl Application {
             .max_connection_age(limits.max_connection_age)
             .concurrency_limit_per_connection(limits.max_per_connection)
             // Outermost first. Request ids and CORS before anything else
-            // (preflights never reach authentication); shedding before any
-            // work; the JSON transcoder outside gRPC-Web (which answers any
-            // plain HTTP/1 request with 400); then, for every protocol alike,
-            // the RPC span and deadline, authentication, and the routes.
+            // (preflights never reach authentication); probes before
+            // shedding (a busy server must not look dead); shedding before
+            // any work; the JSON transcoder outside gRPC-Web (which answers
+            // any plain HTTP/1 request with 400); then, for every protocol
+            // alike, the RPC span and deadline, authentication, the routes.
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(cors_layer(&self.config.cors_origins))
+            .layer(HealthLayer::new(self.store.clone()))
             .layer(ShedLayer::new(limits.max_in_flight))
             .layer(TranscodeLayer::new(transcoder))
             .layer(tonic_web::GrpcWebLayer::new())
@@ -246,34 +242,4 @@ fn cors_layer(origins: &[String]) -> tower_http::cors::CorsLayer {
         .allow_headers(allow_headers.map(HeaderName::from_static))
         .expose_headers(expose_headers.map(HeaderName::from_static))
         .max_age(std::time::Duration::from_secs(600))
-}
-
-/// The gRPC services whose health follows the database's.
-const HEALTH_SERVICES: [&str; 3] = [
-    "",
-    "practice.v1.PracticeService",
-    "practice.v1.CatalogService",
-];
-
-/// Keeps `grpc.health.v1.Health` in step with the database: NOT_SERVING
-/// while it can't be reached, SERVING again once it can.
-async fn watch_database(store: Arc<dyn Store>, health: tonic_health::server::HealthReporter) {
-    use tonic_health::ServingStatus;
-    let mut last = None;
-    loop {
-        let status = match store.ping().await {
-            Ok(()) => ServingStatus::Serving,
-            Err(_) => ServingStatus::NotServing,
-        };
-        if last != Some(status) {
-            for service in HEALTH_SERVICES {
-                health.set_service_status(service, status).await;
-            }
-            if last.is_some() {
-                tracing::warn!(?status, "database health changed");
-            }
-            last = Some(status);
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    }
 }

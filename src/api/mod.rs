@@ -1,8 +1,6 @@
-//! Transport adapters: the auth layer and the gRPC services.
+//! Transport adapters: the tower layers of the one port, the gRPC services,
+//! and the conversions between proto messages and domain types.
 
-pub mod auth;
 pub mod convert;
 pub mod grpc;
-pub mod rpc;
-pub mod shed;
-pub mod transcode;
+pub mod layers;

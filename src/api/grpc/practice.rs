@@ -1,11 +1,11 @@
 //! `practice.v1.PracticeService` over gRPC (and, through the layers in front
 //! of it, gRPC-Web and HTTP/JSON). The server span is the RPC layer's
-//! (`api::rpc`); handlers add to it rather than open their own.
+//! (`api::layers::rpc`); handlers add to it rather than open their own.
 
 use tonic::{Request, Response, Status};
 
-use crate::api::auth::principal;
 use crate::api::convert::{example_to_proto, session_to_proto, struct_to_json};
+use crate::api::layers::auth::principal;
 use crate::domain::session::CreateSessionInput;
 use crate::domain::{ExamplePatch, IdempotencyKey, NewExample};
 use crate::proto::practice::v1 as pb;

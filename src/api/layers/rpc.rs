@@ -8,8 +8,6 @@
 //! `session_id` (set by the use case); never a header value, so no token or
 //! idempotency key can reach a trace.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,6 +15,8 @@ use http::{HeaderMap, Request, Response};
 use opentelemetry::propagation::Extractor;
 use tonic::Status;
 use tower::{Layer, Service};
+
+use super::{BoxFuture, take_ready};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -87,7 +87,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = BoxFuture<Self::Response, Self::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -133,8 +133,7 @@ where
             .and_then(parse_grpc_timeout)
             .map_or(self.timeout, |t| (t - t / 20).min(self.timeout));
 
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let record_span = span.clone();
         Box::pin(
             async move {

@@ -4,8 +4,6 @@
 //! shed request costs no parsing and no database work. Health probes are
 //! always let through.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -14,7 +12,9 @@ use tokio::sync::Semaphore;
 use tonic::body::Body;
 use tower::{Layer, Service};
 
-use crate::api::transcode::errors::plain_error;
+use super::{BoxFuture, take_ready};
+
+use super::transcode::errors::plain_error;
 
 #[derive(Clone)]
 pub struct ShedLayer {
@@ -55,7 +55,7 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = BoxFuture<Self::Response, Self::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -63,10 +63,9 @@ where
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         // Probes are never shed: under load, a busy server must not look
-        // like a dead one and get restarted.
-        let path = request.uri().path();
-        let probe =
-            path == "/healthz" || path == "/readyz" || path.starts_with("/grpc.health.v1.Health/");
+        // like a dead one and get restarted. (The HTTP probes are answered
+        // before this layer.)
+        let probe = request.uri().path().starts_with("/grpc.health.v1.Health/");
         let permit = self.permits.clone().try_acquire_owned();
         if permit.is_err() && !probe {
             let grpc = request
@@ -86,8 +85,7 @@ where
             };
             return Box::pin(async move { Ok(response) });
         }
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         Box::pin(async move {
             let response = inner.call(request).await;
             drop(permit);

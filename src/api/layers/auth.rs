@@ -5,14 +5,14 @@
 //! body is read, as a gRPC status (`Status::into_http`) with
 //! `WWW-Authenticate: Bearer`, so gRPC clients get a real status.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{HeaderValue, Request, Response};
 use tonic::Status;
 use tower::{Layer, Service};
+
+use super::{BoxFuture, take_ready};
 
 use crate::auth::{ADMIN_SCOPE, Authenticator, Principal};
 use crate::error::Error;
@@ -140,7 +140,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = BoxFuture<Self::Response, Self::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -148,10 +148,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let policy = policy(request.uri().path());
-        // The service that was polled ready is the one to call; leave a
-        // fresh clone behind for the next request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         // Public paths need nothing; a request the JSON transcoder built
         // in-process was authenticated there, before its body was read, by
         // this same `authenticate` (extensions can't come from the network).

@@ -10,36 +10,36 @@
 //! annotation.
 
 pub mod errors;
+mod fields;
 #[cfg(test)]
 mod generic_tests;
 pub mod json;
+mod layer;
 pub mod openapi;
 pub mod routes;
 pub mod template;
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+pub use layer::TranscodeLayer;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
-use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use serde_json::{Map, Value as Json};
 use tonic::body::Body;
-use tower::{Layer, Service};
+use tower::Service;
 
 use self::errors::{error_response, json_response, status_response};
-use self::json::{JsonOut, find_field, parse_message, scalar_from_text};
+use self::fields::{frame, insert_field};
+use self::json::{JsonOut, parse_message};
 use self::routes::{BodyRule, Lookup, Route, Routes};
 use self::template::Captures;
-use crate::api::auth::{authenticate, policy};
+use crate::api::layers::auth::{authenticate, policy};
 use crate::auth::Authenticator;
 use crate::error::Error;
-use crate::store::Store;
 
 /// Request headers a JSON call passes on to the RPC.
 const FORWARDED_HEADERS: [&str; 7] = [
@@ -56,7 +56,6 @@ pub struct Transcoder {
     routes: Routes,
     openapi: Bytes,
     auth: Arc<Authenticator>,
-    store: Arc<dyn Store>,
     body_limit: usize,
 }
 
@@ -64,7 +63,6 @@ impl Transcoder {
     pub fn new(
         descriptors: &[u8],
         auth: Arc<Authenticator>,
-        store: Arc<dyn Store>,
         body_limit: usize,
     ) -> Result<Self, String> {
         let pool = DescriptorPool::decode(descriptors).map_err(|e| e.to_string())?;
@@ -75,89 +73,8 @@ impl Transcoder {
             routes,
             openapi: openapi.into(),
             auth,
-            store,
             body_limit,
         })
-    }
-}
-
-#[derive(Clone)]
-pub struct TranscodeLayer {
-    transcoder: Arc<Transcoder>,
-}
-
-impl TranscodeLayer {
-    pub fn new(transcoder: Transcoder) -> Self {
-        Self {
-            transcoder: Arc::new(transcoder),
-        }
-    }
-}
-
-impl<S> Layer<S> for TranscodeLayer {
-    type Service = TranscodeService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        TranscodeService {
-            inner,
-            transcoder: self.transcoder.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct TranscodeService<S> {
-    inner: S,
-    transcoder: Arc<Transcoder>,
-}
-
-/// What kind of request arrived.
-enum RequestKind {
-    /// gRPC or gRPC-Web: not ours.
-    Grpc,
-    /// Anything else: JSON routes and the plain HTTP endpoints.
-    Http,
-}
-
-fn request_kind(headers: &HeaderMap) -> RequestKind {
-    match headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(ct) if ct.starts_with("application/grpc") => RequestKind::Grpc,
-        _ => RequestKind::Http,
-    }
-}
-
-impl<S> Service<Request<Body>> for TranscodeService<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        match request_kind(request.headers()) {
-            RequestKind::Grpc => {
-                let mut inner = inner;
-                Box::pin(inner.call(request))
-            }
-            RequestKind::Http => {
-                let transcoder = self.transcoder.clone();
-                Box::pin(async move { Ok(transcoder.handle(request, inner).await) })
-            }
-        }
     }
 }
 
@@ -179,106 +96,6 @@ fn declares_body(headers: &HeaderMap) -> bool {
             .is_some_and(|n| n > 0)
 }
 
-/// Inserts `value` at a dotted field path of `object`, refusing to set a
-/// field twice (path variables and body or query may not both set one).
-fn insert_field(
-    desc: &prost_reflect::MessageDescriptor,
-    object: &mut Map<String, Json>,
-    path: &[String],
-    text: &str,
-    source: &str,
-    repeat: bool,
-) -> Result<(), Error> {
-    insert_at(desc, object, path, &path.join("."), text, source, repeat)
-}
-
-/// `insert_field` one level down; `dotted` is the whole path, for errors.
-fn insert_at(
-    desc: &prost_reflect::MessageDescriptor,
-    object: &mut Map<String, Json>,
-    path: &[String],
-    dotted: &str,
-    text: &str,
-    source: &str,
-    repeat: bool,
-) -> Result<(), Error> {
-    let field = find_field(desc, &path[0])
-        .ok_or_else(|| Error::invalid_field(dotted, format!("unknown {source} parameter")))?;
-    let taken =
-        |o: &Map<String, Json>| o.contains_key(field.name()) || o.contains_key(field.json_name());
-    if path.len() > 1 {
-        let nested = field
-            .kind()
-            .as_message()
-            .cloned()
-            .filter(|_| !field.is_list() && !field.is_map())
-            .ok_or_else(|| Error::invalid_field(dotted, format!("unknown {source} parameter")))?;
-        let entry = object
-            .entry(field.name().to_owned())
-            .or_insert_with(|| Json::Object(Map::new()));
-        let Json::Object(inner) = entry else {
-            return Err(Error::invalid_field(dotted, "is set more than once"));
-        };
-        return insert_at(&nested, inner, &path[1..], dotted, text, source, repeat);
-    }
-    if field.is_map() {
-        return Err(Error::invalid_field(
-            dotted,
-            format!("cannot be set from the {source}"),
-        ));
-    }
-    let value = scalar_from_text(&field, text)?;
-    if field.is_list() && repeat {
-        match object
-            .entry(field.name().to_owned())
-            .or_insert_with(|| Json::Array(Vec::new()))
-        {
-            Json::Array(items) => items.push(value),
-            _ => return Err(Error::invalid_field(dotted, "is set more than once")),
-        }
-        return Ok(());
-    }
-    if taken(object) {
-        // The same value twice (`PUT /classes/5` with `"class_id": 5`) is
-        // fine; a different one would let the body override the path.
-        let existing = object
-            .get(field.name())
-            .or_else(|| object.get(field.json_name()));
-        let same = match existing {
-            Some(Json::String(s)) => s == text,
-            Some(Json::Number(n)) => n.to_string() == text,
-            Some(Json::Bool(b)) => b.to_string() == text,
-            _ => false,
-        };
-        if same {
-            return Ok(());
-        }
-        return Err(Error::invalid_field(
-            dotted,
-            format!("the {source} says {text:?}; the rest of the request may not say otherwise"),
-        ));
-    }
-    object.insert(
-        field.name().to_owned(),
-        if field.is_list() {
-            Json::Array(vec![value])
-        } else {
-            value
-        },
-    );
-    Ok(())
-}
-
-/// Frames one message as gRPC: flag 0 (uncompressed), length, bytes.
-fn frame(message: &DynamicMessage) -> Bytes {
-    let len = message.encoded_len();
-    let mut buf = BytesMut::with_capacity(5 + len);
-    buf.put_u8(0);
-    buf.put_u32(len as u32);
-    message.encode(&mut buf).expect("BytesMut grows as needed");
-    buf.freeze()
-}
-
 impl Transcoder {
     async fn handle<S>(&self, request: Request<Body>, inner: S) -> Response<Body>
     where
@@ -286,26 +103,9 @@ impl Transcoder {
         S::Future: Send,
     {
         let path = request.uri().path();
-        // The plain HTTP endpoints for load balancers and tooling.
+        // The OpenAPI document, made from the same rules.
         if request.method() == Method::GET {
             match path {
-                "/healthz" => {
-                    return json_response(
-                        StatusCode::OK,
-                        &serde_json::json!({"status": "SERVING"}),
-                    );
-                }
-                "/readyz" => {
-                    return match self.store.ping().await {
-                        Ok(()) => {
-                            json_response(StatusCode::OK, &serde_json::json!({"status": "SERVING"}))
-                        }
-                        Err(_) => json_response(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            &serde_json::json!({"status": "NOT_SERVING"}),
-                        ),
-                    };
-                }
                 "/openapi.json" => {
                     let mut r = Response::new(Body::new(Full::new(self.openapi.clone())));
                     r.headers_mut().insert(

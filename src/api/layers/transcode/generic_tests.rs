@@ -73,14 +73,11 @@ async fn echo_stack()
         .open_files(["test/v1/echo.proto"])
         .unwrap();
     let descriptors = compiler.encode_file_descriptor_set();
-    let store = crate::store::connect("sqlite::memory:", &Default::default())
-        .await
-        .unwrap();
     let auth = Arc::new(Authenticator::new(
         Keys::hs256(SECRET.to_vec()),
         ClaimRules::default(),
     ));
-    let transcoder = Transcoder::new(&descriptors, auth, store, 4096).unwrap();
+    let transcoder = Transcoder::new(&descriptors, auth, 4096).unwrap();
     // The "RPC": answer the request message back, status in the trailers.
     let echo = tower::service_fn(|request: Request<Body>| async move {
         let body = request.into_body().collect().await.unwrap().to_bytes();
