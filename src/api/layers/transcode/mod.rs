@@ -104,18 +104,13 @@ impl Transcoder {
     {
         let path = request.uri().path();
         // The OpenAPI document, made from the same rules.
-        if request.method() == Method::GET {
-            match path {
-                "/openapi.json" => {
-                    let mut r = Response::new(Body::new(Full::new(self.openapi.clone())));
-                    r.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    );
-                    return r;
-                }
-                _ => {}
-            }
+        if request.method() == Method::GET && path == "/openapi.json" {
+            let mut r = Response::new(Body::new(Full::new(self.openapi.clone())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return r;
         }
         match self.routes.lookup(request.method(), path) {
             Lookup::Found(route, captures) => {
