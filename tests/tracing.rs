@@ -18,7 +18,6 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use practice_service::config::LogFormat;
 use practice_service::proto::practice::v1::CreateSessionRequest;
-use prost::Message;
 
 #[derive(Clone, Default)]
 struct Collector(Arc<Mutex<Vec<Span>>>);
@@ -95,10 +94,7 @@ async fn one_server_span_per_rpc_on_every_protocol() {
                 app.client().await.create_session(req).await.unwrap();
             }
             "grpc-web" => {
-                let msg = CreateSessionRequest::default().encode_to_vec();
-                let mut body = vec![0u8];
-                body.extend_from_slice(&(msg.len() as u32).to_be_bytes());
-                body.extend_from_slice(&msg);
+                let body = common::grpc_frame(&CreateSessionRequest::default());
                 let r = common::http_client()
                     .post(format!(
                         "{}/practice.v1.PracticeService/CreateSession",

@@ -10,10 +10,6 @@ use practice_service::proto::practice::v1::CreateSessionRequest;
 use serde_json::{Value, json};
 use tonic::Code;
 
-fn fixture(name: &str) -> String {
-    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
 fn now() -> u64 {
     get_current_timestamp()
 }
@@ -32,7 +28,7 @@ fn hs256(claims: &Value, secret: &[u8]) -> String {
 }
 
 fn signed(alg: Algorithm, kid: Option<&str>, pem: &str, claims: &Value) -> String {
-    let pem = std::fs::read(fixture(pem)).unwrap();
+    let pem = std::fs::read(common::fixture(pem)).unwrap();
     let key = match alg {
         Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem),
         Algorithm::ES256 => EncodingKey::from_ec_pem(&pem),
@@ -219,7 +215,7 @@ async fn public_key_files_pin_their_algorithm() {
         (Algorithm::ES256, "ec_private.pem", "ec_public.pem"),
         (Algorithm::EdDSA, "ed_private.pem", "ed_public.pem"),
     ] {
-        let key_file = fixture(public);
+        let key_file = common::fixture(public);
         let app = app!(
             Backend::Sqlite,
             &[
@@ -258,7 +254,7 @@ async fn public_key_files_pin_their_algorithm() {
 
 #[tokio::test]
 async fn jwks_picks_keys_by_kid() {
-    let jwks = fixture("jwks.json");
+    let jwks = common::fixture("jwks.json");
     let app = app!(
         Backend::Sqlite,
         &[("PRACTICE_JWT_SECRET", ""), ("PRACTICE_JWKS", &jwks)]
@@ -379,7 +375,8 @@ async fn serve_jwks(
 async fn jwks_url_is_refetched_for_new_kids_at_a_bounded_rate() {
     use std::sync::atomic::Ordering;
     let full: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("jwks.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(common::fixture("jwks.json")).unwrap())
+            .unwrap();
     let rsa_only = json!({"keys": [full["keys"][0].clone()]});
     let body = std::sync::Arc::new(std::sync::Mutex::new(rsa_only.to_string()));
     let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));

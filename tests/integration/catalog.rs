@@ -34,18 +34,6 @@ fn class(class_id: i64, members: &[i64], models: &[(&str, bool)]) -> Class {
     }
 }
 
-async fn create(
-    app: &common::TestApp,
-    user: i64,
-    req: CreateSessionRequest,
-) -> Result<practice_service::proto::practice::v1::Session, tonic::Status> {
-    app.client()
-        .await
-        .create_session(authed(req, &token(user)))
-        .await
-        .map(|r| r.into_inner())
-}
-
 async fn upserts_are_idempotent_and_replace(backend: Backend) {
     let app = app!(backend);
     let mut catalog = app.catalog().await;
@@ -62,16 +50,16 @@ async fn upserts_are_idempotent_and_replace(backend: Backend) {
         .into_inner();
     assert_eq!(first, c);
     assert_eq!(second, c);
-    let s = create(
-        &app,
-        ME,
-        CreateSessionRequest {
-            class_id: Some(3),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let s = app
+        .create(
+            ME,
+            CreateSessionRequest {
+                class_id: Some(3),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(
         s.models
             .iter()
@@ -88,16 +76,16 @@ async fn upserts_are_idempotent_and_replace(backend: Backend) {
         ))
         .await
         .unwrap();
-    let s2 = create(
-        &app,
-        ME,
-        CreateSessionRequest {
-            class_id: Some(3),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let s2 = app
+        .create(
+            ME,
+            CreateSessionRequest {
+                class_id: Some(3),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(
         s2.models
             .iter()
@@ -124,19 +112,18 @@ async fn upserts_are_idempotent_and_replace(backend: Backend) {
         .upsert_class(authed(class(3, &[43], &[("b", true)]), &admin_token()))
         .await
         .unwrap();
-    let status = create(
-        &app,
-        ME,
-        CreateSessionRequest {
-            class_id: Some(3),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap_err();
+    let status = app
+        .create(
+            ME,
+            CreateSessionRequest {
+                class_id: Some(3),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
-    create(
-        &app,
+    app.create(
         43,
         CreateSessionRequest {
             class_id: Some(3),
@@ -165,31 +152,31 @@ async fn deleted_agent_keeps_old_sessions(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(stored.style_params, Some(Default::default()));
-    let s = create(
-        &app,
-        ME,
-        CreateSessionRequest {
-            agent_id: Some(8),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let s = app
+        .create(
+            ME,
+            CreateSessionRequest {
+                agent_id: Some(8),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     catalog
         .delete_agent(authed(DeleteAgentRequest { agent_id: 8 }, &admin_token()))
         .await
         .unwrap();
     let before = app.counts().await;
-    let status = create(
-        &app,
-        ME,
-        CreateSessionRequest {
-            agent_id: Some(8),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap_err();
+    let status = app
+        .create(
+            ME,
+            CreateSessionRequest {
+                agent_id: Some(8),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(app.counts().await, before);
     let old = app
@@ -216,8 +203,7 @@ async fn deleted_agent_keeps_old_sessions(backend: Backend) {
         .upsert_agent(authed(agent, &admin_token()))
         .await
         .unwrap();
-    create(
-        &app,
+    app.create(
         ME,
         CreateSessionRequest {
             agent_id: Some(8),
@@ -247,16 +233,16 @@ async fn only_admins_may_call(backend: Backend) {
         .unwrap_err();
     assert_eq!(anonymous.code(), Code::Unauthenticated);
     // Nothing was written: the class doesn't exist.
-    let status = create(
-        &app,
-        ME,
-        CreateSessionRequest {
-            class_id: Some(3),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap_err();
+    let status = app
+        .create(
+            ME,
+            CreateSessionRequest {
+                class_id: Some(3),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     // Over JSON: 403 and 401.
     let body = r#"{"name": "x", "members": [{"user_id": 42, "role": "student"}], "models": [{"model_name": "a", "enabled": true}]}"#;
@@ -274,16 +260,16 @@ async fn only_admins_may_call(backend: Backend) {
         .http("PUT", "/internal/practice/classes/3", None, Some(body))
         .await;
     assert_eq!(r.status, 401);
-    let status = create(
-        &app,
-        ME,
-        CreateSessionRequest {
-            class_id: Some(3),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap_err();
+    let status = app
+        .create(
+            ME,
+            CreateSessionRequest {
+                class_id: Some(3),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
 }
 

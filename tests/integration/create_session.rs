@@ -3,8 +3,8 @@
 
 use crate::common;
 
-use common::{Backend, DEFAULT_MODELS, authed, token};
-use practice_service::proto::practice::v1::{CreateSessionRequest, GetSessionRequest, Session};
+use common::{Backend, DEFAULT_MODELS};
+use practice_service::proto::practice::v1::{CreateSessionRequest, Session};
 use practice_service::store::CatalogKind;
 use prost_types::value::Kind;
 use tonic::Code;
@@ -28,26 +28,6 @@ fn string(s: &prost_types::Struct, key: &str) -> Option<String> {
     }
 }
 
-async fn create(
-    app: &common::TestApp,
-    user: i64,
-    req: CreateSessionRequest,
-) -> Result<Session, tonic::Status> {
-    app.client()
-        .await
-        .create_session(authed(req, &token(user)))
-        .await
-        .map(|r| r.into_inner())
-}
-
-async fn get(app: &common::TestApp, user: i64, session_id: i64) -> Result<Session, tonic::Status> {
-    app.client()
-        .await
-        .get_session(authed(GetSessionRequest { session_id }, &token(user)))
-        .await
-        .map(|r| r.into_inner())
-}
-
 /// Sends a request that must fail with `code`, and checks nothing was written.
 async fn refused(
     app: &common::TestApp,
@@ -56,7 +36,8 @@ async fn refused(
     code: Code,
 ) -> tonic::Status {
     let before = app.counts().await;
-    let status = create(app, user, req.clone())
+    let status = app
+        .create(user, req.clone())
         .await
         .expect_err("must be refused");
     assert_eq!(status.code(), code, "{req:?}: {status:?}");
@@ -81,7 +62,8 @@ fn violations(status: &tonic::Status) -> Vec<String> {
 
 async fn empty_request_gets_defaults(backend: Backend) {
     let app = app!(backend);
-    let s = create(&app, ME, CreateSessionRequest::default())
+    let s = app
+        .create(ME, CreateSessionRequest::default())
         .await
         .unwrap();
     assert!(s.session_id >= 1);
@@ -106,7 +88,7 @@ async fn empty_request_gets_defaults(backend: Backend) {
     );
     assert!(s.models.iter().all(|m| m.session_id == s.session_id));
     assert!(s.responses.is_empty());
-    assert_eq!(get(&app, ME, s.session_id).await.unwrap(), s);
+    assert_eq!(app.get(ME, s.session_id).await.unwrap(), s);
 }
 
 async fn full_create_copies_agent_and_class(backend: Backend) {
@@ -133,20 +115,20 @@ async fn full_create_copies_agent_and_class(backend: Backend) {
         )
         .await;
 
-    let s = create(
-        &app,
-        ME,
-        CreateSessionRequest {
-            class_id: Some(3),
-            project_id: Some(10),
-            knowledge_ids: vec![9, 5, 6],
-            agent_id: Some(8),
-            title: Some("Essay feedback".into()),
-            notes: Some("line one\nline two".into()),
-        },
-    )
-    .await
-    .unwrap();
+    let s = app
+        .create(
+            ME,
+            CreateSessionRequest {
+                class_id: Some(3),
+                project_id: Some(10),
+                knowledge_ids: vec![9, 5, 6],
+                agent_id: Some(8),
+                title: Some("Essay feedback".into()),
+                notes: Some("line one\nline two".into()),
+            },
+        )
+        .await
+        .unwrap();
 
     assert_eq!(
         (s.class_id, s.project_id, s.agent_id),
@@ -224,12 +206,12 @@ async fn full_create_copies_agent_and_class(backend: Backend) {
     assert_eq!(number(ex.meta.as_ref().unwrap(), "rank"), 3.0);
 
     // The session reads back exactly as it was answered.
-    assert_eq!(get(&app, ME, s.session_id).await.unwrap(), s);
+    assert_eq!(app.get(ME, s.session_id).await.unwrap(), s);
 
     // A later change to the agent leaves the snapshot alone.
     app.agent(8, OTHER, Some(3), &[]).await;
     assert_eq!(
-        get(&app, ME, s.session_id).await.unwrap().settings,
+        app.get(ME, s.session_id).await.unwrap().settings,
         s.settings
     );
 }
@@ -387,16 +369,16 @@ async fn deleted_agent_keeps_old_sessions(backend: Backend) {
     let app = app!(backend);
     let e = app.example(ME, "one", true).await;
     app.agent(8, ME, None, &[e.example_id]).await;
-    let s = create(
-        &app,
-        ME,
-        CreateSessionRequest {
-            agent_id: Some(8),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let s = app
+        .create(
+            ME,
+            CreateSessionRequest {
+                agent_id: Some(8),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     app.store
         .delete_catalog(
             CatalogKind::Agent,
@@ -415,7 +397,7 @@ async fn deleted_agent_keeps_old_sessions(backend: Backend) {
         Code::NotFound,
     )
     .await;
-    let again = get(&app, ME, s.session_id).await.unwrap();
+    let again = app.get(ME, s.session_id).await.unwrap();
     assert_eq!(again, s);
     assert_eq!(again.settings.unwrap().few_shot_links.len(), 1);
 }
@@ -458,8 +440,7 @@ async fn project_must_be_in_the_given_class(backend: Backend) {
     .await;
     assert_eq!(violations(&status), ["project_id"]);
     // A project without a class goes with any class; one in the class too.
-    create(
-        &app,
+    app.create(
         ME,
         CreateSessionRequest {
             class_id: Some(3),
@@ -469,8 +450,7 @@ async fn project_must_be_in_the_given_class(backend: Backend) {
     )
     .await
     .unwrap();
-    create(
-        &app,
+    app.create(
         ME,
         CreateSessionRequest {
             class_id: Some(4),
@@ -569,8 +549,7 @@ async fn bad_fields_are_invalid_argument(backend: Backend) {
         assert_eq!(violations(&status), fields);
     }
     // The bounds themselves are allowed.
-    create(
-        &app,
+    app.create(
         ME,
         CreateSessionRequest {
             title: Some("é".repeat(200)),
@@ -584,11 +563,12 @@ async fn bad_fields_are_invalid_argument(backend: Backend) {
 
 async fn other_users_session_is_not_found(backend: Backend) {
     let app = app!(backend);
-    let mine = create(&app, ME, CreateSessionRequest::default())
+    let mine = app
+        .create(ME, CreateSessionRequest::default())
         .await
         .unwrap();
-    let theirs = get(&app, OTHER, mine.session_id).await.unwrap_err();
-    let missing = get(&app, OTHER, mine.session_id + 1000).await.unwrap_err();
+    let theirs = app.get(OTHER, mine.session_id).await.unwrap_err();
+    let missing = app.get(OTHER, mine.session_id + 1000).await.unwrap_err();
     assert_eq!(theirs.code(), Code::NotFound);
     assert_eq!(missing.code(), Code::NotFound);
     assert_eq!(
@@ -598,7 +578,7 @@ async fn other_users_session_is_not_found(backend: Backend) {
             .replace(&(mine.session_id + 1000).to_string(), "N")
     );
     assert_eq!(
-        get(&app, ME, 0).await.unwrap_err().code(),
+        app.get(ME, 0).await.unwrap_err().code(),
         Code::InvalidArgument
     );
 }
@@ -637,7 +617,7 @@ async fn concurrent_creates_own_their_rows(backend: Backend) {
     }
 
     let created: Vec<Session> =
-        futures::future::join_all(requests.iter().map(|req| create(&app, ME, req.clone())))
+        futures::future::join_all(requests.iter().map(|req| app.create(ME, req.clone())))
             .await
             .into_iter()
             .map(|r| r.unwrap())
@@ -666,7 +646,7 @@ async fn concurrent_creates_own_their_rows(backend: Backend) {
             assert_eq!(title, Some(format!("ex {i}.{e}")));
             assert!(links.insert(link.id), "link id reused");
         }
-        assert_eq!(&get(&app, ME, s.session_id).await.unwrap(), s);
+        assert_eq!(&app.get(ME, s.session_id).await.unwrap(), s);
     }
 }
 

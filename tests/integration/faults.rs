@@ -15,10 +15,6 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-fn on_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
 async fn grpc_health(app: &common::TestApp) -> i32 {
     let channel = tonic::transport::Channel::from_shared(app.url())
         .unwrap()
@@ -47,8 +43,7 @@ async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> b
 async fn database_outage_and_recovery() {
     let cluster = match pg::Cluster::start() {
         Ok(c) => c,
-        Err(e) if on_ci() => panic!("PostgreSQL is required on CI: {e}"),
-        Err(e) => return eprintln!("skipping: {e}"),
+        Err(e) => return common::skip("the PostgreSQL outage test", &e),
     };
     let url = pg::create_database(&cluster.url("postgres")).await;
     let app = common::spawn_app_at(

@@ -10,14 +10,6 @@ use prost::Message;
 
 const ME: i64 = 42;
 
-fn frame(message: &impl Message) -> Vec<u8> {
-    let body = message.encode_to_vec();
-    let mut out = vec![0u8];
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
-    out
-}
-
 /// Splits a gRPC-Web response body into its message and its trailers.
 fn unframe(mut bytes: &[u8]) -> (Option<Vec<u8>>, Vec<(String, String)>) {
     let mut message = None;
@@ -127,7 +119,14 @@ async fn create_and_read_over_grpc_web(backend: Backend) {
             title: Some(format!("web text={text}")),
             ..Default::default()
         };
-        let reply = call(&app, "CreateSession", frame(&req), Some(&t), text).await;
+        let reply = call(
+            &app,
+            "CreateSession",
+            common::grpc_frame(&req),
+            Some(&t),
+            text,
+        )
+        .await;
         assert_eq!(
             (reply.http_status, reply.grpc_status.as_str()),
             (200, "0"),
@@ -165,7 +164,7 @@ async fn create_and_read_over_grpc_web(backend: Backend) {
         let reply = call(
             &app,
             "GetSession",
-            frame(&GetSessionRequest {
+            common::grpc_frame(&GetSessionRequest {
                 session_id: created.session_id,
             }),
             Some(&t),
@@ -186,7 +185,7 @@ async fn errors_over_grpc_web(backend: Backend) {
     let bad_token = call(
         &app,
         "CreateSession",
-        frame(&CreateSessionRequest::default()),
+        common::grpc_frame(&CreateSessionRequest::default()),
         Some("nope"),
         false,
     )
@@ -195,7 +194,7 @@ async fn errors_over_grpc_web(backend: Backend) {
     let invalid = call(
         &app,
         "CreateSession",
-        frame(&CreateSessionRequest {
+        common::grpc_frame(&CreateSessionRequest {
             class_id: Some(0),
             ..Default::default()
         }),
@@ -207,7 +206,7 @@ async fn errors_over_grpc_web(backend: Backend) {
     let missing = call(
         &app,
         "GetSession",
-        frame(&GetSessionRequest { session_id: 99 }),
+        common::grpc_frame(&GetSessionRequest { session_id: 99 }),
         Some(&token(ME)),
         false,
     )

@@ -33,20 +33,13 @@ async fn create_with_key(
         .map(|r| r.into_inner())
 }
 
-fn titled(title: &str) -> CreateSessionRequest {
-    CreateSessionRequest {
-        title: Some(title.into()),
-        ..Default::default()
-    }
-}
-
 async fn replay_returns_the_original(backend: Backend) {
     let app = app!(backend);
-    let first = create_with_key(&app, ME, titled("a"), "key-1")
+    let first = create_with_key(&app, ME, common::titled("a"), "key-1")
         .await
         .unwrap();
     let after_first = app.counts().await;
-    let second = create_with_key(&app, ME, titled("a"), "key-1")
+    let second = create_with_key(&app, ME, common::titled("a"), "key-1")
         .await
         .unwrap();
     assert_eq!(second, first);
@@ -56,11 +49,11 @@ async fn replay_returns_the_original(backend: Backend) {
 
 async fn same_key_different_request_conflicts(backend: Backend) {
     let app = app!(backend);
-    create_with_key(&app, ME, titled("a"), "key-1")
+    create_with_key(&app, ME, common::titled("a"), "key-1")
         .await
         .unwrap();
     let before = app.counts().await;
-    let status = create_with_key(&app, ME, titled("b"), "key-1")
+    let status = create_with_key(&app, ME, common::titled("b"), "key-1")
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists);
@@ -74,10 +67,10 @@ async fn same_key_different_request_conflicts(backend: Backend) {
 
 async fn keys_are_per_user(backend: Backend) {
     let app = app!(backend);
-    let mine = create_with_key(&app, ME, titled("a"), "shared")
+    let mine = create_with_key(&app, ME, common::titled("a"), "shared")
         .await
         .unwrap();
-    let theirs = create_with_key(&app, 43, titled("a"), "shared")
+    let theirs = create_with_key(&app, 43, common::titled("a"), "shared")
         .await
         .unwrap();
     assert_ne!(mine.session_id, theirs.session_id);
@@ -123,14 +116,14 @@ async fn bad_keys_are_invalid(backend: Backend) {
     let app = app!(backend);
     let before = app.counts().await;
     for key in ["x".repeat(256), "tab\tkey".to_string()] {
-        let mut req = authed(titled("a"), &token(ME));
+        let mut req = authed(common::titled("a"), &token(ME));
         req.metadata_mut()
             .insert("idempotency-key", key.parse().unwrap());
         let status = app.client().await.create_session(req).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{key:?}");
     }
     assert_eq!(app.counts().await, before);
-    create_with_key(&app, ME, titled("a"), &"k".repeat(255))
+    create_with_key(&app, ME, common::titled("a"), &"k".repeat(255))
         .await
         .unwrap();
 }

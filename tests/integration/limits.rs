@@ -35,11 +35,7 @@ impl WriteLock {
 /// A native gRPC call over h2c with a `grpc-timeout` header and no client
 /// deadline; returns the `grpc-status` it gets.
 async fn grpc_status_with_timeout(app: &common::TestApp, timeout: &str) -> String {
-    use prost::Message;
-    let msg = titled("slow").encode_to_vec();
-    let mut body = vec![0u8];
-    body.extend_from_slice(&(msg.len() as u32).to_be_bytes());
-    body.extend_from_slice(&msg);
+    let body = common::grpc_frame(&common::titled("slow"));
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .http2_prior_knowledge()
@@ -64,13 +60,6 @@ async fn grpc_status_with_timeout(app: &common::TestApp, timeout: &str) -> Strin
         .unwrap_or_default()
 }
 
-fn titled(t: &str) -> CreateSessionRequest {
-    CreateSessionRequest {
-        title: Some(t.into()),
-        ..Default::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_grpc_messages_are_refused() {
     let app = app!(Backend::Sqlite, &[("PRACTICE_MAX_BODY_BYTES", "4096")]);
@@ -89,7 +78,7 @@ async fn oversized_grpc_messages_are_refused() {
     assert_eq!(app.counts().await, before);
     app.client()
         .await
-        .create_session(authed(titled("small"), &token(1)))
+        .create_session(authed(common::titled("small"), &token(1)))
         .await
         .unwrap();
 }
@@ -136,7 +125,7 @@ async fn deadlines_shorter_than_the_request_win() {
     );
     app.client()
         .await
-        .create_session(authed(titled("after"), &token(1)))
+        .create_session(authed(common::titled("after"), &token(1)))
         .await
         .unwrap();
 }
@@ -156,7 +145,7 @@ async fn the_server_request_timeout_applies_without_a_client_deadline() {
     let status = app
         .client()
         .await
-        .create_session(authed(titled("slow"), &token(1)))
+        .create_session(authed(common::titled("slow"), &token(1)))
         .await
         .unwrap_err();
     // The database gives up first (busy past its wait: UNAVAILABLE), or
@@ -186,7 +175,7 @@ async fn overload_is_shed_at_once() {
         let mut client = app.client().await;
         slow.push(tokio::spawn(async move {
             client
-                .create_session(authed(titled(&format!("slow {i}")), &token(1)))
+                .create_session(authed(common::titled(&format!("slow {i}")), &token(1)))
                 .await
         }));
     }
@@ -196,7 +185,7 @@ async fn overload_is_shed_at_once() {
     let status = app
         .client()
         .await
-        .create_session(authed(titled("shed"), &token(1)))
+        .create_session(authed(common::titled("shed"), &token(1)))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
@@ -223,7 +212,7 @@ async fn overload_is_shed_at_once() {
     assert_eq!(app.counts().await.sessions, 2);
     app.client()
         .await
-        .create_session(authed(titled("later"), &token(1)))
+        .create_session(authed(common::titled("later"), &token(1)))
         .await
         .unwrap();
 }
@@ -247,7 +236,7 @@ async fn every_response_has_a_request_id() {
         )
         .await;
     assert_eq!(r.header("x-request-id"), Some("client-abc"));
-    let mut req = authed(titled("id"), &token(1));
+    let mut req = authed(common::titled("id"), &token(1));
     req.metadata_mut()
         .insert("x-request-id", "grpc-123".parse().unwrap());
     let resp = app.client().await.create_session(req).await.unwrap();

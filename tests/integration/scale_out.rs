@@ -6,12 +6,13 @@ use crate::common;
 
 use std::collections::{HashMap, HashSet};
 
-use common::{authed, pg, token};
+use common::{authed, token};
 use practice_service::proto::practice::v1::CreateSessionRequest;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_idempotency_keys() {
-    let Some(url) = pg::fresh_database().await else {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(url) = common::database_url(common::Backend::Postgres, &dir).await else {
         return;
     };
     let a = common::spawn_app_at(url.clone(), tempfile::tempdir().unwrap(), &[]).await;

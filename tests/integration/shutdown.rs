@@ -3,6 +3,8 @@
 
 use crate::common;
 
+use tokio::io::{AsyncBufReadExt, BufReader};
+
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,24 +41,45 @@ fn never_started(status: &tonic::Status) -> bool {
 async fn sigterm_drains_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite:{}", dir.path().join("shutdown.db").display());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_practice-service"))
         .current_dir(dir.path())
         .env("DATABASE_URL", &db)
-        .env("PRACTICE_ADDR", format!("127.0.0.1:{port}"))
+        .env("PRACTICE_ADDR", "127.0.0.1:0")
         .env("PRACTICE_JWT_SECRET", common::SECRET)
         .env("PRACTICE_SHUTDOWN_GRACE_MS", "5000")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .env("RUST_LOG", "info")
+        .env("PRACTICE_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
+    // The port the server bound: from its own "serving" log line. The rest
+    // of its log is kept for the checks at the end.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("the server logs where it serves");
+            let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if event["message"] == "serving" {
+                break format!("http://{}", event["addr"].as_str().unwrap());
+            }
+        }
+    })
+    .await
+    .expect("the server starts within 30 s");
+    let rest_of_log = tokio::spawn(async move {
+        let mut log = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
     let mut client = None;
     for _ in 0..100 {
         if let Ok(c) = PracticeServiceClient::connect(url.clone()).await {
@@ -114,7 +137,7 @@ async fn sigterm_drains_and_exits_zero() {
     for t in tasks {
         t.await.unwrap();
     }
-    let mut stderr = String::new();
+    let mut stderr = rest_of_log.await.unwrap();
     if let Some(mut e) = child.stderr.take() {
         use tokio::io::AsyncReadExt;
         let _ = e.read_to_string(&mut stderr).await;

@@ -8,13 +8,12 @@ use practice_service::proto::practice::v1::CreateSessionRequest;
 use practice_service::proto::practice::v1::practice_service_client::PracticeServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
-fn fixture(name: &str) -> String {
-    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_and_json_over_tls() {
-    let (cert, key) = (fixture("tls_cert.pem"), fixture("tls_key.pem"));
+    let (cert, key) = (
+        common::fixture("tls_cert.pem"),
+        common::fixture("tls_key.pem"),
+    );
     let app = app!(
         Backend::Sqlite,
         &[
@@ -22,7 +21,7 @@ async fn grpc_and_json_over_tls() {
             ("PRACTICE_TLS_KEY_FILE", &key)
         ]
     );
-    let ca = std::fs::read(fixture("tls_ca.pem")).unwrap();
+    let ca = std::fs::read(common::fixture("tls_ca.pem")).unwrap();
     let port = app.addr.port();
 
     let tls = ClientTlsConfig::new()
