@@ -9,9 +9,12 @@
 //! rows are written in one call) is written out in each backend's module.
 //! Rows are read by column name into the structs of `rows.rs`.
 
+mod dialect;
 mod postgres;
 mod rows;
 mod sql;
+mod sql_store;
+mod sql_tx;
 mod sqlite;
 
 use std::sync::Arc;
@@ -310,9 +313,9 @@ pub trait WriteTx: Send {
 /// Opens the database named by `url`: `sqlite:...` or `postgres://...`.
 pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, Error> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url, options).await?))
+        Ok(Arc::new(postgres::connect(url, options).await?))
     } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url, options).await?))
+        Ok(Arc::new(sqlite::connect(url, options).await?))
     } else {
         Err(Error::internal(anyhow::anyhow!(
             "DATABASE_URL must start with sqlite: or postgres://"

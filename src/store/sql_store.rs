@@ -1,79 +1,108 @@
-//! PostgreSQL, for production. Write transactions run at the default READ
-//! COMMITTED level; the use case runs a transaction again when it loses a
-//! serialization race or a deadlock (`StoreError::Conflict`).
-
-mod tx;
-
-use std::str::FromStr;
+//! The `Store` over either database: one implementation of every query in
+//! `sql.rs`, generic over the sqlx driver, with what differs supplied by
+//! the `Dialect`. Reads go to the read pool; writes to the write pool (on
+//! SQLite a pool of one connection, so writers queue in the pool rather than
+//! in SQLite's busy handler; on PostgreSQL the same pool).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::types::Json;
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{Pool, QueryBuilder};
 
+use super::dialect::Dialect;
 use super::rows::{
     CountsRow, ExampleRow, LinkRow, ModelRow, ResponseRow, SessionParts, SessionRow, SettingsRow,
 };
-use super::{CatalogKind, Store, StoreError, StoreOptions, TableCounts, WriteTx, sql};
+use super::sql_tx::SqlWriteTx;
+use super::{CatalogKind, Store, StoreError, TableCounts, WriteTx, sql};
 use crate::domain::{
     Class, Example, ExamplePatch, Knowledge, NewExample, Project, Session, UserId,
 };
 use crate::error::Error;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+type JsonMap = serde_json::Map<String, serde_json::Value>;
 
-pub struct PgStore {
-    pool: PgPool,
+pub struct SqlStore<DB: Dialect> {
+    read: Pool<DB>,
+    write: Pool<DB>,
+    /// Work the backend runs beside the pools (SQLite's WAL checkpoints);
+    /// stopped with the store.
+    background: Option<tokio::task::JoinHandle<()>>,
 }
 
-impl PgStore {
-    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, Error> {
-        let connect = PgConnectOptions::from_str(url)
-            .map_err(|e| Error::internal(anyhow::anyhow!("bad PostgreSQL DATABASE_URL: {e}")))?
-            .application_name("practice-service")
-            .options([(
-                "statement_timeout",
-                options.statement_timeout.as_millis().to_string(),
-            )]);
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout)
-            // No ping before every use (a round trip per transaction): a
-            // connection the server dropped fails at BEGIN, which is retried
-            // on a fresh connection, and the pool discards the broken one.
-            .test_before_acquire(false)
-            .connect_with(connect)
-            .await?;
-        Ok(Self { pool })
+impl<DB: Dialect> SqlStore<DB> {
+    pub(super) fn new(
+        read: Pool<DB>,
+        write: Pool<DB>,
+        background: Option<tokio::task::JoinHandle<()>>,
+    ) -> Self {
+        Self {
+            read,
+            write,
+            background,
+        }
     }
 }
 
+impl<DB: Dialect> Drop for SqlStore<DB> {
+    fn drop(&mut self) {
+        if let Some(task) = &self.background {
+            task.abort();
+        }
+    }
+}
+
+/// Every query runs through sqlx's generic API; the where-clause lists the
+/// types each database must bind and decode for them.
 #[async_trait]
-impl Store for PgStore {
+impl<DB> Store for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+    i64: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB> + for<'r> sqlx::Decode<'r, DB>,
+    Option<i64>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
+    bool: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
+    Option<bool>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
+    String: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
+    for<'a> Option<&'a str>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
+    DateTime<Utc>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
+    for<'a> Json<&'a JsonMap>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
+    for<'a> Option<Json<&'a JsonMap>>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
+    SqlWriteTx<DB>: WriteTx,
+    for<'r> ExampleRow: sqlx::FromRow<'r, DB::Row>,
+    for<'r> SessionRow: sqlx::FromRow<'r, DB::Row>,
+    for<'r> SettingsRow: sqlx::FromRow<'r, DB::Row>,
+    for<'r> LinkRow: sqlx::FromRow<'r, DB::Row>,
+    for<'r> ModelRow: sqlx::FromRow<'r, DB::Row>,
+    for<'r> ResponseRow: sqlx::FromRow<'r, DB::Row>,
+    for<'r> CountsRow: sqlx::FromRow<'r, DB::Row>,
+{
     fn backend(&self) -> &'static str {
-        "postgres"
+        DB::BACKEND
     }
 
     async fn migrate(&self) -> Result<(), Error> {
-        MIGRATOR
-            .run(&self.pool)
+        DB::migrate(&self.write)
             .await
             .map_err(|e| Error::internal(anyhow::anyhow!("migration failed: {e}")))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
     }
 
     async fn begin_write(&self) -> Result<Box<dyn WriteTx>, StoreError> {
-        let tx = self.pool.begin().await.map_err(StoreError::begin)?;
-        Ok(Box::new(tx::PgWriteTx(tx)))
+        let tx = DB::begin_write(&self.write)
+            .await
+            .map_err(StoreError::begin)?;
+        Ok(Box::new(SqlWriteTx(tx)))
     }
 
     async fn session(&self, user: UserId, session_id: i64) -> Result<Option<Session>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.read.acquire().await?;
         let session: Option<SessionRow> = sqlx::query_as(sql::SESSION)
             .bind(session_id)
             .bind(user.get())
@@ -113,7 +142,9 @@ impl Store for PgStore {
     }
 
     async fn upsert_class(&self, class: &Class, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::begin)?;
+        let mut tx = DB::begin_write(&self.write)
+            .await
+            .map_err(StoreError::begin)?;
         sqlx::query(sql::UPSERT_CLASS)
             .bind(class.class_id)
             .bind(&class.name)
@@ -127,7 +158,7 @@ impl Store for PgStore {
                 .await?;
         }
         if !class.members.is_empty() {
-            QueryBuilder::<Postgres>::new(sql::INSERT_CLASS_MEMBERS)
+            QueryBuilder::<DB>::new(sql::INSERT_CLASS_MEMBERS)
                 .push_values(&class.members, |mut b, m| {
                     b.push_bind(class.class_id)
                         .push_bind(m.user_id)
@@ -138,7 +169,7 @@ impl Store for PgStore {
                 .await?;
         }
         if !class.models.is_empty() {
-            QueryBuilder::<Postgres>::new(sql::INSERT_CLASS_MODELS)
+            QueryBuilder::<DB>::new(sql::INSERT_CLASS_MODELS)
                 .push_values(class.models.iter().enumerate(), |mut b, (i, m)| {
                     b.push_bind(class.class_id)
                         .push_bind(i as i64)
@@ -160,7 +191,7 @@ impl Store for PgStore {
             .bind(p.class_id)
             .bind(&p.name)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(())
     }
@@ -173,7 +204,7 @@ impl Store for PgStore {
             .bind(k.class_id)
             .bind(&k.title)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(())
     }
@@ -187,9 +218,9 @@ impl Store for PgStore {
         let done = sqlx::query(sql::delete_catalog(kind))
             .bind(id)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(DB::rows_affected(&done) > 0)
     }
 
     async fn create_example(
@@ -206,7 +237,7 @@ impl Store for PgStore {
             .bind(e.is_active)
             .bind(Json(&e.meta))
             .bind(now)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.write)
             .await?;
         Ok(id)
     }
@@ -215,7 +246,7 @@ impl Store for PgStore {
         let row: Option<ExampleRow> = sqlx::query_as(sql::EXAMPLE)
             .bind(example_id)
             .bind(user.get())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?;
         Ok(row.map(Example::from))
     }
@@ -230,7 +261,7 @@ impl Store for PgStore {
             .bind(user.get())
             .bind(after_id)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         Ok(rows.into_iter().map(Example::from).collect())
     }
@@ -246,13 +277,13 @@ impl Store for PgStore {
             .bind(example_id)
             .bind(user.get())
             .bind(patch.title.is_some())
-            .bind(patch.title.clone().flatten())
+            .bind(patch.title.as_ref().and_then(|t| t.as_deref()))
             .bind(patch.input_text.as_deref())
             .bind(patch.output_text.as_deref())
             .bind(patch.is_active)
             .bind(patch.meta.as_ref().map(Json))
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.write)
             .await?;
         Ok(row.map(Example::from))
     }
@@ -267,14 +298,14 @@ impl Store for PgStore {
             .bind(example_id)
             .bind(user.get())
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(DB::rows_affected(&done) > 0)
     }
 
     async fn table_counts(&self) -> Result<TableCounts, StoreError> {
         let row: CountsRow = sqlx::query_as(sql::TABLE_COUNTS)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.read)
             .await?;
         Ok(row.into())
     }

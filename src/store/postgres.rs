@@ -1,17 +1,45 @@
-//! The write-transaction verbs on PostgreSQL. Lists are bound as arrays.
+//! PostgreSQL, for production. Write transactions run at the default READ
+//! COMMITTED level; the use case runs a transaction again when it loses a
+//! serialization race or a deadlock (`StoreError::Conflict`). Lists are
+//! bound as arrays.
+
+use std::str::FromStr;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResult};
 use sqlx::types::Json;
-use sqlx::{Postgres, QueryBuilder, Transaction};
+use sqlx::{Pool, Postgres, Transaction};
 
-use crate::domain::{Agent, UserId};
-use crate::store::rows::{self, AgentExampleRow, RefRow};
-use crate::store::{
-    AgentRecord, KeyClaim, SessionIds, SessionRows, StoreError, VisibleRefs, WriteTx, sql,
-};
+use super::dialect::Dialect;
+use super::rows::RefRow;
+use super::sql_store::SqlStore;
+use super::{SessionIds, SessionRows, StoreOptions};
+use crate::error::Error;
 
-pub struct PgWriteTx(pub Transaction<'static, Postgres>);
+pub type PgStore = SqlStore<Postgres>;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+pub async fn connect(url: &str, options: &StoreOptions) -> Result<PgStore, Error> {
+    let connect = PgConnectOptions::from_str(url)
+        .map_err(|e| Error::internal(anyhow::anyhow!("bad PostgreSQL DATABASE_URL: {e}")))?
+        .application_name("practice-service")
+        .options([(
+            "statement_timeout",
+            options.statement_timeout.as_millis().to_string(),
+        )]);
+    let pool = PgPoolOptions::new()
+        .max_connections(options.max_connections)
+        .acquire_timeout(options.acquire_timeout)
+        // No ping before every use (a round trip per transaction): a
+        // connection the server dropped fails at BEGIN, which is retried
+        // on a fresh connection, and the pool discards the broken one.
+        .test_before_acquire(false)
+        .connect_with(connect)
+        .await?;
+    Ok(SqlStore::new(pool.clone(), pool, None))
+}
 
 /// The class (`$3`) with its enabled models, the project (`$4`) with its
 /// class, and the knowledge items (`$1`) that the caller (`$2`) may see,
@@ -82,68 +110,51 @@ struct IdsRow {
 }
 
 #[async_trait]
-impl WriteTx for PgWriteTx {
-    async fn claim_key(
-        &mut self,
-        user: UserId,
-        key: &str,
-        fingerprint: &str,
-        now: DateTime<Utc>,
-        expired_before: DateTime<Utc>,
-    ) -> Result<KeyClaim, StoreError> {
-        let claimed: Option<i64> = sqlx::query_scalar(sql::CLAIM_KEY)
-            .bind(user.get())
-            .bind(key)
-            .bind(fingerprint)
-            .bind(now.timestamp_micros())
-            .bind(expired_before.timestamp_micros())
-            .fetch_optional(&mut *self.0)
-            .await?;
-        if claimed.is_some() {
-            return Ok(KeyClaim::Claimed);
-        }
-        let (request_hash, session_id) = sqlx::query_as(sql::HELD_KEY)
-            .bind(user.get())
-            .bind(key)
-            .fetch_one(&mut *self.0)
-            .await?;
-        Ok(KeyClaim::Held {
-            request_hash,
-            session_id,
-        })
+impl Dialect for Postgres {
+    const BACKEND: &'static str = "postgres";
+
+    async fn migrate(pool: &Pool<Self>) -> Result<(), sqlx::migrate::MigrateError> {
+        MIGRATOR.run(pool).await
+    }
+
+    fn rows_affected(done: &PgQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    async fn begin_write(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error> {
+        pool.begin().await
     }
 
     async fn visible_refs(
-        &mut self,
-        user: UserId,
+        conn: &mut PgConnection,
+        user: i64,
         class_id: Option<i64>,
         project_id: Option<i64>,
         knowledge_ids: &[i64],
-    ) -> Result<VisibleRefs, StoreError> {
-        let rows: Vec<RefRow> = sqlx::query_as(VISIBLE_REFS)
+    ) -> Result<Vec<RefRow>, sqlx::Error> {
+        sqlx::query_as(VISIBLE_REFS)
             .bind(knowledge_ids)
-            .bind(user.get())
+            .bind(user)
             .bind(class_id)
             .bind(project_id)
-            .fetch_all(&mut *self.0)
-            .await?;
-        Ok(rows::visible_refs(rows))
+            .fetch_all(conn)
+            .await
     }
 
-    async fn agent_with_examples(
-        &mut self,
-        user: UserId,
-        agent_id: i64,
-    ) -> Result<Option<AgentRecord>, StoreError> {
-        let rows: Vec<AgentExampleRow> = sqlx::query_as(sql::AGENT_WITH_EXAMPLES)
-            .bind(agent_id)
-            .bind(user.get())
-            .fetch_all(&mut *self.0)
-            .await?;
-        Ok(rows::agent_record(rows))
+    async fn example_owners(
+        conn: &mut PgConnection,
+        ids: &[i64],
+    ) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+        sqlx::query_as(EXAMPLE_OWNERS)
+            .bind(ids)
+            .fetch_all(conn)
+            .await
     }
 
-    async fn insert_session(&mut self, r: &SessionRows<'_>) -> Result<SessionIds, StoreError> {
+    async fn insert_session(
+        conn: &mut PgConnection,
+        r: &SessionRows<'_>,
+    ) -> Result<SessionIds, sqlx::Error> {
         let ids: IdsRow = sqlx::query_as(INSERT_SESSION)
             .bind(r.user.get())
             .bind(r.new.class_id)
@@ -160,7 +171,7 @@ impl WriteTx for PgWriteTx {
             .bind(r.example_ids)
             .bind(r.model_names)
             .bind(r.idempotency_key)
-            .fetch_one(&mut *self.0)
+            .fetch_one(conn)
             .await?;
         Ok(SessionIds {
             session_id: ids.session_id,
@@ -168,46 +179,5 @@ impl WriteTx for PgWriteTx {
             link_ids: ids.link_ids,
             model_ids: ids.model_ids,
         })
-    }
-
-    async fn example_owners(&mut self, ids: &[i64]) -> Result<Vec<(i64, i64)>, StoreError> {
-        Ok(sqlx::query_as(EXAMPLE_OWNERS)
-            .bind(ids)
-            .fetch_all(&mut *self.0)
-            .await?)
-    }
-
-    async fn put_agent(&mut self, a: &Agent, now: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query(sql::UPSERT_AGENT)
-            .bind(a.agent_id)
-            .bind(a.owner_user_id)
-            .bind(a.class_id)
-            .bind(&a.name)
-            .bind(a.description.as_deref())
-            .bind(a.system_prompt.as_deref())
-            .bind(&a.style_preset)
-            .bind(Json(&a.style_params))
-            .bind(Json(&a.generation_params))
-            .bind(now)
-            .execute(&mut *self.0)
-            .await?;
-        sqlx::query(sql::DELETE_AGENT_EXAMPLES)
-            .bind(a.agent_id)
-            .execute(&mut *self.0)
-            .await?;
-        if !a.example_ids.is_empty() {
-            QueryBuilder::<Postgres>::new(sql::INSERT_AGENT_EXAMPLES)
-                .push_values(a.example_ids.iter().enumerate(), |mut b, (i, id)| {
-                    b.push_bind(a.agent_id).push_bind(i as i64).push_bind(*id);
-                })
-                .build()
-                .execute(&mut *self.0)
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        Ok(self.0.commit().await?)
     }
 }

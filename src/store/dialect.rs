@@ -1,0 +1,46 @@
+//! What differs between the two databases besides the shared SQL: how a
+//! write transaction begins, and the few queries whose text or binding
+//! differs (a list of ids is an array on PostgreSQL and a JSON array on
+//! SQLite; a new session's rows are written by data-modifying CTEs on one
+//! and a view's INSTEAD OF trigger on the other).
+
+use async_trait::async_trait;
+use sqlx::{Database, Pool, Transaction};
+
+use super::rows::RefRow;
+use super::{SessionIds, SessionRows};
+
+#[async_trait]
+pub trait Dialect: Database {
+    /// "sqlite" or "postgres".
+    const BACKEND: &'static str;
+
+    /// Brings the schema up to date with this backend's migrations.
+    async fn migrate(pool: &Pool<Self>) -> Result<(), sqlx::migrate::MigrateError>;
+
+    fn rows_affected(done: &Self::QueryResult) -> u64;
+
+    /// Begins a write transaction on the write pool.
+    async fn begin_write(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error>;
+
+    /// The rows of the visible-references query (see `rows::RefRow`).
+    async fn visible_refs(
+        conn: &mut Self::Connection,
+        user: i64,
+        class_id: Option<i64>,
+        project_id: Option<i64>,
+        knowledge_ids: &[i64],
+    ) -> Result<Vec<RefRow>, sqlx::Error>;
+
+    /// `(example_id, user_id)` of those of `ids` not deleted.
+    async fn example_owners(
+        conn: &mut Self::Connection,
+        ids: &[i64],
+    ) -> Result<Vec<(i64, i64)>, sqlx::Error>;
+
+    /// A new session's rows, in one call to the database.
+    async fn insert_session(
+        conn: &mut Self::Connection,
+        rows: &SessionRows<'_>,
+    ) -> Result<SessionIds, sqlx::Error>;
+}

@@ -1,0 +1,134 @@
+//! The write-transaction verbs over either database: shared SQL from
+//! `sql.rs`, the dialect's own for the rest.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{QueryBuilder, Transaction};
+
+use super::dialect::Dialect;
+use super::rows::{self, AgentExampleRow};
+use super::{
+    AgentRecord, KeyClaim, SessionIds, SessionRows, StoreError, VisibleRefs, WriteTx, sql,
+};
+use crate::domain::{Agent, UserId};
+
+type JsonMap = serde_json::Map<String, serde_json::Value>;
+
+pub struct SqlWriteTx<DB: Dialect>(pub Transaction<'static, DB>);
+
+/// The verbs run the shared SQL through sqlx's generic API; these are the
+/// types each database must bind and decode for them.
+#[async_trait]
+impl<DB> WriteTx for SqlWriteTx<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+    i64: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB> + for<'r> sqlx::Decode<'r, DB>,
+    Option<i64>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
+    String: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB> + for<'r> sqlx::Decode<'r, DB>,
+    for<'a> &'a str: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
+    for<'a> Option<&'a str>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
+    DateTime<Utc>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
+    for<'a> Json<&'a JsonMap>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
+    for<'r> AgentExampleRow: sqlx::FromRow<'r, DB::Row>,
+{
+    async fn claim_key(
+        &mut self,
+        user: UserId,
+        key: &str,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+        expired_before: DateTime<Utc>,
+    ) -> Result<KeyClaim, StoreError> {
+        let claimed: Option<i64> = sqlx::query_scalar(sql::CLAIM_KEY)
+            .bind(user.get())
+            .bind(key)
+            .bind(fingerprint)
+            .bind(now.timestamp_micros())
+            .bind(expired_before.timestamp_micros())
+            .fetch_optional(&mut *self.0)
+            .await?;
+        if claimed.is_some() {
+            return Ok(KeyClaim::Claimed);
+        }
+        let (request_hash, session_id): (String, Option<i64>) = sqlx::query_as(sql::HELD_KEY)
+            .bind(user.get())
+            .bind(key)
+            .fetch_one(&mut *self.0)
+            .await?;
+        Ok(KeyClaim::Held {
+            request_hash,
+            session_id,
+        })
+    }
+
+    async fn visible_refs(
+        &mut self,
+        user: UserId,
+        class_id: Option<i64>,
+        project_id: Option<i64>,
+        knowledge_ids: &[i64],
+    ) -> Result<VisibleRefs, StoreError> {
+        let rows =
+            DB::visible_refs(&mut self.0, user.get(), class_id, project_id, knowledge_ids).await?;
+        Ok(rows::visible_refs(rows))
+    }
+
+    async fn agent_with_examples(
+        &mut self,
+        user: UserId,
+        agent_id: i64,
+    ) -> Result<Option<AgentRecord>, StoreError> {
+        let rows: Vec<AgentExampleRow> = sqlx::query_as(sql::AGENT_WITH_EXAMPLES)
+            .bind(agent_id)
+            .bind(user.get())
+            .fetch_all(&mut *self.0)
+            .await?;
+        Ok(rows::agent_record(rows))
+    }
+
+    async fn insert_session(&mut self, rows: &SessionRows<'_>) -> Result<SessionIds, StoreError> {
+        Ok(DB::insert_session(&mut self.0, rows).await?)
+    }
+
+    async fn example_owners(&mut self, ids: &[i64]) -> Result<Vec<(i64, i64)>, StoreError> {
+        Ok(DB::example_owners(&mut self.0, ids).await?)
+    }
+
+    async fn put_agent(&mut self, a: &Agent, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(sql::UPSERT_AGENT)
+            .bind(a.agent_id)
+            .bind(a.owner_user_id)
+            .bind(a.class_id)
+            .bind(&a.name)
+            .bind(a.description.as_deref())
+            .bind(a.system_prompt.as_deref())
+            .bind(&a.style_preset)
+            .bind(Json(&a.style_params))
+            .bind(Json(&a.generation_params))
+            .bind(now)
+            .execute(&mut *self.0)
+            .await?;
+        sqlx::query(sql::DELETE_AGENT_EXAMPLES)
+            .bind(a.agent_id)
+            .execute(&mut *self.0)
+            .await?;
+        if !a.example_ids.is_empty() {
+            QueryBuilder::<DB>::new(sql::INSERT_AGENT_EXAMPLES)
+                .push_values(a.example_ids.iter().enumerate(), |mut b, (i, id)| {
+                    b.push_bind(a.agent_id).push_bind(i as i64).push_bind(*id);
+                })
+                .build()
+                .execute(&mut *self.0)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        Ok(self.0.commit().await?)
+    }
+}

@@ -1,0 +1,246 @@
+//! SQLite, the embedded default: WAL, foreign keys on, a busy timeout, and
+//! write transactions that begin with `BEGIN IMMEDIATE` (a deferred
+//! read-then-write transaction fails with SQLITE_BUSY instead of waiting).
+//!
+//! SQLite runs one writer at a time anyway; writes go through a pool of one
+//! connection, so writers queue fairly in the pool instead of sleeping in
+//! SQLite's busy handler (whose backoff sleeps stretch the tail latency of
+//! concurrent creates). Reads use their own pool and, with WAL, never wait
+//! for the writer.
+//!
+//! WAL checkpoints run in the background on a reader connection. SQLite's
+//! automatic checkpoint runs on the connection that commits, so every
+//! thousandth page or so one write would pay for copying the WAL into the
+//! database and syncing it. The writer still checkpoints by itself if the
+//! WAL grows past `WAL_FALLBACK_PAGES`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::sqlite::{SqliteConnection, SqliteQueryResult};
+use sqlx::types::Json;
+use sqlx::{Pool, Sqlite, Transaction};
+
+use super::dialect::Dialect;
+use super::rows::RefRow;
+use super::sql_store::SqlStore;
+use super::{SessionIds, SessionRows, StoreOptions};
+use crate::error::Error;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How often the background checkpointer runs.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// The writer's own automatic checkpoint, as a backstop: with the
+/// background checkpointer keeping up, it has little left to copy.
+const WAL_FALLBACK_PAGES: &str = "10000";
+
+pub type SqliteStore = SqlStore<Sqlite>;
+
+pub async fn connect(url: &str, options: &StoreOptions) -> Result<SqliteStore, Error> {
+    let connect = SqliteConnectOptions::from_str(url)
+        .map_err(|e| Error::internal(anyhow::anyhow!("bad SQLite DATABASE_URL: {e}")))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .pragma("wal_autocheckpoint", WAL_FALLBACK_PAGES)
+        .busy_timeout(options.statement_timeout);
+    // An in-memory database exists once per connection: pin it to one.
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    // A connection to a local file can't drop like a network one: no
+    // ping before each use (each one is a round trip to the
+    // connection's worker thread).
+    let pool_options = || {
+        SqlitePoolOptions::new()
+            .test_before_acquire(false)
+            .min_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .idle_timeout(None)
+            .max_lifetime(None)
+    };
+    let write_pool = pool_options()
+        .max_connections(1)
+        .connect_with(connect.clone())
+        .await?;
+    let pool = if in_memory {
+        write_pool.clone()
+    } else {
+        pool_options()
+            .max_connections(options.max_connections)
+            .connect_with(connect)
+            .await?
+    };
+    let checkpointer = (!in_memory).then(|| tokio::spawn(checkpoint_in_background(pool.clone())));
+    Ok(SqlStore::new(pool, write_pool, checkpointer))
+}
+
+/// Copies committed WAL pages into the database file, without waiting for
+/// readers or the writer (PASSIVE), until the pool closes.
+async fn checkpoint_in_background(pool: SqlitePool) {
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            // Not fatal: the writer's own checkpoint is the backstop.
+            tracing::debug!(error = %e, "background WAL checkpoint failed");
+        }
+    }
+}
+
+/// The class (`$3`) with its enabled models, the project (`$4`) with its
+/// class, and the knowledge items (`$1`, a JSON array) that the caller
+/// (`$2`) may see, tagged by part (see `rows::RefRow`).
+const VISIBLE_REFS: &str = "\
+WITH mine AS (
+    SELECT m.class_id FROM class_members m JOIN classes c ON c.class_id = m.class_id
+    WHERE m.user_id = $2 AND c.deleted_at IS NULL
+)
+SELECT 1 AS part, cm.position AS pos, NULL AS ref_id, cm.model_name
+FROM mine LEFT JOIN class_models cm ON cm.class_id = mine.class_id AND cm.enabled
+WHERE mine.class_id = $3
+UNION ALL
+SELECT 2, 0, p.class_id, NULL FROM projects p
+WHERE p.project_id = $4 AND p.deleted_at IS NULL
+  AND (p.owner_user_id = $2 OR p.class_id IN (SELECT class_id FROM mine))
+UNION ALL
+SELECT 3, 0, k.knowledge_id, NULL FROM knowledge_items k
+WHERE k.knowledge_id IN (SELECT value FROM json_each($1)) AND k.deleted_at IS NULL
+  AND (k.owner_user_id = $2
+       OR k.class_id IN (SELECT class_id FROM mine)
+       OR k.project_id IN (SELECT p.project_id FROM projects p WHERE p.deleted_at IS NULL
+                           AND (p.owner_user_id = $2 OR p.class_id IN (SELECT class_id FROM mine))))
+ORDER BY 1, 2";
+
+const EXAMPLE_OWNERS: &str = "\
+SELECT example_id, user_id FROM examples
+WHERE example_id IN (SELECT value FROM json_each($1)) AND deleted_at IS NULL";
+
+/// One INSERT into the `new_sessions` view writes every row of a new session
+/// (its trigger is in migrations/sqlite/0002): one call to the connection's
+/// worker thread instead of six.
+const INSERT_SESSION: &str = "\
+INSERT INTO new_sessions (user_id, class_id, project_id, agent_id, title, notes, created_at,
+                          knowledge_ids, style_preset, style_params, generation_params,
+                          agent_snapshot, example_ids, model_names, idem_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+
+/// The ids `new_sessions` just gave the rows: the largest in each table,
+/// since the transaction still holds the write lock. Links and models come
+/// as JSON arrays of `[sort_order, id]`.
+const NEW_SESSION_IDS: &str = "\
+SELECT s.session_id, st.setting_id,
+       (SELECT json_group_array(json_array(l.sort_order, l.id)) FROM few_shot_links l
+        WHERE l.setting_id = st.setting_id) AS link_ids,
+       (SELECT json_group_array(json_array(m.sort_order, m.session_model_id)) FROM session_models m
+        WHERE m.session_id = s.session_id) AS model_ids
+FROM (SELECT max(session_id) AS session_id FROM practice_sessions) s,
+     (SELECT max(setting_id) AS setting_id FROM session_settings) st";
+
+type Ordered = Json<Vec<(i64, i64)>>;
+
+#[derive(sqlx::FromRow)]
+struct IdsRow {
+    session_id: i64,
+    setting_id: i64,
+    link_ids: Ordered,
+    model_ids: Ordered,
+}
+
+/// `[sort_order, id]` pairs to ids in sort order.
+fn in_order(Json(mut pairs): Ordered) -> Vec<i64> {
+    pairs.sort_unstable();
+    pairs.into_iter().map(|(_, id)| id).collect()
+}
+
+fn json_list<T: serde::Serialize>(items: &[T]) -> String {
+    serde_json::to_string(items).expect("a list of integers or strings serializes")
+}
+
+#[async_trait]
+impl Dialect for Sqlite {
+    const BACKEND: &'static str = "sqlite";
+
+    async fn migrate(pool: &Pool<Self>) -> Result<(), sqlx::migrate::MigrateError> {
+        MIGRATOR.run(pool).await
+    }
+
+    fn rows_affected(done: &SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    async fn begin_write(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error> {
+        pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    async fn visible_refs(
+        conn: &mut SqliteConnection,
+        user: i64,
+        class_id: Option<i64>,
+        project_id: Option<i64>,
+        knowledge_ids: &[i64],
+    ) -> Result<Vec<RefRow>, sqlx::Error> {
+        sqlx::query_as(VISIBLE_REFS)
+            .bind(json_list(knowledge_ids))
+            .bind(user)
+            .bind(class_id)
+            .bind(project_id)
+            .fetch_all(conn)
+            .await
+    }
+
+    async fn example_owners(
+        conn: &mut SqliteConnection,
+        ids: &[i64],
+    ) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+        sqlx::query_as(EXAMPLE_OWNERS)
+            .bind(json_list(ids))
+            .fetch_all(conn)
+            .await
+    }
+
+    /// The INSERT into the view, then one read of the new ids while the
+    /// transaction still holds the write lock.
+    async fn insert_session(
+        conn: &mut SqliteConnection,
+        r: &SessionRows<'_>,
+    ) -> Result<SessionIds, sqlx::Error> {
+        sqlx::query(INSERT_SESSION)
+            .bind(r.user.get())
+            .bind(r.new.class_id)
+            .bind(r.new.project_id)
+            .bind(r.new.agent_id)
+            .bind(r.new.title.as_deref())
+            .bind(r.new.notes.as_deref())
+            .bind(r.now)
+            .bind(json_list(&r.new.knowledge_ids))
+            .bind(r.style_preset)
+            .bind(Json(r.style_params))
+            .bind(Json(r.generation_params))
+            .bind(Json(r.agent_snapshot))
+            .bind(json_list(r.example_ids))
+            .bind(json_list(r.model_names))
+            .bind(r.idempotency_key)
+            .execute(&mut *conn)
+            .await?;
+        let ids: IdsRow = sqlx::query_as(NEW_SESSION_IDS).fetch_one(conn).await?;
+        Ok(SessionIds {
+            session_id: ids.session_id,
+            setting_id: ids.setting_id,
+            link_ids: in_order(ids.link_ids),
+            model_ids: in_order(ids.model_ids),
+        })
+    }
+}
