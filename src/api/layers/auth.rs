@@ -5,14 +5,15 @@
 //! body is read, as a gRPC status (`Status::into_http`) with
 //! `WWW-Authenticate: Bearer`, so gRPC clients get a real status.
 
+use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::{HeaderValue, Request, Response};
 use tonic::Status;
-use tower::{Layer, Service};
+use tonic::body::Body;
+use tower::Service;
 
-use super::{BoxFuture, take_ready};
+use super::{BoxFuture, Middleware, MiddlewareLayer};
 
 use crate::auth::{ADMIN_SCOPE, Authenticator, Principal};
 use crate::error::Error;
@@ -50,32 +51,18 @@ pub fn principal<T>(request: &tonic::Request<T>) -> Result<&Principal, Status> {
         .ok_or_else(|| Status::unauthenticated("missing bearer token"))
 }
 
+/// Authenticates every RPC that needs it, from the headers alone.
 #[derive(Clone)]
-pub struct AuthLayer {
+pub struct Auth {
     auth: Arc<Authenticator>,
 }
+
+pub type AuthLayer = MiddlewareLayer<Auth>;
 
 impl AuthLayer {
     pub fn new(auth: Arc<Authenticator>) -> Self {
-        Self { auth }
+        MiddlewareLayer(Auth { auth })
     }
-}
-
-impl<S> Layer<S> for AuthLayer {
-    type Service = AuthService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        AuthService {
-            inner,
-            auth: self.auth.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct AuthService<S> {
-    inner: S,
-    auth: Arc<Authenticator>,
 }
 
 /// The bearer token of a request, if it has a well-formed one.
@@ -131,24 +118,17 @@ pub(crate) fn refusal<B: Default>(err: Error) -> Response<B> {
     response
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AuthService<S>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    ReqBody: Send + 'static,
-    ResBody: Default + Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+impl Middleware for Auth {
+    fn call<S>(
+        &self,
+        mut inner: S,
+        mut request: Request<Body>,
+    ) -> BoxFuture<Response<Body>, Infallible>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
+        S::Future: Send + 'static,
+    {
         let policy = policy(request.uri().path());
-        let mut inner = take_ready(&mut self.inner);
         // Public paths need nothing; a request the JSON transcoder built
         // in-process was authenticated there, before its body was read, by
         // this same `authenticate` (extensions can't come from the network).

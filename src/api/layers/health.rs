@@ -3,18 +3,18 @@
 //! reachable) for HTTP load balancers, and `grpc.health.v1.Health`, whose
 //! status follows the database's and turns NOT_SERVING while draining.
 
+use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
 use tonic::body::Body;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::transcode::errors::json_response;
-use super::{BoxFuture, take_ready};
+use super::{BoxFuture, Middleware, MiddlewareLayer};
 use crate::store::Store;
 
 /// The gRPC services whose health follows the database's.
@@ -82,31 +82,16 @@ async fn watch_database(store: Arc<dyn Store>, health: HealthReporter) {
 
 /// Answers `GET /healthz` and `GET /readyz`; everything else passes on.
 #[derive(Clone)]
-pub struct HealthLayer {
+pub struct Health {
     store: Arc<dyn Store>,
 }
+
+pub type HealthLayer = MiddlewareLayer<Health>;
 
 impl HealthLayer {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        MiddlewareLayer(Health { store })
     }
-}
-
-impl<S> Layer<S> for HealthLayer {
-    type Service = HealthService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        HealthService {
-            inner,
-            store: self.store.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct HealthService<S> {
-    inner: S,
-    store: Arc<dyn Store>,
 }
 
 /// Which probe a request is, if any.
@@ -137,27 +122,19 @@ fn answer(serving: bool) -> Response<Body> {
     }
 }
 
-impl<S> Service<Request<Body>> for HealthService<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+impl Middleware for Health {
+    fn call<S>(&self, mut inner: S, request: Request<Body>) -> BoxFuture<Response<Body>, Infallible>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
+        S::Future: Send + 'static,
+    {
         match probe(&request) {
             Some(Probe::Live) => Box::pin(async { Ok(answer(true)) }),
             Some(Probe::Ready) => {
                 let store = self.store.clone();
                 Box::pin(async move { Ok(answer(store.ping().await.is_ok())) })
             }
-            None => Box::pin(take_ready(&mut self.inner).call(request)),
+            None => Box::pin(inner.call(request)),
         }
     }
 }

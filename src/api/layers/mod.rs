@@ -3,9 +3,10 @@
 //! load shedding, the [`transcode`] HTTP/JSON layer, gRPC-Web (tonic-web),
 //! the [`rpc`] span and deadline, and [`auth`]; then the tonic routes.
 //!
-//! Each is a `Layer` and a `Service` in tonic-web's shape. They share the
-//! skeleton below: call the service that was polled ready, and answer with
-//! a boxed future.
+//! Each of ours is a [`Middleware`]: what it does with one request. The
+//! `Layer`/`Service` skeleton around it (tonic-web's shape) is written once
+//! here: clone the state into each service, call the inner service that was
+//! polled ready, answer with a boxed future.
 
 pub mod auth;
 pub mod health;
@@ -13,16 +14,71 @@ pub mod rpc;
 pub mod shed;
 pub mod transcode;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tonic::body::Body;
+use tower::{Layer, Service};
 
 /// The future every layer here answers with.
 pub type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
-/// The inner service to call: the one that was polled ready, leaving a fresh
-/// clone behind for the next request (tower's `Service` contract: a clone
-/// has not been polled ready, the original has).
-pub fn take_ready<S: Clone>(inner: &mut S) -> S {
-    let clone = inner.clone();
-    std::mem::replace(inner, clone)
+/// What one layer does with a request: answer it itself, or pass it (maybe
+/// changed) to `inner` and maybe change the answer.
+pub trait Middleware: Clone + Send + Sync + 'static {
+    fn call<S>(&self, inner: S, request: Request<Body>) -> BoxFuture<Response<Body>, Infallible>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
+        S::Future: Send + 'static;
+}
+
+/// The `Layer` of a middleware.
+#[derive(Clone)]
+pub struct MiddlewareLayer<M>(pub M);
+
+impl<S, M: Clone> Layer<S> for MiddlewareLayer<M> {
+    type Service = MiddlewareService<S, M>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MiddlewareService {
+            inner,
+            middleware: self.0.clone(),
+        }
+    }
+}
+
+/// The `Service` of a middleware around the next one.
+#[derive(Clone)]
+pub struct MiddlewareService<S, M> {
+    inner: S,
+    middleware: M,
+}
+
+impl<S, M> Service<Request<Body>> for MiddlewareService<S, M>
+where
+    M: Middleware,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Response<Body>, Infallible>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        // The service that was polled ready is the one to call; leave a
+        // fresh clone behind for the next request (tower's contract).
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        self.middleware.call(inner, request)
+    }
 }

@@ -8,15 +8,16 @@
 //! `session_id` (set by the use case); never a header value, so no token or
 //! idempotency key can reach a trace.
 
-use std::task::{Context, Poll};
+use std::convert::Infallible;
 use std::time::Duration;
 
 use http::{HeaderMap, Request, Response};
 use opentelemetry::propagation::Extractor;
 use tonic::Status;
-use tower::{Layer, Service};
+use tonic::body::Body;
+use tower::Service;
 
-use super::{BoxFuture, take_ready};
+use super::{BoxFuture, Middleware, MiddlewareLayer};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -50,50 +51,26 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     })
 }
 
+/// One server span and a deadline for every RPC.
 #[derive(Clone)]
-pub struct RpcLayer {
+pub struct Rpc {
     timeout: Duration,
 }
+
+pub type RpcLayer = MiddlewareLayer<Rpc>;
 
 impl RpcLayer {
     pub fn new(timeout: Duration) -> Self {
-        Self { timeout }
+        MiddlewareLayer(Rpc { timeout })
     }
 }
 
-impl<S> Layer<S> for RpcLayer {
-    type Service = RpcService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RpcService {
-            inner,
-            timeout: self.timeout,
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct RpcService<S> {
-    inner: S,
-    timeout: Duration,
-}
-
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RpcService<S>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    ReqBody: Send + 'static,
-    ResBody: Default + Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+impl Middleware for Rpc {
+    fn call<S>(&self, mut inner: S, request: Request<Body>) -> BoxFuture<Response<Body>, Infallible>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
+        S::Future: Send + 'static,
+    {
         let path = request.uri().path();
         let (service, method) = path
             .trim_start_matches('/')
@@ -133,7 +110,6 @@ where
             .and_then(parse_grpc_timeout)
             .map_or(self.timeout, |t| (t - t / 20).min(self.timeout));
 
-        let mut inner = take_ready(&mut self.inner);
         let record_span = span.clone();
         Box::pin(
             async move {
@@ -145,7 +121,7 @@ where
                         "the request took longer than its deadline of {} ms",
                         deadline.as_millis()
                     ))
-                    .into_http::<ResBody>(),
+                    .into_http::<Body>(),
                 };
                 // Errors come back Trailers-Only, with the status in the
                 // headers; a reply with a body ends in OK for unary RPCs.

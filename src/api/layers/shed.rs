@@ -4,64 +4,42 @@
 //! shed request costs no parsing and no database work. Health probes are
 //! always let through.
 
+use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode, header};
 use tokio::sync::Semaphore;
 use tonic::body::Body;
-use tower::{Layer, Service};
+use tower::Service;
 
-use super::{BoxFuture, take_ready};
+use super::{BoxFuture, Middleware, MiddlewareLayer};
 
 use super::transcode::errors::plain_error;
 
+/// Refuses work past a number of requests in flight.
 #[derive(Clone)]
-pub struct ShedLayer {
+pub struct Shed {
     permits: Arc<Semaphore>,
 }
+
+pub type ShedLayer = MiddlewareLayer<Shed>;
 
 impl ShedLayer {
     pub fn new(max_in_flight: usize) -> Self {
-        Self {
+        MiddlewareLayer(Shed {
             permits: Arc::new(Semaphore::new(max_in_flight)),
-        }
+        })
     }
-}
-
-impl<S> Layer<S> for ShedLayer {
-    type Service = ShedService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ShedService {
-            inner,
-            permits: self.permits.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct ShedService<S> {
-    inner: S,
-    permits: Arc<Semaphore>,
 }
 
 const MESSAGE: &str = "the server is at capacity; retry with backoff";
 
-impl<S> Service<Request<Body>> for ShedService<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+impl Middleware for Shed {
+    fn call<S>(&self, mut inner: S, request: Request<Body>) -> BoxFuture<Response<Body>, Infallible>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
+        S::Future: Send + 'static,
+    {
         // Probes are never shed: under load, a busy server must not look
         // like a dead one and get restarted. (The HTTP probes are answered
         // before this layer.)
@@ -85,7 +63,6 @@ where
             };
             return Box::pin(async move { Ok(response) });
         }
-        let mut inner = take_ready(&mut self.inner);
         Box::pin(async move {
             let response = inner.call(request).await;
             drop(permit);

@@ -3,43 +3,28 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::{HeaderMap, Request, Response, header};
 use tonic::body::Body;
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::Transcoder;
-use crate::api::layers::{BoxFuture, take_ready};
+use crate::api::layers::{BoxFuture, Middleware, MiddlewareLayer};
 
+/// Transcodes HTTP/JSON requests; gRPC and gRPC-Web pass through.
 #[derive(Clone)]
-pub struct TranscodeLayer {
+pub struct Transcode {
     transcoder: Arc<Transcoder>,
 }
+
+pub type TranscodeLayer = MiddlewareLayer<Transcode>;
 
 impl TranscodeLayer {
     pub fn new(transcoder: Transcoder) -> Self {
-        Self {
+        MiddlewareLayer(Transcode {
             transcoder: Arc::new(transcoder),
-        }
+        })
     }
-}
-
-impl<S> Layer<S> for TranscodeLayer {
-    type Service = TranscodeService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        TranscodeService {
-            inner,
-            transcoder: self.transcoder.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct TranscodeService<S> {
-    inner: S,
-    transcoder: Arc<Transcoder>,
 }
 
 /// What kind of request arrived.
@@ -60,24 +45,12 @@ fn request_kind(headers: &HeaderMap) -> RequestKind {
     }
 }
 
-impl<S> Service<Request<Body>> for TranscodeService<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Response<Body>, Infallible>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let mut inner = take_ready(&mut self.inner);
+impl Middleware for Transcode {
+    fn call<S>(&self, mut inner: S, request: Request<Body>) -> BoxFuture<Response<Body>, Infallible>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
+        S::Future: Send + 'static,
+    {
         match request_kind(request.headers()) {
             RequestKind::Grpc => Box::pin(inner.call(request)),
             RequestKind::Http => {
