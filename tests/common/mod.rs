@@ -7,7 +7,10 @@ pub mod pg;
 mod requests;
 
 #[allow(unused_imports)]
-pub use requests::{HttpReply, fixture, grpc_frame, http_client, raw_http, titled};
+pub use requests::{
+    EXAMPLE_KEYS, HttpReply, class_message, fixture, grpc_frame, http_client, in_class,
+    json_model_names, model_names, raw_http, titled, with_agent,
+};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -17,8 +20,7 @@ use std::time::Duration;
 use practice_service::auth::sign_hs256;
 use practice_service::config::Config;
 use practice_service::domain::{
-    Agent, Class, ClassMember, ClassModel, Example, Knowledge, NewExample, Project, UserId,
-    now_micros,
+    Agent, Class, Example, Knowledge, NewExample, Project, UserId, now_micros,
 };
 use practice_service::proto::practice::v1::practice_service_client::PracticeServiceClient;
 use practice_service::service::{CatalogService, ExampleService};
@@ -208,24 +210,7 @@ impl TestApp {
     // Catalog rows go in through the store, as the catalog API will put them.
 
     pub async fn class(&self, class_id: i64, members: &[i64], models: &[(&str, bool)]) {
-        let class = Class {
-            class_id,
-            name: format!("Class {class_id}"),
-            members: members
-                .iter()
-                .map(|u| ClassMember {
-                    user_id: *u,
-                    role: "student".into(),
-                })
-                .collect(),
-            models: models
-                .iter()
-                .map(|(m, enabled)| ClassModel {
-                    model_name: m.to_string(),
-                    enabled: *enabled,
-                })
-                .collect(),
-        };
+        let class = Class::from(class_message(class_id, members, models));
         self.store.upsert_class(&class, now_micros()).await.unwrap();
     }
 

@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 
 use practice_service::proto::practice::v1::catalog_service_client::CatalogServiceClient;
-use practice_service::proto::practice::v1::{CreateSessionRequest, GetSessionRequest, Session};
+use practice_service::proto::practice::v1::{
+    self as pb, CreateSessionRequest, GetSessionRequest, Session,
+};
 use serde_json::Value;
 use tonic::transport::Channel;
 
@@ -20,6 +22,76 @@ pub fn titled(title: &str) -> CreateSessionRequest {
     CreateSessionRequest {
         title: Some(title.into()),
         ..Default::default()
+    }
+}
+
+/// A create request for a session in a class.
+pub fn in_class(class_id: i64) -> CreateSessionRequest {
+    CreateSessionRequest {
+        class_id: Some(class_id),
+        ..Default::default()
+    }
+}
+
+/// A create request for a session with an agent.
+pub fn with_agent(agent_id: i64) -> CreateSessionRequest {
+    CreateSessionRequest {
+        agent_id: Some(agent_id),
+        ..Default::default()
+    }
+}
+
+/// The session's model names, in order.
+pub fn model_names(session: &Session) -> Vec<&str> {
+    session
+        .models
+        .iter()
+        .map(|m| m.model_name.as_str())
+        .collect()
+}
+
+/// The model names of a session as the JSON routes print it.
+pub fn json_model_names(session: &Value) -> Vec<&str> {
+    session["models"]
+        .as_array()
+        .expect("a models list")
+        .iter()
+        .map(|m| m["model_name"].as_str().expect("a model name"))
+        .collect()
+}
+
+/// The fields of an example as every route prints them, in order.
+pub const EXAMPLE_KEYS: [&str; 9] = [
+    "example_id",
+    "user_id",
+    "input_text",
+    "output_text",
+    "is_active",
+    "created_at",
+    "updated_at",
+    "title",
+    "meta",
+];
+
+/// A class as the catalog API takes it.
+pub fn class_message(class_id: i64, members: &[i64], models: &[(&str, bool)]) -> pb::Class {
+    pb::Class {
+        class_id,
+        name: format!("Class {class_id}"),
+        members: members
+            .iter()
+            .map(|u| pb::ClassMember {
+                user_id: *u,
+                role: "student".into(),
+            })
+            .collect(),
+        models: models
+            .iter()
+            .map(|(m, enabled)| pb::ClassModel {
+                model_name: m.to_string(),
+                enabled: *enabled,
+            })
+            .collect(),
     }
 }
 
@@ -44,6 +116,27 @@ impl TestApp {
             .create_session(authed(req, &token(user)))
             .await
             .map(|r| r.into_inner())
+    }
+
+    /// A create that must fail with `code` and write nothing.
+    pub async fn refused(
+        &self,
+        user: i64,
+        req: CreateSessionRequest,
+        code: tonic::Code,
+    ) -> tonic::Status {
+        let before = self.counts().await;
+        let status = self
+            .create(user, req.clone())
+            .await
+            .expect_err("must be refused");
+        assert_eq!(status.code(), code, "{req:?}: {status:?}");
+        assert_eq!(
+            self.counts().await,
+            before,
+            "a refused create wrote rows: {req:?}"
+        );
+        status
     }
 
     /// GetSession over gRPC as `user`.

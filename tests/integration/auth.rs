@@ -42,6 +42,19 @@ fn signed(alg: Algorithm, kid: Option<&str>, pem: &str, claims: &Value) -> Strin
 }
 
 /// Calls CreateSession with this Authorization value (none if `None`).
+/// A bearer RS256 token for user 42, signed with the JWKS test key `rsa-1`.
+fn rsa_bearer() -> String {
+    format!(
+        "Bearer {}",
+        signed(
+            Algorithm::RS256,
+            Some("rsa-1"),
+            "rsa_private.pem",
+            &claims("42")
+        )
+    )
+}
+
 async fn call(app: &common::TestApp, authorization: Option<String>) -> Result<(), tonic::Status> {
     let mut req = tonic::Request::new(CreateSessionRequest::default());
     if let Some(value) = authorization {
@@ -259,20 +272,7 @@ async fn jwks_picks_keys_by_kid() {
         Backend::Sqlite,
         &[("PRACTICE_JWT_SECRET", ""), ("PRACTICE_JWKS", &jwks)]
     );
-    call(
-        &app,
-        Some(format!(
-            "Bearer {}",
-            signed(
-                Algorithm::RS256,
-                Some("rsa-1"),
-                "rsa_private.pem",
-                &claims("42")
-            )
-        )),
-    )
-    .await
-    .unwrap();
+    call(&app, Some(rsa_bearer())).await.unwrap();
     call(
         &app,
         Some(format!(
@@ -394,15 +394,7 @@ async fn jwks_url_is_refetched_for_new_kids_at_a_bounded_rate() {
         1,
         "fetched once at start-up"
     );
-    let rsa = format!(
-        "Bearer {}",
-        signed(
-            Algorithm::RS256,
-            Some("rsa-1"),
-            "rsa_private.pem",
-            &claims("42")
-        )
-    );
+    let rsa = rsa_bearer();
     let ec = format!(
         "Bearer {}",
         signed(

@@ -4,40 +4,16 @@
 use crate::common;
 
 use common::{Backend, admin_token, authed, token};
-use practice_service::proto::practice::v1::{
-    Agent, Class, ClassMember, ClassModel, CreateSessionRequest, DeleteAgentRequest,
-    DeleteClassRequest, GetSessionRequest,
-};
+use practice_service::proto::practice::v1::{Agent, DeleteAgentRequest, DeleteClassRequest};
 use serde_json::{Value, json};
 use tonic::Code;
 
 const ME: i64 = 42;
 
-fn class(class_id: i64, members: &[i64], models: &[(&str, bool)]) -> Class {
-    Class {
-        class_id,
-        name: format!("Class {class_id}"),
-        members: members
-            .iter()
-            .map(|u| ClassMember {
-                user_id: *u,
-                role: "student".into(),
-            })
-            .collect(),
-        models: models
-            .iter()
-            .map(|(m, e)| ClassModel {
-                model_name: m.to_string(),
-                enabled: *e,
-            })
-            .collect(),
-    }
-}
-
 async fn upserts_are_idempotent_and_replace(backend: Backend) {
     let app = app!(backend);
     let mut catalog = app.catalog().await;
-    let c = class(3, &[ME], &[("a", true), ("b", true)]);
+    let c = common::class_message(3, &[ME], &[("a", true), ("b", true)]);
     let first = catalog
         .upsert_class(authed(c.clone(), &admin_token()))
         .await
@@ -50,88 +26,33 @@ async fn upserts_are_idempotent_and_replace(backend: Backend) {
         .into_inner();
     assert_eq!(first, c);
     assert_eq!(second, c);
-    let s = app
-        .create(
-            ME,
-            CreateSessionRequest {
-                class_id: Some(3),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        s.models
-            .iter()
-            .map(|m| m.model_name.as_str())
-            .collect::<Vec<_>>(),
-        ["a", "b"]
-    );
+    let s = app.create(ME, common::in_class(3)).await.unwrap();
+    assert_eq!(common::model_names(&s), ["a", "b"]);
 
     // Disabling a model changes what new sessions get; old ones keep theirs.
     catalog
         .upsert_class(authed(
-            class(3, &[ME], &[("a", false), ("b", true), ("c", true)]),
+            common::class_message(3, &[ME], &[("a", false), ("b", true), ("c", true)]),
             &admin_token(),
         ))
         .await
         .unwrap();
-    let s2 = app
-        .create(
-            ME,
-            CreateSessionRequest {
-                class_id: Some(3),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        s2.models
-            .iter()
-            .map(|m| m.model_name.as_str())
-            .collect::<Vec<_>>(),
-        ["b", "c"]
-    );
-    let old = app
-        .client()
-        .await
-        .get_session(authed(
-            GetSessionRequest {
-                session_id: s.session_id,
-            },
-            &token(ME),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let s2 = app.create(ME, common::in_class(3)).await.unwrap();
+    assert_eq!(common::model_names(&s2), ["b", "c"]);
+    let old = app.get(ME, s.session_id).await.unwrap();
     assert_eq!(old.models, s.models);
 
     // Replacing the members takes access away from new sessions.
     catalog
-        .upsert_class(authed(class(3, &[43], &[("b", true)]), &admin_token()))
+        .upsert_class(authed(
+            common::class_message(3, &[43], &[("b", true)]),
+            &admin_token(),
+        ))
         .await
         .unwrap();
-    let status = app
-        .create(
-            ME,
-            CreateSessionRequest {
-                class_id: Some(3),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_err();
+    let status = app.create(ME, common::in_class(3)).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
-    app.create(
-        43,
-        CreateSessionRequest {
-            class_id: Some(3),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    app.create(43, common::in_class(3)).await.unwrap();
 }
 
 async fn deleted_agent_keeps_old_sessions(backend: Backend) {
@@ -152,45 +73,16 @@ async fn deleted_agent_keeps_old_sessions(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(stored.style_params, Some(Default::default()));
-    let s = app
-        .create(
-            ME,
-            CreateSessionRequest {
-                agent_id: Some(8),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let s = app.create(ME, common::with_agent(8)).await.unwrap();
     catalog
         .delete_agent(authed(DeleteAgentRequest { agent_id: 8 }, &admin_token()))
         .await
         .unwrap();
     let before = app.counts().await;
-    let status = app
-        .create(
-            ME,
-            CreateSessionRequest {
-                agent_id: Some(8),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_err();
+    let status = app.create(ME, common::with_agent(8)).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(app.counts().await, before);
-    let old = app
-        .client()
-        .await
-        .get_session(authed(
-            GetSessionRequest {
-                session_id: s.session_id,
-            },
-            &token(ME),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let old = app.get(ME, s.session_id).await.unwrap();
     assert_eq!(old, s, "the old session keeps its agent id and snapshot");
     // Deleting again, or something that never existed, is NOT_FOUND.
     let again = catalog
@@ -203,22 +95,17 @@ async fn deleted_agent_keeps_old_sessions(backend: Backend) {
         .upsert_agent(authed(agent, &admin_token()))
         .await
         .unwrap();
-    app.create(
-        ME,
-        CreateSessionRequest {
-            agent_id: Some(8),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    app.create(ME, common::with_agent(8)).await.unwrap();
 }
 
 async fn only_admins_may_call(backend: Backend) {
     let app = app!(backend);
     let mut catalog = app.catalog().await;
     let denied = catalog
-        .upsert_class(authed(class(3, &[ME], &[("a", true)]), &token(ME)))
+        .upsert_class(authed(
+            common::class_message(3, &[ME], &[("a", true)]),
+            &token(ME),
+        ))
         .await
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
@@ -228,21 +115,16 @@ async fn only_admins_may_call(backend: Backend) {
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
     let anonymous = catalog
-        .upsert_class(tonic::Request::new(class(3, &[ME], &[("a", true)])))
+        .upsert_class(tonic::Request::new(common::class_message(
+            3,
+            &[ME],
+            &[("a", true)],
+        )))
         .await
         .unwrap_err();
     assert_eq!(anonymous.code(), Code::Unauthenticated);
     // Nothing was written: the class doesn't exist.
-    let status = app
-        .create(
-            ME,
-            CreateSessionRequest {
-                class_id: Some(3),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_err();
+    let status = app.create(ME, common::in_class(3)).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     // Over JSON: 403 and 401.
     let body = r#"{"name": "x", "members": [{"user_id": 42, "role": "student"}], "models": [{"model_name": "a", "enabled": true}]}"#;
@@ -260,16 +142,7 @@ async fn only_admins_may_call(backend: Backend) {
         .http("PUT", "/internal/practice/classes/3", None, Some(body))
         .await;
     assert_eq!(r.status, 401);
-    let status = app
-        .create(
-            ME,
-            CreateSessionRequest {
-                class_id: Some(3),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_err();
+    let status = app.create(ME, common::in_class(3)).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
 }
 
@@ -423,13 +296,10 @@ async fn readme_walkthrough(backend: Backend) {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let s = r.json();
-    let models: Vec<&str> = s["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["model_name"].as_str().unwrap())
-        .collect();
-    assert_eq!(models, ["gpt-4o-mini", "claude-3-haiku"]);
+    assert_eq!(
+        common::json_model_names(&s),
+        ["gpt-4o-mini", "claude-3-haiku"]
+    );
     let links: Vec<Value> = s["settings"]["few_shot_links"]
         .as_array()
         .unwrap()

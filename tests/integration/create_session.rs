@@ -28,27 +28,6 @@ fn string(s: &prost_types::Struct, key: &str) -> Option<String> {
     }
 }
 
-/// Sends a request that must fail with `code`, and checks nothing was written.
-async fn refused(
-    app: &common::TestApp,
-    user: i64,
-    req: CreateSessionRequest,
-    code: Code,
-) -> tonic::Status {
-    let before = app.counts().await;
-    let status = app
-        .create(user, req.clone())
-        .await
-        .expect_err("must be refused");
-    assert_eq!(status.code(), code, "{req:?}: {status:?}");
-    assert_eq!(
-        app.counts().await,
-        before,
-        "a refused create wrote rows: {req:?}"
-    );
-    status
-}
-
 fn violations(status: &tonic::Status) -> Vec<String> {
     let details = status.get_error_details();
     let bad = details
@@ -229,22 +208,8 @@ async fn invisible_references_look_missing(backend: Backend) {
     app.agent(41, OTHER, Some(4), &[]).await;
 
     let cases: Vec<(CreateSessionRequest, &str, i64)> = vec![
-        (
-            CreateSessionRequest {
-                class_id: Some(4),
-                ..Default::default()
-            },
-            "class",
-            4,
-        ),
-        (
-            CreateSessionRequest {
-                class_id: Some(999),
-                ..Default::default()
-            },
-            "class",
-            999,
-        ),
+        (common::in_class(4), "class", 4),
+        (common::in_class(999), "class", 999),
         (
             CreateSessionRequest {
                 project_id: Some(20),
@@ -293,14 +258,7 @@ async fn invisible_references_look_missing(backend: Backend) {
             "knowledge item",
             999,
         ),
-        (
-            CreateSessionRequest {
-                agent_id: Some(40),
-                ..Default::default()
-            },
-            "agent",
-            40,
-        ),
+        (common::with_agent(40), "agent", 40),
         (
             CreateSessionRequest {
                 agent_id: Some(41),
@@ -310,17 +268,10 @@ async fn invisible_references_look_missing(backend: Backend) {
             "agent",
             41,
         ),
-        (
-            CreateSessionRequest {
-                agent_id: Some(999),
-                ..Default::default()
-            },
-            "agent",
-            999,
-        ),
+        (common::with_agent(999), "agent", 999),
     ];
     for (req, what, id) in cases {
-        let status = refused(&app, ME, req, Code::NotFound).await;
+        let status = app.refused(ME, req, Code::NotFound).await;
         // Missing and not-visible read the same: only the id differs.
         assert_eq!(status.message(), format!("{what} {id} not found"));
     }
@@ -335,8 +286,7 @@ async fn invisible_references_look_missing(backend: Backend) {
         )
         .await
         .unwrap();
-    refused(
-        &app,
+    app.refused(
         ME,
         CreateSessionRequest {
             knowledge_ids: vec![33],
@@ -353,53 +303,7 @@ async fn invisible_references_look_missing(backend: Backend) {
         )
         .await
         .unwrap();
-    refused(
-        &app,
-        ME,
-        CreateSessionRequest {
-            class_id: Some(3),
-            ..Default::default()
-        },
-        Code::NotFound,
-    )
-    .await;
-}
-
-async fn deleted_agent_keeps_old_sessions(backend: Backend) {
-    let app = app!(backend);
-    let e = app.example(ME, "one", true).await;
-    app.agent(8, ME, None, &[e.example_id]).await;
-    let s = app
-        .create(
-            ME,
-            CreateSessionRequest {
-                agent_id: Some(8),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    app.store
-        .delete_catalog(
-            CatalogKind::Agent,
-            8,
-            practice_service::domain::now_micros(),
-        )
-        .await
-        .unwrap();
-    refused(
-        &app,
-        ME,
-        CreateSessionRequest {
-            agent_id: Some(8),
-            ..Default::default()
-        },
-        Code::NotFound,
-    )
-    .await;
-    let again = app.get(ME, s.session_id).await.unwrap();
-    assert_eq!(again, s);
-    assert_eq!(again.settings.unwrap().few_shot_links.len(), 1);
+    app.refused(ME, common::in_class(3), Code::NotFound).await;
 }
 
 async fn class_without_enabled_models_fails(backend: Backend) {
@@ -407,16 +311,16 @@ async fn class_without_enabled_models_fails(backend: Backend) {
     app.class(3, &[ME], &[("off", false)]).await;
     app.class(5, &[ME], &[]).await;
     for class_id in [3, 5] {
-        let status = refused(
-            &app,
-            ME,
-            CreateSessionRequest {
-                class_id: Some(class_id),
-                ..Default::default()
-            },
-            Code::FailedPrecondition,
-        )
-        .await;
+        let status = app
+            .refused(
+                ME,
+                CreateSessionRequest {
+                    class_id: Some(class_id),
+                    ..Default::default()
+                },
+                Code::FailedPrecondition,
+            )
+            .await;
         assert!(status.message().contains("no enabled model"), "{status:?}");
     }
 }
@@ -427,17 +331,17 @@ async fn project_must_be_in_the_given_class(backend: Backend) {
     app.class(4, &[ME], &[("m", true)]).await;
     app.project(10, ME, Some(4)).await;
     app.project(11, ME, None).await;
-    let status = refused(
-        &app,
-        ME,
-        CreateSessionRequest {
-            class_id: Some(3),
-            project_id: Some(10),
-            ..Default::default()
-        },
-        Code::InvalidArgument,
-    )
-    .await;
+    let status = app
+        .refused(
+            ME,
+            CreateSessionRequest {
+                class_id: Some(3),
+                project_id: Some(10),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+        )
+        .await;
     assert_eq!(violations(&status), ["project_id"]);
     // A project without a class goes with any class; one in the class too.
     app.create(
@@ -465,13 +369,7 @@ async fn project_must_be_in_the_given_class(backend: Backend) {
 async fn bad_fields_are_invalid_argument(backend: Backend) {
     let app = app!(backend);
     let cases: Vec<(CreateSessionRequest, Vec<&str>)> = vec![
-        (
-            CreateSessionRequest {
-                class_id: Some(0),
-                ..Default::default()
-            },
-            vec!["class_id"],
-        ),
+        (common::in_class(0), vec!["class_id"]),
         (
             CreateSessionRequest {
                 project_id: Some(-1),
@@ -479,13 +377,7 @@ async fn bad_fields_are_invalid_argument(backend: Backend) {
             },
             vec!["project_id"],
         ),
-        (
-            CreateSessionRequest {
-                agent_id: Some(0),
-                ..Default::default()
-            },
-            vec!["agent_id"],
-        ),
+        (common::with_agent(0), vec!["agent_id"]),
         (
             CreateSessionRequest {
                 knowledge_ids: vec![1, 0],
@@ -545,7 +437,7 @@ async fn bad_fields_are_invalid_argument(backend: Backend) {
         ),
     ];
     for (req, fields) in cases {
-        let status = refused(&app, ME, req, Code::InvalidArgument).await;
+        let status = app.refused(ME, req, Code::InvalidArgument).await;
         assert_eq!(violations(&status), fields);
     }
     // The bounds themselves are allowed.
@@ -654,7 +546,6 @@ on_both_backends!(
     empty_request_gets_defaults,
     full_create_copies_agent_and_class,
     invisible_references_look_missing,
-    deleted_agent_keeps_old_sessions,
     class_without_enabled_models_fails,
     project_must_be_in_the_given_class,
     bad_fields_are_invalid_argument,

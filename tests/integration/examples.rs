@@ -43,20 +43,7 @@ async fn crud_over_grpc_and_json(backend: Backend) {
     assert_eq!(r.status, 200);
     let j = r.json();
     let keys: Vec<&str> = j.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(
-        keys,
-        [
-            "example_id",
-            "user_id",
-            "input_text",
-            "output_text",
-            "is_active",
-            "created_at",
-            "updated_at",
-            "title",
-            "meta"
-        ]
-    );
+    assert_eq!(keys, common::EXAMPLE_KEYS);
     assert_eq!(j["title"], serde_json::Value::Null);
 
     // PATCH changes only what it names, and moves updated_at.

@@ -194,10 +194,7 @@ async fn errors_over_grpc_web(backend: Backend) {
     let invalid = call(
         &app,
         "CreateSession",
-        common::grpc_frame(&CreateSessionRequest {
-            class_id: Some(0),
-            ..Default::default()
-        }),
+        common::grpc_frame(&common::in_class(0)),
         Some(&token(ME)),
         true,
     )

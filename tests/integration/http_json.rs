@@ -58,17 +58,6 @@ const LINK_KEYS: [&str; 6] = [
     "created_at",
     "example",
 ];
-const EXAMPLE_KEYS: [&str; 9] = [
-    "example_id",
-    "user_id",
-    "input_text",
-    "output_text",
-    "is_active",
-    "created_at",
-    "updated_at",
-    "title",
-    "meta",
-];
 const MODEL_KEYS: [&str; 5] = [
     "session_model_id",
     "session_id",
@@ -121,7 +110,7 @@ fn assert_session_shape(s: &Value) {
         assert!(link["id"].is_i64() && link["sort_order"].is_i64() && is_time(&link["created_at"]));
         assert_eq!(link["setting_id"], st["setting_id"]);
         let ex = &link["example"];
-        assert_eq!(keys(ex), EXAMPLE_KEYS);
+        assert_eq!(keys(ex), common::EXAMPLE_KEYS);
         assert_eq!(ex["example_id"], link["example_id"]);
         assert!(ex["is_active"].is_boolean() && ex["meta"].is_object());
         assert!(ex["input_text"].is_string() && ex["output_text"].is_string());
@@ -199,13 +188,10 @@ async fn seed_body_round_trips(backend: Backend) {
         st["few_shot_links"][0]["example"]["meta"],
         json!({"rank": 3, "source": "test"})
     );
-    let models: Vec<_> = s["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["model_name"].as_str().unwrap())
-        .collect();
-    assert_eq!(models, ["gpt-4o-mini", "claude-3-haiku"]);
+    assert_eq!(
+        common::json_model_names(&s),
+        ["gpt-4o-mini", "claude-3-haiku"]
+    );
 
     // GET returns the same bytes' worth of data.
     let id = s["session_id"].as_i64().unwrap();

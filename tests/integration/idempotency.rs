@@ -80,17 +80,9 @@ async fn keys_are_per_user(backend: Backend) {
 async fn failed_request_does_not_burn_the_key(backend: Backend) {
     let app = app!(backend);
     let before = app.counts().await;
-    let status = create_with_key(
-        &app,
-        ME,
-        CreateSessionRequest {
-            class_id: Some(99),
-            ..Default::default()
-        },
-        "k",
-    )
-    .await
-    .unwrap_err();
+    let status = create_with_key(&app, ME, common::in_class(99), "k")
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(
         app.counts().await,
@@ -99,17 +91,9 @@ async fn failed_request_does_not_burn_the_key(backend: Backend) {
     );
     // Once the class exists, the same key and request go through.
     app.class(99, &[ME], &[("m", true)]).await;
-    create_with_key(
-        &app,
-        ME,
-        CreateSessionRequest {
-            class_id: Some(99),
-            ..Default::default()
-        },
-        "k",
-    )
-    .await
-    .unwrap();
+    create_with_key(&app, ME, common::in_class(99), "k")
+        .await
+        .unwrap();
 }
 
 async fn bad_keys_are_invalid(backend: Backend) {
