@@ -206,16 +206,7 @@ impl Agent {
             MAX_AGENT_EXAMPLES,
             &mut violations,
         );
-        if !STYLE_PRESETS.contains(&self.style_preset.as_str()) {
-            violations.push(FieldViolation::new(
-                "style_preset",
-                format!(
-                    "must be one of {}, got {:?}",
-                    STYLE_PRESETS.join(", "),
-                    self.style_preset
-                ),
-            ));
-        }
+        rules::style_preset(&self.style_preset, &mut violations);
         rules::finish(violations)
     }
 }

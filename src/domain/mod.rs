@@ -3,12 +3,14 @@
 pub mod catalog;
 pub mod rules;
 pub mod session;
+pub mod session_edit;
 pub mod user;
 
 pub use catalog::{
     Agent, Class, ClassMember, ClassModel, Example, ExamplePatch, Knowledge, NewExample, Project,
 };
 pub use session::{FewShotLink, NewSession, Session, SessionModel, Settings};
+pub use session_edit::{SessionFilter, SessionPatch, SettingsPatch};
 pub use user::{IdempotencyKey, UserId};
 
 use chrono::{DateTime, Utc};

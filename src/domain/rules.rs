@@ -74,6 +74,17 @@ pub fn distinct_ids(field: &str, ids: &[i64], max: usize, out: &mut Vec<FieldVio
     }
 }
 
+/// One of the style presets.
+pub fn style_preset(value: &str, out: &mut Vec<FieldViolation>) {
+    let presets = super::catalog::STYLE_PRESETS;
+    if !presets.contains(&value) {
+        out.push(FieldViolation::new(
+            "style_preset",
+            format!("must be one of {}, got {value:?}", presets.join(", ")),
+        ));
+    }
+}
+
 pub fn finish(violations: Vec<FieldViolation>) -> Result<(), crate::error::Error> {
     if violations.is_empty() {
         Ok(())

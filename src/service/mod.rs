@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod examples;
 pub mod practice;
+pub mod sessions;
 mod tx;
 
 pub use catalog::CatalogService;

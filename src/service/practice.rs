@@ -22,7 +22,7 @@ const KEY_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 #[derive(Clone)]
 pub struct PracticeService {
-    store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
     default_models: Arc<[String]>,
 }
 

@@ -20,6 +20,10 @@ pub trait Dialect: Database {
 
     fn rows_affected(done: &Self::QueryResult) -> u64;
 
+    /// Begins a read-only transaction that sees one snapshot, so that the
+    /// several reads of one session agree even while it is being changed.
+    async fn begin_read(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error>;
+
     /// Begins a write transaction on the write pool.
     async fn begin_write(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error>;
 

@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 
 use crate::domain::{
     Agent, Class, Example, ExamplePatch, Knowledge, NewExample, NewSession, Project, Session,
-    UserId,
+    SessionFilter, SessionPatch, SettingsPatch, UserId,
 };
 use crate::error::Error;
 
@@ -72,6 +72,7 @@ pub struct TableCounts {
     pub session_models: i64,
     pub responses: i64,
     pub idempotency_keys: i64,
+    pub session_versions: i64,
 }
 
 /// A database failure, sorted by what the caller can do about it.
@@ -190,6 +191,26 @@ pub struct SessionIds {
     pub model_ids: Vec<i64>,
 }
 
+/// One page of the caller's sessions, as they stood at `as_of`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionQuery {
+    pub filter: SessionFilter,
+    /// The moment of the first page: sessions are placed by the
+    /// `updated_at` they had then, and those created later are left out.
+    pub as_of: DateTime<Utc>,
+    /// Only sessions placed strictly after this `(updated_at, session_id)`,
+    /// newest first.
+    pub after: (DateTime<Utc>, i64),
+    pub limit: i64,
+}
+
+/// A session of a page and where it stands in the page's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PagedSession {
+    pub session_id: i64,
+    pub placed_at: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// "sqlite" or "postgres".
@@ -205,6 +226,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// The caller's session; another user's is `None`, like a missing one.
     async fn session(&self, user: UserId, session_id: i64) -> Result<Option<Session>, StoreError>;
+
+    /// The caller's sessions of one page, newest first (see `SessionQuery`).
+    async fn session_page(
+        &self,
+        user: UserId,
+        query: &SessionQuery,
+    ) -> Result<Vec<PagedSession>, StoreError>;
+
+    /// Applies the patch to the caller's session and moves its
+    /// `updated_at`; `false` if the caller has no such session.
+    async fn update_session(
+        &self,
+        user: UserId,
+        session_id: i64,
+        patch: &SessionPatch,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes the caller's session and everything that hangs off it (the
+    /// foreign keys cascade); `false` if the caller has no such session.
+    async fn delete_session(&self, user: UserId, session_id: i64) -> Result<bool, StoreError>;
 
     /// Replaces the class with its members and models.
     async fn upsert_class(&self, class: &Class, now: DateTime<Utc>) -> Result<(), StoreError>;
@@ -306,6 +348,34 @@ pub trait WriteTx: Send {
 
     /// Replaces the agent and its example list.
     async fn put_agent(&mut self, agent: &Agent, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Moves the `updated_at` of the caller's session and of its settings
+    /// (on PostgreSQL this locks both rows until the transaction ends);
+    /// the settings' id, or `None` if the caller has no such session.
+    async fn touch_session_settings(
+        &mut self,
+        user: UserId,
+        session_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// The example ids linked to the settings, in link order.
+    async fn linked_example_ids(&mut self, setting_id: i64) -> Result<Vec<i64>, StoreError>;
+
+    /// Sets the style fields the patch carries.
+    async fn update_settings(
+        &mut self,
+        setting_id: i64,
+        patch: &SettingsPatch,
+    ) -> Result<(), StoreError>;
+
+    /// Replaces the few-shot links with these examples, in order.
+    async fn replace_links(
+        &mut self,
+        setting_id: i64,
+        example_ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

@@ -141,6 +141,21 @@ pub fn visible_refs(rows: Vec<RefRow>) -> super::VisibleRefs {
 }
 
 #[derive(sqlx::FromRow)]
+pub struct PageRow {
+    pub session_id: i64,
+    pub placed_at: DateTime<Utc>,
+}
+
+impl From<PageRow> for super::PagedSession {
+    fn from(r: PageRow) -> Self {
+        super::PagedSession {
+            session_id: r.session_id,
+            placed_at: r.placed_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
 pub struct SessionRow {
     pub session_id: i64,
     pub user_id: i64,
@@ -280,6 +295,7 @@ pub struct CountsRow {
     pub session_models: i64,
     pub responses: i64,
     pub idempotency_keys: i64,
+    pub session_versions: i64,
 }
 
 impl From<CountsRow> for TableCounts {
@@ -292,6 +308,7 @@ impl From<CountsRow> for TableCounts {
             session_models: r.session_models,
             responses: r.responses,
             idempotency_keys: r.idempotency_keys,
+            session_versions: r.session_versions,
         }
     }
 }

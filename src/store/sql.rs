@@ -120,6 +120,71 @@ SELECT response_id, session_model_id, model_name, prompt_text, response_text, cr
        token_usage, latency_ms
 FROM responses WHERE session_id = $1 ORDER BY response_id";
 
+/// One page of the caller's (`$1`) sessions as they stood at `$2`, newest
+/// first, after the cursor `($5, $6)`, at most `$7`, filtered by class
+/// (`$3`) and project (`$4`). Sessions not updated since `$2` come straight
+/// off the recency index; the few updated since are placed by the
+/// `updated_at` their first later change replaced (`session_versions`).
+pub const SESSION_PAGE: &str = "\
+SELECT session_id, placed_at FROM (
+    SELECT session_id, placed_at FROM (
+        SELECT s.session_id, s.updated_at AS placed_at FROM practice_sessions s
+        WHERE s.user_id = $1 AND s.updated_at <= $2
+          AND ($3 IS NULL OR s.class_id = $3) AND ($4 IS NULL OR s.project_id = $4)
+          AND (s.updated_at < $5 OR (s.updated_at = $5 AND s.session_id < $6))
+        ORDER BY s.updated_at DESC, s.session_id DESC
+        LIMIT $7
+    ) settled
+    UNION ALL
+    SELECT session_id, placed_at FROM (
+        SELECT s.session_id,
+               COALESCE((SELECT v.old_updated_at FROM session_versions v
+                         WHERE v.session_id = s.session_id AND v.changed_at > $2
+                         ORDER BY v.changed_at LIMIT 1), s.created_at) AS placed_at
+        FROM practice_sessions s
+        WHERE s.user_id = $1 AND s.updated_at > $2 AND s.created_at <= $2
+          AND ($3 IS NULL OR s.class_id = $3) AND ($4 IS NULL OR s.project_id = $4)
+    ) moved
+    WHERE placed_at < $5 OR (placed_at = $5 AND session_id < $6)
+) page
+ORDER BY placed_at DESC, session_id DESC
+LIMIT $7";
+
+/// `$3`/`$5` say whether the patch carries a title/notes (`$4`/`$6`, NULL
+/// clears).
+pub const UPDATE_SESSION: &str = "\
+UPDATE practice_sessions SET
+    title = CASE WHEN $3 THEN $4 ELSE title END,
+    notes = CASE WHEN $5 THEN $6 ELSE notes END,
+    updated_at = $7
+WHERE session_id = $1 AND user_id = $2
+RETURNING session_id";
+
+pub const DELETE_SESSION: &str =
+    "DELETE FROM practice_sessions WHERE session_id = $1 AND user_id = $2 RETURNING session_id";
+
+pub const TOUCH_SESSION: &str = "\
+UPDATE practice_sessions SET updated_at = $3 WHERE session_id = $1 AND user_id = $2
+RETURNING session_id";
+
+pub const TOUCH_SETTINGS: &str =
+    "UPDATE session_settings SET updated_at = $2 WHERE session_id = $1 RETURNING setting_id";
+
+pub const LINKED_EXAMPLE_IDS: &str =
+    "SELECT example_id FROM few_shot_links WHERE setting_id = $1 ORDER BY sort_order";
+
+pub const UPDATE_SETTINGS: &str = "\
+UPDATE session_settings SET
+    style_preset = COALESCE($2, style_preset),
+    style_params = COALESCE($3, style_params),
+    generation_params = COALESCE($4, generation_params)
+WHERE setting_id = $1";
+
+pub const DELETE_LINKS: &str = "DELETE FROM few_shot_links WHERE setting_id = $1";
+
+pub const INSERT_LINKS: &str =
+    "INSERT INTO few_shot_links (setting_id, example_id, sort_order, created_at) ";
+
 // --- examples ---
 
 pub const CREATE_EXAMPLE: &str = "\
@@ -159,7 +224,8 @@ SELECT (SELECT COUNT(*) FROM practice_sessions) AS sessions,
        (SELECT COUNT(*) FROM few_shot_links) AS few_shot_links,
        (SELECT COUNT(*) FROM session_models) AS session_models,
        (SELECT COUNT(*) FROM responses) AS responses,
-       (SELECT COUNT(*) FROM idempotency_keys) AS idempotency_keys";
+       (SELECT COUNT(*) FROM idempotency_keys) AS idempotency_keys,
+       (SELECT COUNT(*) FROM session_versions) AS session_versions";
 
 pub fn delete_catalog(kind: super::CatalogKind) -> &'static str {
     match kind {

@@ -11,12 +11,15 @@ use sqlx::{Pool, QueryBuilder};
 
 use super::dialect::Dialect;
 use super::rows::{
-    CountsRow, ExampleRow, LinkRow, ModelRow, ResponseRow, SessionParts, SessionRow, SettingsRow,
+    CountsRow, ExampleRow, LinkRow, ModelRow, PageRow, ResponseRow, SessionParts, SessionRow,
+    SettingsRow,
 };
 use super::sql_tx::SqlWriteTx;
-use super::{CatalogKind, Store, StoreError, TableCounts, WriteTx, sql};
+use super::{
+    CatalogKind, PagedSession, SessionQuery, Store, StoreError, TableCounts, WriteTx, sql,
+};
 use crate::domain::{
-    Class, Example, ExamplePatch, Knowledge, NewExample, Project, Session, UserId,
+    Class, Example, ExamplePatch, Knowledge, NewExample, Project, Session, SessionPatch, UserId,
 };
 use crate::error::Error;
 
@@ -78,6 +81,7 @@ where
     for<'r> ModelRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> ResponseRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> CountsRow: sqlx::FromRow<'r, DB::Row>,
+    for<'r> PageRow: sqlx::FromRow<'r, DB::Row>,
 {
     fn backend(&self) -> &'static str {
         DB::BACKEND
@@ -102,7 +106,9 @@ where
     }
 
     async fn session(&self, user: UserId, session_id: i64) -> Result<Option<Session>, StoreError> {
-        let mut conn = self.read.acquire().await?;
+        // One snapshot for all five reads: a session deleted or edited
+        // meanwhile is read wholly before or wholly after.
+        let mut conn = DB::begin_read(&self.read).await?;
         let session: Option<SessionRow> = sqlx::query_as(sql::SESSION)
             .bind(session_id)
             .bind(user.get())
@@ -139,6 +145,53 @@ where
             models,
             responses,
         })))
+    }
+
+    async fn session_page(
+        &self,
+        user: UserId,
+        q: &SessionQuery,
+    ) -> Result<Vec<PagedSession>, StoreError> {
+        let rows: Vec<PageRow> = sqlx::query_as(sql::SESSION_PAGE)
+            .bind(user.get())
+            .bind(q.as_of)
+            .bind(q.filter.class_id)
+            .bind(q.filter.project_id)
+            .bind(q.after.0)
+            .bind(q.after.1)
+            .bind(q.limit)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.into_iter().map(PagedSession::from).collect())
+    }
+
+    async fn update_session(
+        &self,
+        user: UserId,
+        session_id: i64,
+        patch: &SessionPatch,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let updated: Option<i64> = sqlx::query_scalar(sql::UPDATE_SESSION)
+            .bind(session_id)
+            .bind(user.get())
+            .bind(patch.title.is_some())
+            .bind(patch.title.as_ref().and_then(|t| t.as_deref()))
+            .bind(patch.notes.is_some())
+            .bind(patch.notes.as_ref().and_then(|t| t.as_deref()))
+            .bind(now)
+            .fetch_optional(&self.write)
+            .await?;
+        Ok(updated.is_some())
+    }
+
+    async fn delete_session(&self, user: UserId, session_id: i64) -> Result<bool, StoreError> {
+        let deleted: Option<i64> = sqlx::query_scalar(sql::DELETE_SESSION)
+            .bind(session_id)
+            .bind(user.get())
+            .fetch_optional(&self.write)
+            .await?;
+        Ok(deleted.is_some())
     }
 
     async fn upsert_class(&self, class: &Class, now: DateTime<Utc>) -> Result<(), StoreError> {

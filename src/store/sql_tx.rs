@@ -11,7 +11,7 @@ use super::rows::{self, AgentExampleRow};
 use super::{
     AgentRecord, KeyClaim, SessionIds, SessionRows, StoreError, VisibleRefs, WriteTx, sql,
 };
-use crate::domain::{Agent, UserId};
+use crate::domain::{Agent, SettingsPatch, UserId};
 
 type JsonMap = serde_json::Map<String, serde_json::Value>;
 
@@ -33,6 +33,7 @@ where
     for<'a> Option<&'a str>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
     DateTime<Utc>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
     for<'a> Json<&'a JsonMap>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
+    for<'a> Option<Json<&'a JsonMap>>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
     for<'r> AgentExampleRow: sqlx::FromRow<'r, DB::Row>,
 {
     async fn claim_key(
@@ -120,6 +121,75 @@ where
             QueryBuilder::<DB>::new(sql::INSERT_AGENT_EXAMPLES)
                 .push_values(a.example_ids.iter().enumerate(), |mut b, (i, id)| {
                     b.push_bind(a.agent_id).push_bind(i as i64).push_bind(*id);
+                })
+                .build()
+                .execute(&mut *self.0)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn touch_session_settings(
+        &mut self,
+        user: UserId,
+        session_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError> {
+        let touched: Option<i64> = sqlx::query_scalar(sql::TOUCH_SESSION)
+            .bind(session_id)
+            .bind(user.get())
+            .bind(now)
+            .fetch_optional(&mut *self.0)
+            .await?;
+        if touched.is_none() {
+            return Ok(None);
+        }
+        Ok(sqlx::query_scalar(sql::TOUCH_SETTINGS)
+            .bind(session_id)
+            .bind(now)
+            .fetch_optional(&mut *self.0)
+            .await?)
+    }
+
+    async fn linked_example_ids(&mut self, setting_id: i64) -> Result<Vec<i64>, StoreError> {
+        Ok(sqlx::query_scalar(sql::LINKED_EXAMPLE_IDS)
+            .bind(setting_id)
+            .fetch_all(&mut *self.0)
+            .await?)
+    }
+
+    async fn update_settings(
+        &mut self,
+        setting_id: i64,
+        patch: &SettingsPatch,
+    ) -> Result<(), StoreError> {
+        sqlx::query(sql::UPDATE_SETTINGS)
+            .bind(setting_id)
+            .bind(patch.style_preset.as_deref())
+            .bind(patch.style_params.as_ref().map(Json))
+            .bind(patch.generation_params.as_ref().map(Json))
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn replace_links(
+        &mut self,
+        setting_id: i64,
+        example_ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(sql::DELETE_LINKS)
+            .bind(setting_id)
+            .execute(&mut *self.0)
+            .await?;
+        if !example_ids.is_empty() {
+            QueryBuilder::<DB>::new(sql::INSERT_LINKS)
+                .push_values(example_ids.iter().enumerate(), |mut b, (i, id)| {
+                    b.push_bind(setting_id)
+                        .push_bind(*id)
+                        .push_bind(i as i64)
+                        .push_bind(now);
                 })
                 .build()
                 .execute(&mut *self.0)

@@ -181,6 +181,11 @@ impl Dialect for Sqlite {
         done.rows_affected()
     }
 
+    /// A deferred transaction's snapshot starts at its first read (WAL).
+    async fn begin_read(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error> {
+        pool.begin().await
+    }
+
     async fn begin_write(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error> {
         pool.begin_with("BEGIN IMMEDIATE").await
     }

@@ -148,6 +148,53 @@ impl TestApp {
             .map(|r| r.into_inner())
     }
 
+    pub async fn list(
+        &self,
+        user: i64,
+        req: pb::ListSessionsRequest,
+    ) -> Result<pb::ListSessionsResponse, tonic::Status> {
+        self.client()
+            .await
+            .list_sessions(authed(req, &token(user)))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn update(
+        &self,
+        user: i64,
+        req: pb::UpdateSessionRequest,
+    ) -> Result<Session, tonic::Status> {
+        self.client()
+            .await
+            .update_session(authed(req, &token(user)))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn delete(&self, user: i64, session_id: i64) -> Result<(), tonic::Status> {
+        self.client()
+            .await
+            .delete_session(authed(
+                pb::DeleteSessionRequest { session_id },
+                &token(user),
+            ))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn update_settings(
+        &self,
+        user: i64,
+        req: pb::UpdateSessionSettingsRequest,
+    ) -> Result<pb::SessionSettings, tonic::Status> {
+        self.client()
+            .await
+            .update_session_settings(authed(req, &token(user)))
+            .await
+            .map(|r| r.into_inner())
+    }
+
     pub async fn catalog(&self) -> CatalogServiceClient<Channel> {
         CatalogServiceClient::connect(self.url())
             .await

@@ -492,7 +492,7 @@ async fn every_error_row(backend: Backend) {
     // 405 with Allow.
     let r = app.http("DELETE", p, Some(&t), None).await;
     assert_eq!(r.status, 405);
-    assert_eq!(r.header("allow"), Some("POST"));
+    assert_eq!(r.header("allow"), Some("POST, GET"));
     refused(&app, "PUT", p, Some(&t), Some("{}"), 405, 12).await;
     // 409 ALREADY_EXISTS: a key reused for another request.
     let first = app
@@ -613,7 +613,7 @@ async fn path_confusion(backend: Backend) {
         b"",
     )
     .await;
-    assert_eq!(status, 405);
+    assert_eq!(status, 200, "still the list, not a create");
     assert_eq!(app.counts().await, before);
 }
 

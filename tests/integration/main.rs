@@ -22,6 +22,7 @@ mod http_json;
 mod idempotency;
 mod limits;
 mod scale_out;
+mod sessions;
 mod shutdown;
 mod sqlite_wal;
 mod tls;

@@ -4,7 +4,9 @@
 mod catalog;
 mod practice;
 
-pub use practice::{example_to_proto, session_to_proto};
+pub use practice::{
+    example_to_proto, id_list, session_to_proto, session_to_summary, settings_to_proto, text_change,
+};
 
 use chrono::{DateTime, Utc};
 use prost_types::value::Kind;

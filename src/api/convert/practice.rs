@@ -1,7 +1,10 @@
 //! `practice.v1.PracticeService` messages: sessions and examples.
 
-use super::{json_to_struct, timestamp};
+use prost_types::value::Kind;
+
+use super::{integral, json_to_struct, timestamp};
 use crate::domain::{self, session::Response as DomainResponse};
+use crate::error::Error;
 use crate::proto::practice::v1 as pb;
 
 pub fn example_to_proto(e: domain::Example) -> pb::Example {
@@ -33,7 +36,6 @@ fn response_to_proto(r: DomainResponse) -> pb::PracticeResponse {
 }
 
 pub fn session_to_proto(s: domain::Session) -> pb::Session {
-    let st = s.settings;
     pb::Session {
         session_id: s.session_id,
         user_id: s.user_id,
@@ -45,28 +47,7 @@ pub fn session_to_proto(s: domain::Session) -> pb::Session {
         agent_id: s.agent_id,
         title: s.title,
         notes: s.notes,
-        settings: Some(pb::SessionSettings {
-            setting_id: st.setting_id,
-            session_id: st.session_id,
-            created_at: Some(timestamp(st.created_at)),
-            updated_at: Some(timestamp(st.updated_at)),
-            style_preset: st.style_preset,
-            style_params: Some(json_to_struct(st.style_params)),
-            generation_params: Some(json_to_struct(st.generation_params)),
-            agent_snapshot: Some(json_to_struct(st.agent_snapshot)),
-            few_shot_links: st
-                .few_shot_links
-                .into_iter()
-                .map(|l| pb::FewShotLink {
-                    id: l.id,
-                    setting_id: l.setting_id,
-                    example_id: l.example_id,
-                    sort_order: l.sort_order,
-                    created_at: Some(timestamp(l.created_at)),
-                    example: Some(example_to_proto(l.example)),
-                })
-                .collect(),
-        }),
+        settings: Some(settings_to_proto(s.settings)),
         models: s
             .models
             .into_iter()
@@ -80,4 +61,77 @@ pub fn session_to_proto(s: domain::Session) -> pb::Session {
             .collect(),
         responses: s.responses.into_iter().map(response_to_proto).collect(),
     }
+}
+
+pub fn settings_to_proto(st: domain::Settings) -> pb::SessionSettings {
+    pb::SessionSettings {
+        setting_id: st.setting_id,
+        session_id: st.session_id,
+        created_at: Some(timestamp(st.created_at)),
+        updated_at: Some(timestamp(st.updated_at)),
+        style_preset: st.style_preset,
+        style_params: Some(json_to_struct(st.style_params)),
+        generation_params: Some(json_to_struct(st.generation_params)),
+        agent_snapshot: Some(json_to_struct(st.agent_snapshot)),
+        few_shot_links: st
+            .few_shot_links
+            .into_iter()
+            .map(|l| pb::FewShotLink {
+                id: l.id,
+                setting_id: l.setting_id,
+                example_id: l.example_id,
+                sort_order: l.sort_order,
+                created_at: Some(timestamp(l.created_at)),
+                example: Some(example_to_proto(l.example)),
+            })
+            .collect(),
+    }
+}
+
+/// A session as lists show it: everything but the responses.
+pub fn session_to_summary(s: domain::Session) -> pb::SessionSummary {
+    let s = session_to_proto(s);
+    pb::SessionSummary {
+        session_id: s.session_id,
+        user_id: s.user_id,
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+        class_id: s.class_id,
+        project_id: s.project_id,
+        knowledge_ids: s.knowledge_ids,
+        agent_id: s.agent_id,
+        title: s.title,
+        notes: s.notes,
+        settings: s.settings,
+        models: s.models,
+    }
+}
+
+/// A text field of a patch given as `google.protobuf.Value`: absent leaves
+/// it, null clears it, a string sets it.
+pub fn text_change(
+    field: &str,
+    value: Option<prost_types::Value>,
+) -> Result<Option<Option<String>>, Error> {
+    match value.map(|v| v.kind) {
+        None => Ok(None),
+        Some(None | Some(Kind::NullValue(_))) => Ok(Some(None)),
+        Some(Some(Kind::StringValue(s))) => Ok(Some(Some(s))),
+        Some(Some(_)) => Err(Error::invalid_field(field, "must be a string or null")),
+    }
+}
+
+/// A list of ids given as `google.protobuf.ListValue` (a JSON array).
+pub fn id_list(field: &str, list: prost_types::ListValue) -> Result<Vec<i64>, Error> {
+    list.values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            match v.kind {
+                Some(Kind::NumberValue(n)) => integral(n).ok_or(()),
+                _ => Err(()),
+            }
+            .map_err(|()| Error::invalid_field(&format!("{field}[{i}]"), "must be an integer"))
+        })
+        .collect()
 }

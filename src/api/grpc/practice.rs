@@ -4,10 +4,15 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::api::convert::{example_to_proto, session_to_proto, struct_to_json};
+use crate::api::convert::{
+    example_to_proto, id_list, session_to_proto, session_to_summary, settings_to_proto,
+    struct_to_json, text_change,
+};
 use crate::api::layers::auth::principal;
 use crate::domain::session::CreateSessionInput;
-use crate::domain::{ExamplePatch, IdempotencyKey, NewExample};
+use crate::domain::{
+    ExamplePatch, IdempotencyKey, NewExample, SessionFilter, SessionPatch, SettingsPatch,
+};
 use crate::proto::practice::v1 as pb;
 use crate::proto::practice::v1::practice_service_server::PracticeService as PracticeRpc;
 use crate::service::{ExampleService, PracticeService};
@@ -61,6 +66,78 @@ impl PracticeRpc for PracticeApi {
         tracing::Span::current().record("session_id", session_id);
         let session = self.service.get_session(user, session_id).await?;
         Ok(Response::new(session_to_proto(session)))
+    }
+
+    async fn list_sessions(
+        &self,
+        request: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let user = principal(&request)?.user_id()?;
+        let r = request.get_ref();
+        let filter = SessionFilter {
+            class_id: r.class_id,
+            project_id: r.project_id,
+        };
+        let page = self
+            .service
+            .list_sessions(user, filter, r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListSessionsResponse {
+            sessions: page.sessions.into_iter().map(session_to_summary).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn update_session(
+        &self,
+        request: Request<pb::UpdateSessionRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
+        let user = principal(&request)?.user_id()?;
+        let r = request.into_inner();
+        tracing::Span::current().record("session_id", r.session_id);
+        let patch = SessionPatch {
+            title: text_change("title", r.title)?,
+            notes: text_change("notes", r.notes)?,
+        };
+        let session = self
+            .service
+            .update_session(user, r.session_id, patch)
+            .await?;
+        Ok(Response::new(session_to_proto(session)))
+    }
+
+    async fn delete_session(
+        &self,
+        request: Request<pb::DeleteSessionRequest>,
+    ) -> Result<Response<()>, Status> {
+        let user = principal(&request)?.user_id()?;
+        let session_id = request.get_ref().session_id;
+        tracing::Span::current().record("session_id", session_id);
+        self.service.delete_session(user, session_id).await?;
+        Ok(Response::new(()))
+    }
+
+    async fn update_session_settings(
+        &self,
+        request: Request<pb::UpdateSessionSettingsRequest>,
+    ) -> Result<Response<pb::SessionSettings>, Status> {
+        let user = principal(&request)?.user_id()?;
+        let r = request.into_inner();
+        tracing::Span::current().record("session_id", r.session_id);
+        let patch = SettingsPatch {
+            style_preset: r.style_preset,
+            style_params: r.style_params.map(struct_to_json),
+            generation_params: r.generation_params.map(struct_to_json),
+            few_shot_example_ids: r
+                .few_shot_example_ids
+                .map(|ids| id_list("few_shot_example_ids", ids))
+                .transpose()?,
+        };
+        let settings = self
+            .service
+            .update_settings(user, r.session_id, patch)
+            .await?;
+        Ok(Response::new(settings_to_proto(settings)))
     }
 
     async fn create_example(

@@ -194,7 +194,7 @@ mod tests {
             _ => panic!("GetSession route"),
         }
         assert!(
-            matches!(routes.lookup(&Method::DELETE, "/user/practice/sessions"), Lookup::WrongMethod(m) if m == [Method::POST])
+            matches!(routes.lookup(&Method::PUT, "/user/practice/sessions"), Lookup::WrongMethod(m) if m == [Method::POST, Method::GET])
         );
         assert!(matches!(
             routes.lookup(&Method::GET, "/nope"),

@@ -1,0 +1,110 @@
+//! Changes to an existing session: the learner renames it, edits its notes,
+//! or adjusts its settings; and what a list of sessions is filtered by.
+
+use serde_json::{Map, Value};
+
+use super::rules;
+use super::session::{MAX_NOTES_CHARS, MAX_TITLE_CHARS};
+use crate::error::Error;
+
+/// At most this many few-shot examples in one session.
+pub const MAX_FEW_SHOT_EXAMPLES: usize = 50;
+
+/// The fields an UpdateSession changes; `None` leaves a field as it is,
+/// `Some(None)` clears it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionPatch {
+    pub title: Option<Option<String>>,
+    pub notes: Option<Option<String>>,
+}
+
+impl SessionPatch {
+    /// The same text rules as at creation.
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut v = Vec::new();
+        if let Some(Some(title)) = &self.title {
+            rules::text("title", title, false, MAX_TITLE_CHARS, true, &mut v);
+        }
+        if let Some(Some(notes)) = &self.notes {
+            rules::text("notes", notes, false, MAX_NOTES_CHARS, false, &mut v);
+        }
+        rules::finish(v)
+    }
+}
+
+/// The settings fields an UpdateSessionSettings changes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SettingsPatch {
+    pub style_preset: Option<String>,
+    pub style_params: Option<Map<String, Value>>,
+    pub generation_params: Option<Map<String, Value>>,
+    /// Replaces the few-shot links, in this order.
+    pub few_shot_example_ids: Option<Vec<i64>>,
+}
+
+impl SettingsPatch {
+    /// The rules that need no database; which examples may be linked is
+    /// the use case's to check.
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut v = Vec::new();
+        if let Some(preset) = &self.style_preset {
+            rules::style_preset(preset, &mut v);
+        }
+        if let Some(ids) = &self.few_shot_example_ids {
+            rules::distinct_ids("few_shot_example_ids", ids, MAX_FEW_SHOT_EXAMPLES, &mut v);
+        }
+        rules::finish(v)
+    }
+}
+
+/// Which of the caller's sessions a list shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    pub class_id: Option<i64>,
+    pub project_id: Option<i64>,
+}
+
+impl SessionFilter {
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut v = Vec::new();
+        rules::optional_id("class_id", self.class_id, &mut v);
+        rules::optional_id("project_id", self.project_id, &mut v);
+        rules::finish(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patches_keep_the_create_rules() {
+        let long = SessionPatch {
+            title: Some(Some("x".repeat(MAX_TITLE_CHARS + 1))),
+            ..Default::default()
+        };
+        assert!(long.validate().is_err());
+        let clear = SessionPatch {
+            title: Some(None),
+            notes: Some(None),
+        };
+        assert!(clear.validate().is_ok());
+        let bad = SettingsPatch {
+            style_preset: Some("loud".into()),
+            few_shot_example_ids: Some(vec![1, 1, 0]),
+            ..Default::default()
+        };
+        let Err(Error::InvalidArgument { violations, .. }) = bad.validate() else {
+            panic!("expected a field violation");
+        };
+        let fields: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "style_preset",
+                "few_shot_example_ids[1]",
+                "few_shot_example_ids[2]"
+            ]
+        );
+    }
+}
