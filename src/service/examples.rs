@@ -28,13 +28,7 @@ fn not_found(id: i64) -> Error {
 }
 
 fn check_id(id: i64) -> Result<(), Error> {
-    if id < 1 {
-        return Err(Error::invalid_field(
-            "example_id",
-            format!("must be >= 1, got {id}"),
-        ));
-    }
-    Ok(())
+    super::paging::check_id("example_id", id)
 }
 
 /// Page tokens are opaque to clients: the last id seen, versioned and
@@ -100,13 +94,7 @@ impl ExampleService {
         page_size: i32,
         page_token: &str,
     ) -> Result<Page, Error> {
-        if page_size < 0 {
-            return Err(Error::invalid_field("page_size", "must not be negative"));
-        }
-        let size = match page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n => n.min(MAX_PAGE_SIZE),
-        } as usize;
+        let size = super::paging::page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let after = decode_token(page_token)?;
         // One extra row tells whether another page follows.
         let mut examples = self.store.examples(user, after, size as i64 + 1).await?;

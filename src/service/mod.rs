@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod examples;
+mod paging;
 pub mod practice;
 pub mod sessions;
 mod tx;

@@ -79,12 +79,7 @@ impl PracticeService {
     }
 
     pub async fn get_session(&self, user: UserId, session_id: i64) -> Result<Session, Error> {
-        if session_id < 1 {
-            return Err(Error::invalid_field(
-                "session_id",
-                format!("must be >= 1, got {session_id}"),
-            ));
-        }
+        super::paging::check_id("session_id", session_id)?;
         let span = tracing::info_span!(
             "db.query",
             db.system = self.store.backend(),

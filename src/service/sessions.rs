@@ -27,13 +27,7 @@ fn not_found(session_id: i64) -> Error {
 }
 
 fn check_id(session_id: i64) -> Result<(), Error> {
-    if session_id < 1 {
-        return Err(Error::invalid_field(
-            "session_id",
-            format!("must be >= 1, got {session_id}"),
-        ));
-    }
-    Ok(())
+    super::paging::check_id("session_id", session_id)
 }
 
 /// Where a listing stands: the first page's moment, the last session
@@ -99,13 +93,7 @@ impl PracticeService {
         page_token: &str,
     ) -> Result<SessionPage, Error> {
         filter.validate()?;
-        if page_size < 0 {
-            return Err(Error::invalid_field("page_size", "must not be negative"));
-        }
-        let size = match page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n => n.min(MAX_PAGE_SIZE),
-        } as usize;
+        let size = super::paging::page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let cursor = if page_token.is_empty() {
             let as_of = now_micros();
             // Every session stands at or before `as_of`.

@@ -88,23 +88,14 @@ pub fn settings_to_proto(st: domain::Settings) -> pb::SessionSettings {
     }
 }
 
-/// A session as lists show it: everything but the responses.
-pub fn session_to_summary(s: domain::Session) -> pb::SessionSummary {
-    let s = session_to_proto(s);
-    pb::SessionSummary {
-        session_id: s.session_id,
-        user_id: s.user_id,
-        created_at: s.created_at,
-        updated_at: s.updated_at,
-        class_id: s.class_id,
-        project_id: s.project_id,
-        knowledge_ids: s.knowledge_ids,
-        agent_id: s.agent_id,
-        title: s.title,
-        notes: s.notes,
-        settings: s.settings,
-        models: s.models,
-    }
+/// A session as lists show it: everything but the responses. The summary
+/// has Session's field numbers, so the session's encoding (its responses
+/// left out) is the summary's.
+pub fn session_to_summary(mut s: domain::Session) -> pb::SessionSummary {
+    s.responses.clear();
+    let bytes = prost::Message::encode_to_vec(&session_to_proto(s));
+    prost::Message::decode(bytes.as_slice())
+        .expect("SessionSummary has Session's field numbers and types")
 }
 
 /// A text field of a patch given as `google.protobuf.Value`: absent leaves
