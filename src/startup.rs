@@ -117,7 +117,7 @@ impl Application {
             ExampleService::new(self.store.clone()),
         );
         let catalog = CatalogApi::new(CatalogService::new(self.store.clone()));
-        let (health, health_service) = GrpcHealth::start(self.store.clone());
+        let (health, health_service, readiness) = GrpcHealth::start(self.store.clone()).await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .build_v1()
@@ -156,7 +156,7 @@ impl Application {
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(cors_layer(&self.config.cors_origins))
-            .layer(HealthLayer::new(self.store.clone()))
+            .layer(HealthLayer::new(readiness))
             .layer(ShedLayer::new(limits.max_in_flight))
             .layer(TranscodeLayer::new(transcoder))
             .layer(tonic_web::GrpcWebLayer::new())
@@ -211,7 +211,13 @@ impl Application {
 fn cors_layer(origins: &[String]) -> tower_http::cors::CorsLayer {
     use http::{HeaderName, Method};
     use tower_http::cors::{AllowOrigin, CorsLayer};
-    let origins: Vec<http::HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+    // `*` allows any origin (without credentials, which the service never
+    // asks browsers for: the token travels in Authorization).
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
     let allow_headers = [
         "authorization",
         "content-type",
@@ -231,7 +237,7 @@ fn cors_layer(origins: &[String]) -> tower_http::cors::CorsLayer {
         "x-request-id",
     ];
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(allow_origin)
         .allow_methods([
             Method::GET,
             Method::POST,

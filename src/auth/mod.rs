@@ -40,8 +40,37 @@ impl Principal {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    /// Space-separated (RFC 8693).
     #[serde(default)]
     scope: Option<String>,
+    /// What some identity providers send instead: an array of scopes (or,
+    /// from a few, one space-separated string).
+    #[serde(default)]
+    scp: Option<Scopes>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scopes {
+    List(Vec<String>),
+    Text(String),
+}
+
+impl Claims {
+    fn scopes(self) -> Vec<String> {
+        let mut scopes: Vec<String> = self
+            .scope
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        match self.scp {
+            Some(Scopes::List(list)) => scopes.extend(list),
+            Some(Scopes::Text(text)) => scopes.extend(text.split_whitespace().map(str::to_owned)),
+            None => {}
+        }
+        scopes
+    }
 }
 
 /// What a token must satisfy besides its signature.
@@ -98,15 +127,10 @@ impl Authenticator {
         let (key, alg) = self.keys.key_for(header.kid.as_deref()).await?;
         let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation(alg))
             .map_err(|e| Error::Unauthenticated(describe(e.kind()).into()))?;
+        let subject = data.claims.sub.clone();
         Ok(Principal {
-            subject: data.claims.sub,
-            scopes: data
-                .claims
-                .scope
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect(),
+            subject,
+            scopes: data.claims.scopes(),
         })
     }
 }
@@ -186,6 +210,30 @@ mod tests {
             .unwrap();
         assert_eq!(p.user_id().unwrap().get(), 42);
         assert!(p.has_scope(ADMIN_SCOPE));
+    }
+
+    #[tokio::test]
+    async fn reads_scopes_from_an_scp_array_or_string() {
+        let a = auth(ClaimRules::default());
+        for scp in [
+            serde_json::json!(["openid", "practice:admin"]),
+            serde_json::json!("openid practice:admin"),
+        ] {
+            let p = a
+                .verify(&token(
+                    serde_json::json!({"sub": "svc", "exp": now() + 60, "scp": scp}),
+                ))
+                .await
+                .unwrap();
+            assert!(p.has_scope(ADMIN_SCOPE), "{scp}");
+        }
+        let p = a
+            .verify(&token(
+                serde_json::json!({"sub": "svc", "exp": now() + 60, "scp": ["openid"]}),
+            ))
+            .await
+            .unwrap();
+        assert!(!p.has_scope(ADMIN_SCOPE));
     }
 
     #[tokio::test]

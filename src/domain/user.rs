@@ -8,8 +8,9 @@ pub struct UserId(i64);
 
 impl UserId {
     pub fn parse(sub: &str) -> Option<Self> {
-        // Only plain decimal digits: no sign, no spaces, no leading "+".
-        if sub.is_empty() || !sub.bytes().all(|b| b.is_ascii_digit()) {
+        // Only the canonical decimal form: no sign, no spaces, no leading
+        // zeros ("0042" and "42" must not both name user 42).
+        if sub.is_empty() || !sub.bytes().all(|b| b.is_ascii_digit()) || sub.starts_with('0') {
             return None;
         }
         sub.parse::<i64>().ok().filter(|id| *id >= 1).map(UserId)
@@ -75,6 +76,8 @@ mod tests {
             "+1",
             " 1",
             "1.0",
+            "0042",
+            "01",
             "abc",
             "",
             "99999999999999999999",

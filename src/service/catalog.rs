@@ -10,7 +10,10 @@ use chrono::{DateTime, Utc};
 
 use super::tx::{self, TxError};
 use crate::domain::{Agent, Class, Knowledge, Project, now_micros};
-use crate::error::Error;
+use crate::error::{Error, FieldViolation};
+
+/// At most this many foreign example ids are named in one error.
+const MAX_REPORTED: usize = 20;
 use crate::store::{CatalogKind, Store};
 
 #[derive(Clone)]
@@ -61,12 +64,30 @@ impl CatalogService {
         let mut tx = self.store.begin_write().await?;
         if !agent.example_ids.is_empty() {
             let found = tx.example_owners(&agent.example_ids).await?;
-            if let Some(missing) = agent
+            let owner = |id: &i64| found.iter().find(|(found, _)| found == id).map(|f| f.1);
+            if let Some(missing) = agent.example_ids.iter().find(|id| owner(id).is_none()) {
+                return Err(Error::NotFound(format!("example {missing} not found")).into());
+            }
+            // An agent's examples are its owner's: otherwise every member
+            // of its class would read another user's examples.
+            let foreign: Vec<FieldViolation> = agent
                 .example_ids
                 .iter()
-                .find(|id| !found.iter().any(|(found, _)| found == *id))
-            {
-                return Err(Error::NotFound(format!("example {missing} not found")).into());
+                .enumerate()
+                .filter(|(_, id)| owner(id) != Some(agent.owner_user_id))
+                .take(MAX_REPORTED)
+                .map(|(i, id)| {
+                    FieldViolation::new(
+                        format!("example_ids[{i}]"),
+                        format!(
+                            "example {id} is not one of owner {}'s examples",
+                            agent.owner_user_id
+                        ),
+                    )
+                })
+                .collect();
+            if !foreign.is_empty() {
+                return Err(Error::invalid(foreign).into());
             }
         }
         tx.put_agent(agent, now).await?;

@@ -57,7 +57,7 @@ async fn upserts_are_idempotent_and_replace(backend: Backend) {
 
 async fn deleted_agent_keeps_old_sessions(backend: Backend) {
     let app = app!(backend);
-    let e1 = app.example(7, "one", true).await;
+    let e1 = app.example(ME, "one", true).await;
     let mut catalog = app.catalog().await;
     let agent = Agent {
         agent_id: 8,
@@ -144,6 +144,45 @@ async fn only_admins_may_call(backend: Backend) {
     assert_eq!(r.status, 401);
     let status = app.create(ME, common::in_class(3)).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
+}
+
+async fn agents_use_only_their_owners_examples(backend: Backend) {
+    let app = app!(backend);
+    let mine = app.example(7, "the owner's", true).await;
+    let theirs = app.example(ME, "someone else's", true).await;
+    let before = app.counts().await;
+    let mut catalog = app.catalog().await;
+    let agent = Agent {
+        agent_id: 8,
+        owner_user_id: 7,
+        name: "Tutor".into(),
+        style_preset: "accurate".into(),
+        example_ids: vec![mine.example_id, theirs.example_id],
+        ..Default::default()
+    };
+    let status = catalog
+        .upsert_agent(authed(agent.clone(), &admin_token()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains(&format!(
+            "example_ids[1]: example {} is not one of owner 7's examples",
+            theirs.example_id
+        )),
+        "{status:?}"
+    );
+    assert_eq!(app.counts().await, before);
+    let status = app.create(ME, common::with_agent(8)).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "the agent was not written");
+    let own_only = Agent {
+        example_ids: vec![mine.example_id],
+        ..agent
+    };
+    catalog
+        .upsert_agent(authed(own_only, &admin_token()))
+        .await
+        .unwrap();
 }
 
 async fn bad_catalog_objects_are_refused(backend: Backend) {
@@ -314,6 +353,7 @@ async fn readme_walkthrough(backend: Backend) {
 }
 
 on_both_backends!(
+    agents_use_only_their_owners_examples,
     upserts_are_idempotent_and_replace,
     deleted_agent_keeps_old_sessions,
     only_admins_may_call,

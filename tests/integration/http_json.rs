@@ -642,6 +642,32 @@ async fn health_endpoints_need_no_token() {
 }
 
 #[tokio::test]
+async fn cors_star_allows_any_origin_without_credentials() {
+    let app = app!(Backend::Sqlite, &[("PRACTICE_CORS_ORIGINS", "*")]);
+    let r = common::http_client()
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/user/practice/sessions", app.url()),
+        )
+        .header("origin", "https://anywhere.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert!(
+        r.headers()
+            .get("access-control-allow-credentials")
+            .is_none()
+    );
+}
+
+#[tokio::test]
 async fn cors_allows_configured_origins_only() {
     let app = app!(
         Backend::Sqlite,

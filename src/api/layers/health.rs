@@ -2,9 +2,14 @@
 //! `GET /healthz` (the process answers) and `GET /readyz` (the database is
 //! reachable) for HTTP load balancers, and `grpc.health.v1.Health`, whose
 //! status follows the database's and turns NOT_SERVING while draining.
+//!
+//! One watcher checks the database every `WATCH_EVERY`; both `/readyz` and
+//! the gRPC health status answer from its last check, so a flood of probes
+//! costs no database work.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
@@ -27,6 +32,16 @@ const HEALTH_SERVICES: [&str; 3] = [
 /// How often the gRPC health status checks the database.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
 
+/// The database's reachability as of the watcher's last check.
+#[derive(Clone)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// The gRPC health service and the handle that keeps it in step with the
 /// database.
 pub struct GrpcHealth {
@@ -35,16 +50,19 @@ pub struct GrpcHealth {
 }
 
 impl GrpcHealth {
-    /// Starts watching the database; returns the health service to serve.
-    pub fn start(
+    /// Checks the database once, then keeps watching it; returns the health
+    /// service to serve and the readiness the HTTP probe answers from.
+    pub async fn start(
         store: Arc<dyn Store>,
     ) -> (
         Self,
         tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+        Readiness,
     ) {
         let (reporter, service) = tonic_health::server::health_reporter();
-        let watcher = tokio::spawn(watch_database(store, reporter.clone()));
-        (Self { reporter, watcher }, service)
+        let ready = Readiness(Arc::new(AtomicBool::new(store.ping().await.is_ok())));
+        let watcher = tokio::spawn(watch_database(store, reporter.clone(), ready.clone()));
+        (Self { reporter, watcher }, service, ready)
     }
 
     /// Every service NOT_SERVING from now on: the server is draining.
@@ -60,12 +78,15 @@ impl GrpcHealth {
 
 /// NOT_SERVING while the database can't be reached, SERVING again once it
 /// can.
-async fn watch_database(store: Arc<dyn Store>, health: HealthReporter) {
+async fn watch_database(store: Arc<dyn Store>, health: HealthReporter, ready: Readiness) {
     let mut last = None;
     loop {
-        let status = match store.ping().await {
-            Ok(()) => ServingStatus::Serving,
-            Err(_) => ServingStatus::NotServing,
+        let reachable = store.ping().await.is_ok();
+        ready.0.store(reachable, Ordering::Relaxed);
+        let status = if reachable {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
         };
         if last != Some(status) {
             for service in HEALTH_SERVICES {
@@ -83,14 +104,14 @@ async fn watch_database(store: Arc<dyn Store>, health: HealthReporter) {
 /// Answers `GET /healthz` and `GET /readyz`; everything else passes on.
 #[derive(Clone)]
 pub struct Health {
-    store: Arc<dyn Store>,
+    ready: Readiness,
 }
 
 pub type HealthLayer = MiddlewareLayer<Health>;
 
 impl HealthLayer {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        MiddlewareLayer(Health { store })
+    pub fn new(ready: Readiness) -> Self {
+        MiddlewareLayer(Health { ready })
     }
 }
 
@@ -131,8 +152,8 @@ impl Middleware for Health {
         match probe(&request) {
             Some(Probe::Live) => Box::pin(async { Ok(answer(true)) }),
             Some(Probe::Ready) => {
-                let store = self.store.clone();
-                Box::pin(async move { Ok(answer(store.ping().await.is_ok())) })
+                let ready = self.ready.is_ready();
+                Box::pin(async move { Ok(answer(ready)) })
             }
             None => Box::pin(inner.call(request)),
         }
