@@ -13,6 +13,7 @@ pub mod health;
 pub mod rpc;
 pub mod shed;
 pub mod transcode;
+pub mod unary;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -1,9 +1,6 @@
 //! Building the request message's JSON object from path variables and
-//! query parameters, and framing the message for the inner gRPC call.
+//! query parameters.
 
-use bytes::{BufMut, Bytes, BytesMut};
-use prost::Message as _;
-use prost_reflect::DynamicMessage;
 use serde_json::{Map, Value as Json};
 
 use super::json::{find_field, scalar_from_text};
@@ -97,14 +94,4 @@ fn insert_at(
         },
     );
     Ok(())
-}
-
-/// Frames one message as gRPC: flag 0 (uncompressed), length, bytes.
-pub(super) fn frame(message: &DynamicMessage) -> Bytes {
-    let len = message.encoded_len();
-    let mut buf = BytesMut::with_capacity(5 + len);
-    buf.put_u8(0);
-    buf.put_u32(len as u32);
-    message.encode(&mut buf).expect("BytesMut grows as needed");
-    buf.freeze()
 }

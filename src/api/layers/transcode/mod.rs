@@ -33,10 +33,13 @@ use tonic::body::Body;
 use tower::Service;
 
 use self::errors::{error_response, json_response, status_response};
-use self::fields::{frame, insert_field};
+use prost::Message as _;
+
+use self::fields::insert_field;
 use self::json::{JsonOut, parse_message};
 use self::routes::{BodyRule, Lookup, Route, Routes};
 use self::template::Captures;
+use super::unary;
 use crate::api::layers::auth::{authenticate, policy};
 use crate::auth::Authenticator;
 use crate::error::Error;
@@ -148,7 +151,7 @@ impl Transcoder {
         route: &Route,
         captures: Captures,
         request: Request<Body>,
-        mut inner: S,
+        inner: S,
     ) -> Result<Response<Body>, Response<Body>>
     where
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
@@ -239,24 +242,26 @@ impl Transcoder {
 
         let message = parse_message(&input, object).map_err(error_response)?;
 
-        let mut call = Request::builder()
-            .method(Method::POST)
-            .uri(route.grpc_path.as_str())
-            .version(http::Version::HTTP_2)
-            .header(header::CONTENT_TYPE, "application/grpc")
-            .header(header::TE, "trailers");
+        let mut call = unary::grpc_request(&route.grpc_path);
         for name in FORWARDED_HEADERS {
             for value in parts.headers.get_all(name) {
                 call = call.header(name, value);
             }
         }
         let mut call = call
-            .body(Body::new(Full::new(frame(&message))))
+            .body(unary::grpc_body(&message.encode_to_vec()))
             .expect("a well-formed request");
         call.extensions_mut().insert(principal);
 
-        let Ok(response) = inner.call(call).await;
-        Ok(self.reply(route, response).await)
+        Ok(match unary::call(inner, call).await {
+            Ok(payload) => match DynamicMessage::decode(route.output(), payload) {
+                Ok(message) => json_response(StatusCode::OK, &JsonOut(&message)),
+                Err(_) => status_response(&tonic::Status::internal(
+                    "the RPC reply could not be decoded",
+                )),
+            },
+            Err(status) => status_response(&status),
+        })
     }
 
     fn too_large(&self) -> Response<Body> {
@@ -265,44 +270,5 @@ impl Transcoder {
             tonic::Code::ResourceExhausted,
             &format!("the request body is larger than {} bytes", self.body_limit),
         )
-    }
-
-    /// Turns the RPC's reply into the JSON response.
-    async fn reply(&self, route: &Route, response: Response<Body>) -> Response<Body> {
-        // A Trailers-Only reply carries its status in the headers.
-        if let Some(status) = tonic::Status::from_header_map(response.headers())
-            && status.code() != tonic::Code::Ok
-        {
-            return status_response(&status);
-        }
-        let collected = match response.into_body().collect().await {
-            Ok(c) => c,
-            Err(status) => return status_response(&status),
-        };
-        let status = collected
-            .trailers()
-            .and_then(tonic::Status::from_header_map);
-        let bytes = collected.to_bytes();
-        match status {
-            Some(s) if s.code() != tonic::Code::Ok => return status_response(&s),
-            Some(_) => {}
-            None if bytes.is_empty() => {
-                return status_response(&tonic::Status::internal("the RPC ended without a status"));
-            }
-            None => {}
-        }
-        if bytes.len() < 5 || bytes[0] != 0 {
-            return status_response(&tonic::Status::internal("the RPC sent no readable reply"));
-        }
-        let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
-        let Some(payload) = bytes.get(5..5 + len) else {
-            return status_response(&tonic::Status::internal("the RPC reply was cut short"));
-        };
-        match DynamicMessage::decode(route.output(), payload) {
-            Ok(message) => json_response(StatusCode::OK, &JsonOut(&message)),
-            Err(_) => status_response(&tonic::Status::internal(
-                "the RPC reply could not be decoded",
-            )),
-        }
     }
 }

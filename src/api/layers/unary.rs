@@ -1,0 +1,76 @@
+//! One unary RPC called in-process, as the HTTP/JSON and Connect layers make
+//! it: frame the request message, call the inner gRPC service, and read its
+//! reply (frames and trailers, or a Trailers-Only status) back into one
+//! message or one status.
+
+use std::convert::Infallible;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use tonic::body::Body;
+use tower::Service;
+
+/// Frames one encoded message as gRPC: flag 0 (uncompressed), length, bytes.
+pub fn frame(message: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(5 + message.len());
+    buf.put_u8(0);
+    buf.put_u32(message.len() as u32);
+    buf.put_slice(message);
+    buf.freeze()
+}
+
+/// The head of a gRPC request for `path`; its body is `grpc_body`.
+pub fn grpc_request(path: &str) -> http::request::Builder {
+    Request::builder()
+        .method(http::Method::POST)
+        .uri(path)
+        .version(http::Version::HTTP_2)
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header(http::header::TE, "trailers")
+}
+
+/// One encoded message as a gRPC request body.
+pub fn grpc_body(message: &[u8]) -> Body {
+    Body::new(Full::new(frame(message)))
+}
+
+/// Sends `request` to `inner` and reads the reply: the one response
+/// message, or the status the RPC ended with.
+pub async fn call<S>(mut inner: S, request: Request<Body>) -> Result<Bytes, tonic::Status>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+{
+    let Ok(response) = inner.call(request).await;
+    reply(response).await
+}
+
+async fn reply(response: Response<Body>) -> Result<Bytes, tonic::Status> {
+    // A Trailers-Only reply carries its status in the headers.
+    if let Some(status) = tonic::Status::from_header_map(response.headers())
+        && status.code() != tonic::Code::Ok
+    {
+        return Err(status);
+    }
+    let collected = response.into_body().collect().await?;
+    let status = collected
+        .trailers()
+        .and_then(tonic::Status::from_header_map);
+    let bytes = collected.to_bytes();
+    match status {
+        Some(s) if s.code() != tonic::Code::Ok => return Err(s),
+        Some(_) => {}
+        None if bytes.is_empty() => {
+            return Err(tonic::Status::internal("the RPC ended without a status"));
+        }
+        None => {}
+    }
+    if bytes.len() < 5 || bytes[0] != 0 {
+        return Err(tonic::Status::internal("the RPC sent no readable reply"));
+    }
+    let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+    bytes
+        .get(5..5 + len)
+        .map(|_| bytes.slice(5..5 + len))
+        .ok_or_else(|| tonic::Status::internal("the RPC reply was cut short"))
+}
