@@ -15,6 +15,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 
 use crate::api::grpc::{CatalogApi, PracticeApi};
 use crate::api::layers::auth::AuthLayer;
+use crate::api::layers::connect::{ConnectLayer, ConnectProtocol};
 use crate::api::layers::health::{GrpcHealth, HealthLayer};
 use crate::api::layers::rpc::RpcLayer;
 use crate::api::layers::shed::ShedLayer;
@@ -128,6 +129,12 @@ impl Application {
             self.config.max_body_bytes,
         )
         .map_err(|e| anyhow::anyhow!("reading the HTTP rules: {e}"))?;
+        let connect = ConnectProtocol::new(
+            FILE_DESCRIPTOR_SET,
+            self.auth.clone(),
+            self.config.max_body_bytes,
+        )
+        .map_err(|e| anyhow::anyhow!("reading the RPCs for Connect: {e}"))?;
 
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
         let drain = async move {
@@ -150,14 +157,16 @@ impl Application {
             // Outermost first. Request ids and CORS before anything else
             // (preflights never reach authentication); probes before
             // shedding (a busy server must not look dead); shedding before
-            // any work; the JSON transcoder outside gRPC-Web (which answers
-            // any plain HTTP/1 request with 400); then, for every protocol
-            // alike, the RPC span and deadline, authentication, the routes.
+            // any work; Connect and the JSON transcoder outside gRPC-Web
+            // (which answers any plain HTTP/1 request with 400); then, for
+            // every protocol alike, the RPC span and deadline,
+            // authentication, the routes.
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(cors_layer(&self.config.cors_origins))
             .layer(HealthLayer::new(readiness))
             .layer(ShedLayer::new(limits.max_in_flight))
+            .layer(ConnectLayer::new(connect))
             .layer(TranscodeLayer::new(transcoder))
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(RpcLayer::new(limits.request_timeout))
@@ -223,6 +232,11 @@ fn cors_layer(origins: &[String]) -> tower_http::cors::CorsLayer {
         "content-type",
         "idempotency-key",
         "x-grpc-web",
+        "connect-protocol-version",
+        "connect-timeout-ms",
+        "connect-content-encoding",
+        "connect-accept-encoding",
+        "content-encoding",
         "x-user-agent",
         "grpc-timeout",
         "traceparent",
@@ -233,6 +247,8 @@ fn cors_layer(origins: &[String]) -> tower_http::cors::CorsLayer {
         "grpc-status",
         "grpc-message",
         "grpc-status-details-bin",
+        "content-encoding",
+        "connect-content-encoding",
         "www-authenticate",
         "x-request-id",
     ];

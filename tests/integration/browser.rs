@@ -149,11 +149,17 @@ async fn grpc_web_from_a_real_browser() {
         );
         assert_eq!(result["badToken"]["code"], 16);
         assert_eq!(result["badToken"]["name"], "Unauthenticated");
+        // The Connect protocol from the same page (JSON, GET for reads).
+        let connect = &result["connect"];
+        assert_eq!(connect["created"]["title"], "over Connect", "{result}");
+        assert_eq!(connect["created"]["models"].as_array().unwrap().len(), 2);
+        assert_eq!(connect["same"], true, "{result}");
+        assert_eq!(connect["badToken"]["name"], "Unauthenticated", "{result}");
         let shown = out["shown"].as_str().unwrap();
         assert!(
             shown.starts_with("gRPC status 16 (Unauthenticated)"),
             "{shown}"
         );
     }
-    assert_eq!(app.counts().await.sessions, 1);
+    assert_eq!(app.counts().await.sessions, 2);
 }

@@ -13,6 +13,7 @@ mod common;
 mod auth;
 mod browser;
 mod catalog;
+mod connect;
 mod create_session;
 mod deploy;
 mod examples;

@@ -1,6 +1,7 @@
 //! The tower layers of the one port, outermost first as `startup` stacks
 //! them: request ids and CORS (tower-http), [`health`] probes, [`shed`]
-//! load shedding, the [`transcode`] HTTP/JSON layer, gRPC-Web (tonic-web),
+//! load shedding, the [`connect`] protocol, the [`transcode`] HTTP/JSON
+//! layer, gRPC-Web (tonic-web),
 //! the [`rpc`] span and deadline, and [`auth`]; then the tonic routes.
 //!
 //! Each of ours is a [`Middleware`]: what it does with one request. The
@@ -9,6 +10,7 @@
 //! polled ready, answer with a boxed future.
 
 pub mod auth;
+pub mod connect;
 pub mod health;
 pub mod rpc;
 pub mod shed;

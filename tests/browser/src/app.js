@@ -2,7 +2,7 @@
 // port than the API's), with the service described by the server's own
 // descriptor set, and shows what happened.
 import { createClient, ConnectError, Code } from "@connectrpc/connect";
-import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { createFileRegistry, fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 
@@ -42,11 +42,32 @@ async function main() {
     show("status", `gRPC status ${e.code} (${Code[e.code]}): ${e.rawMessage}`);
   }
 
+  // The same service over the Connect protocol, on connect-web's defaults
+  // (JSON), reads through GET for the RPCs without side effects.
+  const connect = createClient(
+    service,
+    createConnectTransport({ baseUrl: api, useHttpGet: true }),
+  );
+  const viaConnect = await connect.createSession({ classId: 3n, title: "over Connect" }, auth);
+  const readViaConnect = await connect.getSession({ sessionId: viaConnect.sessionId }, auth);
+  let connectBadToken = null;
+  try {
+    await connect.getSession({ sessionId: 1n }, { headers: { authorization: "Bearer not-a-token" } });
+  } catch (err) {
+    const e = ConnectError.from(err);
+    connectBadToken = { code: e.code, name: Code[e.code] };
+  }
+
   window.__result = {
     created: plain(created),
     read: plain(read),
     same: JSON.stringify(plain(created)) === JSON.stringify(plain(read)),
     badToken,
+    connect: {
+      created: plain(viaConnect),
+      same: JSON.stringify(plain(viaConnect)) === JSON.stringify(plain(readViaConnect)),
+      badToken: connectBadToken,
+    },
   };
 }
 

@@ -1,0 +1,350 @@
+//! The Connect protocol (connectrpc.com) on the gRPC paths, in-process: a
+//! unary Connect call (`POST /pkg.Service/Method` with `application/proto`
+//! or `application/json`, or `GET` with `?connect=v1&encoding=...&message=`
+//! for RPCs marked `idempotency_level = NO_SIDE_EFFECTS`) is authenticated
+//! from its headers, its message decoded (canonical proto3 JSON for the JSON
+//! codec), and sent to the inner service as a real gRPC call; the reply or
+//! the status comes back in Connect's shape. `Connect-Timeout-Ms` becomes
+//! the call's `grpc-timeout`; bodies may be gzip-compressed both ways.
+
+pub mod wire;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use prost::Message as _;
+use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor};
+use tonic::Status;
+use tonic::body::Body;
+use tower::Service;
+
+use self::wire::{Codec, Compression};
+use super::auth::{Policy, authenticate, policy};
+use super::{BoxFuture, Middleware, MiddlewareLayer, unary};
+use crate::auth::Authenticator;
+
+/// Request headers a Connect call passes on to the RPC.
+const FORWARDED_HEADERS: [&str; 6] = [
+    "authorization",
+    "idempotency-key",
+    "traceparent",
+    "tracestate",
+    "x-request-id",
+    "user-agent",
+];
+
+/// Replies at least this large are gzipped for clients that accept it.
+const COMPRESS_FROM: usize = 1024;
+
+/// What the layer knows of one unary RPC.
+struct Rpc {
+    input: MessageDescriptor,
+    output: MessageDescriptor,
+    /// `idempotency_level = NO_SIDE_EFFECTS`: may be called with GET.
+    no_side_effects: bool,
+}
+
+pub struct ConnectProtocol {
+    /// Unary RPCs by gRPC path.
+    rpcs: HashMap<String, Rpc>,
+    auth: Arc<Authenticator>,
+    body_limit: usize,
+}
+
+impl ConnectProtocol {
+    pub fn new(
+        descriptors: &[u8],
+        auth: Arc<Authenticator>,
+        body_limit: usize,
+    ) -> Result<Self, String> {
+        let pool = DescriptorPool::decode(descriptors).map_err(|e| e.to_string())?;
+        let mut rpcs = HashMap::new();
+        for service in pool.services() {
+            for method in service.methods() {
+                if method.is_client_streaming() || method.is_server_streaming() {
+                    continue;
+                }
+                let no_side_effects = method
+                    .method_descriptor_proto()
+                    .options
+                    .as_ref()
+                    .and_then(|o| o.idempotency_level)
+                    == Some(prost_types::method_options::IdempotencyLevel::NoSideEffects as i32);
+                rpcs.insert(
+                    format!("/{}/{}", service.full_name(), method.name()),
+                    Rpc {
+                        input: method.input(),
+                        output: method.output(),
+                        no_side_effects,
+                    },
+                );
+            }
+        }
+        Ok(Self {
+            rpcs,
+            auth,
+            body_limit,
+        })
+    }
+}
+
+/// Serves Connect calls; everything else passes on.
+#[derive(Clone)]
+pub struct Connect(Arc<ConnectProtocol>);
+
+pub type ConnectLayer = MiddlewareLayer<Connect>;
+
+impl ConnectLayer {
+    pub fn new(protocol: ConnectProtocol) -> Self {
+        MiddlewareLayer(Connect(Arc::new(protocol)))
+    }
+}
+
+/// How a Connect call carries its message.
+enum Call {
+    Post(Codec),
+    Get,
+}
+
+fn media_type(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::CONTENT_TYPE)?
+        .to_str()
+        .ok()?
+        .split(';')
+        .next()
+        .map(str::trim)
+}
+
+/// Is this a unary Connect call to one of our RPCs?
+fn classify(request: &Request<Body>, rpcs: &HashMap<String, Rpc>) -> Option<Call> {
+    if !rpcs.contains_key(request.uri().path()) {
+        return None;
+    }
+    match *request.method() {
+        Method::POST => {
+            let codec = media_type(request.headers())?.strip_prefix("application/")?;
+            Codec::from_name(codec).map(Call::Post)
+        }
+        Method::GET => request
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "connect=v1"))
+            .then_some(Call::Get),
+        _ => None,
+    }
+}
+
+impl Middleware for Connect {
+    fn call<S>(&self, mut inner: S, request: Request<Body>) -> BoxFuture<Response<Body>, Infallible>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        match classify(&request, &self.0.rpcs) {
+            None => Box::pin(inner.call(request)),
+            Some(call) => {
+                let protocol = self.0.clone();
+                Box::pin(async move {
+                    Ok(protocol
+                        .handle(call, request, inner)
+                        .await
+                        .unwrap_or_else(|status| wire::error_response(&status)))
+                })
+            }
+        }
+    }
+}
+
+/// The message of a GET call, from its query.
+struct GetMessage {
+    codec: Codec,
+    compression: Compression,
+    bytes: Bytes,
+}
+
+fn get_message(query: &str) -> Result<GetMessage, Status> {
+    let mut message = None;
+    let mut encoding = None;
+    let mut base64 = false;
+    let mut compression = None;
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "message" => message = Some(value.into_owned()),
+            "encoding" => encoding = Some(value.into_owned()),
+            "base64" => base64 = value == "1",
+            "compression" => compression = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    let codec = encoding
+        .as_deref()
+        .and_then(Codec::from_name)
+        .ok_or_else(|| Status::invalid_argument("encoding must be proto or json"))?;
+    let message = message.ok_or_else(|| Status::invalid_argument("message is missing"))?;
+    let bytes = if base64 {
+        let trimmed = message.trim_end_matches('=');
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(trimmed)
+            .map_err(|_| Status::invalid_argument("message is not valid base64url"))?
+            .into()
+    } else {
+        Bytes::from(message.into_bytes())
+    };
+    Ok(GetMessage {
+        codec,
+        compression: Compression::from_name(compression.as_deref())?,
+        bytes,
+    })
+}
+
+impl ConnectProtocol {
+    async fn handle<S>(
+        &self,
+        call: Call,
+        request: Request<Body>,
+        inner: S,
+    ) -> Result<Response<Body>, Status>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let (parts, body) = request.into_parts();
+        let path = parts.uri.path().to_owned();
+        let rpc = &self.rpcs[&path];
+        if let Some(version) = parts.headers.get("connect-protocol-version")
+            && version != "1"
+        {
+            return Err(Status::invalid_argument(
+                "connect-protocol-version must be 1",
+            ));
+        }
+        if matches!(call, Call::Get) && !rpc.no_side_effects {
+            let mut response = wire::error_response(&Status::unimplemented(format!(
+                "{path} has side effects: call it with POST"
+            )));
+            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return Ok(response);
+        }
+
+        // Authentication first: a refused caller's body is never read.
+        let route_policy = policy(&path);
+        let principal = match route_policy {
+            Policy::Public => None,
+            _ => Some(
+                authenticate(&self.auth, &parts.headers, route_policy)
+                    .await
+                    .map_err(Status::from)?,
+            ),
+        };
+
+        let (codec, compression, bytes) = match call {
+            Call::Post(codec) => {
+                let compression = Compression::from_name(
+                    parts
+                        .headers
+                        .get(header::CONTENT_ENCODING)
+                        .and_then(|v| v.to_str().ok()),
+                )?;
+                let bytes = Limited::new(body, self.body_limit)
+                    .collect()
+                    .await
+                    .map_err(|_| {
+                        Status::resource_exhausted(format!(
+                            "the request body is larger than {} bytes",
+                            self.body_limit
+                        ))
+                    })?
+                    .to_bytes();
+                (codec, compression, bytes)
+            }
+            Call::Get => {
+                let m = get_message(parts.uri.query().unwrap_or_default())?;
+                (m.codec, m.compression, m.bytes)
+            }
+        };
+        let bytes = compression.decompress(bytes, self.body_limit)?;
+        let message = match codec {
+            Codec::Proto => bytes,
+            Codec::Json => json_to_proto(&rpc.input, &bytes)?,
+        };
+
+        let mut grpc = unary::grpc_request(&path);
+        for name in FORWARDED_HEADERS {
+            for value in parts.headers.get_all(name) {
+                grpc = grpc.header(name, value);
+            }
+        }
+        if let Some(ms) = parts
+            .headers
+            .get("connect-timeout-ms")
+            .and_then(|v| v.to_str().ok())
+            .and_then(wire::timeout_ms)
+        {
+            grpc = grpc.header("grpc-timeout", format!("{}m", ms.min(99_999_999)));
+        }
+        let mut grpc = grpc
+            .body(unary::grpc_body(&message))
+            .map_err(|_| Status::invalid_argument("the request headers are not valid"))?;
+        if let Some(principal) = principal {
+            grpc.extensions_mut().insert(principal);
+        }
+
+        let reply = unary::call(inner, grpc).await?;
+        let reply = match codec {
+            Codec::Proto => reply.to_vec(),
+            Codec::Json => proto_to_json(&rpc.output, &reply)?,
+        };
+        let gzip = wire::accepts_gzip(parts.headers.get(header::ACCEPT_ENCODING))
+            && reply.len() >= COMPRESS_FROM;
+        let reply = if gzip {
+            Compression::Gzip.compress(reply)
+        } else {
+            reply
+        };
+        let mut response = Response::new(Body::new(Full::new(Bytes::from(reply))));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(codec.content_type()),
+        );
+        if gzip {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        Ok(response)
+    }
+}
+
+/// A canonical proto3 JSON message to its binary encoding. Unknown fields
+/// are ignored, as Connect's own servers do.
+fn json_to_proto(desc: &MessageDescriptor, bytes: &[u8]) -> Result<Bytes, Status> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let message = DynamicMessage::deserialize_with_options(
+        desc.clone(),
+        &mut de,
+        &DeserializeOptions::new().deny_unknown_fields(false),
+    )
+    .and_then(|m| de.end().map(|()| m))
+    .map_err(|e| {
+        Status::invalid_argument(format!(
+            "the JSON message is not a valid {}: {e}",
+            desc.name()
+        ))
+    })?;
+    Ok(message.encode_to_vec().into())
+}
+
+/// A binary reply to canonical proto3 JSON.
+fn proto_to_json(desc: &MessageDescriptor, bytes: &[u8]) -> Result<Vec<u8>, Status> {
+    let message = DynamicMessage::decode(desc.clone(), bytes)
+        .map_err(|_| Status::internal("the RPC reply could not be decoded"))?;
+    serde_json::to_vec(&message).map_err(|_| Status::internal("the reply could not be written"))
+}
