@@ -12,6 +12,7 @@ mod common;
 
 mod auth;
 mod browser;
+mod buf_curl;
 mod catalog;
 mod connect;
 mod create_session;

@@ -6,7 +6,10 @@
 //! codec), and sent to the inner service as a real gRPC call; the reply or
 //! the status comes back in Connect's shape. `Connect-Timeout-Ms` becomes
 //! the call's `grpc-timeout`; bodies may be gzip-compressed both ways.
+//! Streams with the proto codec pass through to any streaming RPC on the
+//! port, gRPC reflection included (see `stream`).
 
+pub mod stream;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -109,6 +112,8 @@ impl ConnectLayer {
 enum Call {
     Post(Codec),
     Get,
+    /// `application/connect+proto`: a stream of envelopes.
+    Stream,
 }
 
 fn media_type(headers: &HeaderMap) -> Option<&str> {
@@ -121,8 +126,15 @@ fn media_type(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Is this a unary Connect call to one of our RPCs?
+/// Is this a Connect call: a stream to any gRPC path, or a unary call to
+/// one of our unary RPCs?
 fn classify(request: &Request<Body>, rpcs: &HashMap<String, Rpc>) -> Option<Call> {
+    if request.method() == Method::POST
+        && media_type(request.headers()) == Some("application/connect+proto")
+        && is_grpc_path(request.uri().path())
+    {
+        return Some(Call::Stream);
+    }
     if !rpcs.contains_key(request.uri().path()) {
         return None;
     }
@@ -138,6 +150,16 @@ fn classify(request: &Request<Body>, rpcs: &HashMap<String, Rpc>) -> Option<Call
             .then_some(Call::Get),
         _ => None,
     }
+}
+
+/// `/package.Service/Method`: the services' names are dotted, the HTTP/JSON
+/// routes' first segments never are.
+fn is_grpc_path(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|p| p.split_once('/'))
+        .is_some_and(|(service, method)| {
+            service.contains('.') && !method.is_empty() && !method.contains('/')
+        })
 }
 
 impl Middleware for Connect {
@@ -204,6 +226,63 @@ fn get_message(query: &str) -> Result<GetMessage, Status> {
 }
 
 impl ConnectProtocol {
+    /// The authenticated caller of `path`; `None` for public RPCs.
+    async fn caller(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<Option<crate::auth::Principal>, Status> {
+        match policy(path) {
+            Policy::Public => Ok(None),
+            route_policy => authenticate(&self.auth, headers, route_policy)
+                .await
+                .map(Some)
+                .map_err(Status::from),
+        }
+    }
+
+    /// A Connect stream with the proto codec, passed through (see `stream`).
+    /// Every answer is HTTP 200; a refusal is the end-of-stream error.
+    async fn stream<S>(&self, request: Request<Body>, mut inner: S) -> Response<Body>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let (parts, body) = request.into_parts();
+        let path = parts.uri.path().to_owned();
+        let call = async {
+            Compression::from_name(
+                parts
+                    .headers
+                    .get("connect-content-encoding")
+                    .and_then(|v| v.to_str().ok()),
+            )
+            .and_then(|c| match c {
+                Compression::Identity => Ok(()),
+                Compression::Gzip => Err(Status::unimplemented(
+                    "compressed stream messages are not supported; send them uncompressed",
+                )),
+            })?;
+            let principal = self.caller(&path, &parts.headers).await?;
+            grpc_call(&path, &parts.headers, principal, body)
+        };
+        let (reply, early) = match call.await {
+            Ok(grpc) => {
+                let Ok(response) = inner.call(grpc).await;
+                let early = Status::from_header_map(response.headers())
+                    .filter(|s| s.code() != tonic::Code::Ok);
+                (response.into_body(), early)
+            }
+            Err(status) => (Body::empty(), Some(status)),
+        };
+        let mut response = Response::new(Body::new(stream::ConnectStreamBody::new(reply, early)));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/connect+proto"),
+        );
+        response
+    }
+
     async fn handle<S>(
         &self,
         call: Call,
@@ -214,6 +293,9 @@ impl ConnectProtocol {
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
         S::Future: Send,
     {
+        if matches!(call, Call::Stream) {
+            return Ok(self.stream(request, inner).await);
+        }
         let (parts, body) = request.into_parts();
         let path = parts.uri.path().to_owned();
         let rpc = &self.rpcs[&path];
@@ -236,15 +318,7 @@ impl ConnectProtocol {
         }
 
         // Authentication first: a refused caller's body is never read.
-        let route_policy = policy(&path);
-        let principal = match route_policy {
-            Policy::Public => None,
-            _ => Some(
-                authenticate(&self.auth, &parts.headers, route_policy)
-                    .await
-                    .map_err(Status::from)?,
-            ),
-        };
+        let principal = self.caller(&path, &parts.headers).await?;
 
         let (codec, compression, bytes) = match call {
             Call::Post(codec) => {
@@ -270,6 +344,7 @@ impl ConnectProtocol {
                 let m = get_message(parts.uri.query().unwrap_or_default())?;
                 (m.codec, m.compression, m.bytes)
             }
+            Call::Stream => unreachable!("streams returned above"),
         };
         let bytes = compression.decompress(bytes, self.body_limit)?;
         let message = match codec {
@@ -277,26 +352,7 @@ impl ConnectProtocol {
             Codec::Json => json_to_proto(&rpc.input, &bytes)?,
         };
 
-        let mut grpc = unary::grpc_request(&path);
-        for name in FORWARDED_HEADERS {
-            for value in parts.headers.get_all(name) {
-                grpc = grpc.header(name, value);
-            }
-        }
-        if let Some(ms) = parts
-            .headers
-            .get("connect-timeout-ms")
-            .and_then(|v| v.to_str().ok())
-            .and_then(wire::timeout_ms)
-        {
-            grpc = grpc.header("grpc-timeout", format!("{}m", ms.min(99_999_999)));
-        }
-        let mut grpc = grpc
-            .body(unary::grpc_body(&message))
-            .map_err(|_| Status::invalid_argument("the request headers are not valid"))?;
-        if let Some(principal) = principal {
-            grpc.extensions_mut().insert(principal);
-        }
+        let grpc = grpc_call(&path, &parts.headers, principal, unary::grpc_body(&message))?;
 
         let reply = unary::call(inner, grpc).await?;
         let reply = match codec {
@@ -321,6 +377,36 @@ impl ConnectProtocol {
         }
         Ok(response)
     }
+}
+
+/// The in-process gRPC call for a Connect call: its path, the headers it
+/// passes on, `Connect-Timeout-Ms` as `grpc-timeout`, and the caller.
+fn grpc_call(
+    path: &str,
+    headers: &HeaderMap,
+    principal: Option<crate::auth::Principal>,
+    body: Body,
+) -> Result<Request<Body>, Status> {
+    let mut grpc = unary::grpc_request(path);
+    for name in FORWARDED_HEADERS {
+        for value in headers.get_all(name) {
+            grpc = grpc.header(name, value);
+        }
+    }
+    if let Some(ms) = headers
+        .get("connect-timeout-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(wire::timeout_ms)
+    {
+        grpc = grpc.header("grpc-timeout", format!("{}m", ms.min(99_999_999)));
+    }
+    let mut grpc = grpc
+        .body(body)
+        .map_err(|_| Status::invalid_argument("the request headers are not valid"))?;
+    if let Some(principal) = principal {
+        grpc.extensions_mut().insert(principal);
+    }
+    Ok(grpc)
 }
 
 /// A canonical proto3 JSON message to its binary encoding. Unknown fields
