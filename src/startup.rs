@@ -16,8 +16,10 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use crate::api::grpc::{CatalogApi, PracticeApi};
 use crate::api::layers::auth::AuthLayer;
 use crate::api::layers::connect::{ConnectLayer, ConnectProtocol};
+use crate::api::layers::grpc_web_json::GrpcWebJsonLayer;
 use crate::api::layers::health::{GrpcHealth, HealthLayer};
 use crate::api::layers::rpc::RpcLayer;
+use crate::api::layers::rpcs::UnaryRpcs;
 use crate::api::layers::shed::ShedLayer;
 use crate::api::layers::transcode::{TranscodeLayer, Transcoder};
 use crate::auth::{Authenticator, ClaimRules, Keys, dev_secret_path, load_or_create_dev_secret};
@@ -129,12 +131,12 @@ impl Application {
             self.config.max_body_bytes,
         )
         .map_err(|e| anyhow::anyhow!("reading the HTTP rules: {e}"))?;
-        let connect = ConnectProtocol::new(
-            FILE_DESCRIPTOR_SET,
-            self.auth.clone(),
-            self.config.max_body_bytes,
-        )
-        .map_err(|e| anyhow::anyhow!("reading the RPCs for Connect: {e}"))?;
+        let rpcs = UnaryRpcs::from_descriptors(FILE_DESCRIPTOR_SET)
+            .map_err(|e| anyhow::anyhow!("reading the RPCs: {e}"))?;
+        let connect =
+            ConnectProtocol::new(rpcs.clone(), self.auth.clone(), self.config.max_body_bytes);
+        let grpc_web_json =
+            GrpcWebJsonLayer::new(rpcs, self.auth.clone(), self.config.max_body_bytes);
 
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
         let drain = async move {
@@ -168,6 +170,7 @@ impl Application {
             .layer(ShedLayer::new(limits.max_in_flight))
             .layer(ConnectLayer::new(connect))
             .layer(TranscodeLayer::new(transcoder))
+            .layer(grpc_web_json)
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(RpcLayer::new(limits.request_timeout))
             .layer(AuthLayer::new(self.auth.clone()))

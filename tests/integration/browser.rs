@@ -155,11 +155,17 @@ async fn grpc_web_from_a_real_browser() {
         assert_eq!(connect["created"]["models"].as_array().unwrap().len(), 2);
         assert_eq!(connect["same"], true, "{result}");
         assert_eq!(connect["badToken"]["name"], "Unauthenticated", "{result}");
+        // gRPC-Web's JSON payload mode.
+        let web_json = &result["grpcWebJson"];
+        assert_eq!(web_json["created"]["title"], "gRPC-Web JSON", "{result}");
+        assert_eq!(web_json["same"], true, "{result}");
+        assert_eq!(web_json["missing"]["name"], "NotFound", "{result}");
+        assert_eq!(web_json["missing"]["message"], "session 999 not found");
         let shown = out["shown"].as_str().unwrap();
         assert!(
             shown.starts_with("gRPC status 16 (Unauthenticated)"),
             "{shown}"
         );
     }
-    assert_eq!(app.counts().await.sessions, 2);
+    assert_eq!(app.counts().await.sessions, 3);
 }

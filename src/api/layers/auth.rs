@@ -106,6 +106,22 @@ pub(crate) async fn authenticate(
     Ok(principal)
 }
 
+/// The authenticated caller of `path` for a layer that reads the body itself
+/// (so it authenticates first); `None` for public RPCs.
+pub(crate) async fn caller(
+    auth: &Authenticator,
+    path: &str,
+    headers: &http::HeaderMap,
+) -> Result<Option<Principal>, Status> {
+    match policy(path) {
+        Policy::Public => Ok(None),
+        route_policy => authenticate(auth, headers, route_policy)
+            .await
+            .map(Some)
+            .map_err(Status::from),
+    }
+}
+
 pub(crate) fn refusal<B: Default>(err: Error) -> Response<B> {
     let unauthenticated = err.code() == tonic::Code::Unauthenticated;
     let mut response = Status::from(err).into_http::<B>();

@@ -1,7 +1,7 @@
 //! The tower layers of the one port, outermost first as `startup` stacks
 //! them: request ids and CORS (tower-http), [`health`] probes, [`shed`]
 //! load shedding, the [`connect`] protocol, the [`transcode`] HTTP/JSON
-//! layer, gRPC-Web (tonic-web),
+//! layer, gRPC-Web's JSON mode ([`grpc_web_json`]), gRPC-Web (tonic-web),
 //! the [`rpc`] span and deadline, and [`auth`]; then the tonic routes.
 //!
 //! Each of ours is a [`Middleware`]: what it does with one request. The
@@ -11,8 +11,10 @@
 
 pub mod auth;
 pub mod connect;
+pub mod grpc_web_json;
 pub mod health;
 pub mod rpc;
+pub mod rpcs;
 pub mod shed;
 pub mod transcode;
 pub mod unary;

@@ -20,14 +20,34 @@ pub fn frame(message: &[u8]) -> Bytes {
     buf.freeze()
 }
 
-/// The head of a gRPC request for `path`; its body is `grpc_body`.
-pub fn grpc_request(path: &str) -> http::request::Builder {
-    Request::builder()
+/// Request headers an in-process call passes on to the RPC: the caller's
+/// credentials and idempotency key, trace context, deadline and ids. Nothing
+/// else a client sent reaches the routes.
+const FORWARDED_HEADERS: [&str; 7] = [
+    "authorization",
+    "idempotency-key",
+    "traceparent",
+    "tracestate",
+    "grpc-timeout",
+    "x-request-id",
+    "user-agent",
+];
+
+/// The head of a gRPC request for `path`, with the headers it passes on
+/// from the client's `headers`; its body is `grpc_body`.
+pub fn grpc_request(path: &str, headers: &http::HeaderMap) -> http::request::Builder {
+    let mut request = Request::builder()
         .method(http::Method::POST)
         .uri(path)
         .version(http::Version::HTTP_2)
         .header(http::header::CONTENT_TYPE, "application/grpc")
-        .header(http::header::TE, "trailers")
+        .header(http::header::TE, "trailers");
+    for name in FORWARDED_HEADERS {
+        for value in headers.get_all(name) {
+            request = request.header(name, value);
+        }
+    }
+    request
 }
 
 /// One encoded message as a gRPC request body.

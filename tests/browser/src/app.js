@@ -58,11 +58,31 @@ async function main() {
     connectBadToken = { code: e.code, name: Code[e.code] };
   }
 
+  // gRPC-Web's JSON payload mode.
+  const webJson = createClient(
+    service,
+    createGrpcWebTransport({ baseUrl: api, useBinaryFormat: false }),
+  );
+  const viaWebJson = await webJson.createSession({ classId: 3n, title: "gRPC-Web JSON" }, auth);
+  const readViaWebJson = await webJson.getSession({ sessionId: viaWebJson.sessionId }, auth);
+  let webJsonMissing = null;
+  try {
+    await webJson.getSession({ sessionId: 999n }, auth);
+  } catch (err) {
+    const e = ConnectError.from(err);
+    webJsonMissing = { code: e.code, name: Code[e.code], message: e.rawMessage };
+  }
+
   window.__result = {
     created: plain(created),
     read: plain(read),
     same: JSON.stringify(plain(created)) === JSON.stringify(plain(read)),
     badToken,
+    grpcWebJson: {
+      created: plain(viaWebJson),
+      same: JSON.stringify(plain(viaWebJson)) === JSON.stringify(plain(readViaWebJson)),
+      missing: webJsonMissing,
+    },
     connect: {
       created: plain(viaConnect),
       same: JSON.stringify(plain(viaConnect)) === JSON.stringify(plain(readViaConnect)),

@@ -12,7 +12,6 @@
 pub mod stream;
 pub mod wire;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -20,79 +19,32 @@ use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
-use prost::Message as _;
-use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor};
 use tonic::Status;
 use tonic::body::Body;
 use tower::Service;
 
 use self::wire::{Codec, Compression};
-use super::auth::{Policy, authenticate, policy};
+use super::auth::caller;
+use super::rpcs::UnaryRpcs;
 use super::{BoxFuture, Middleware, MiddlewareLayer, unary};
 use crate::auth::Authenticator;
-
-/// Request headers a Connect call passes on to the RPC.
-const FORWARDED_HEADERS: [&str; 6] = [
-    "authorization",
-    "idempotency-key",
-    "traceparent",
-    "tracestate",
-    "x-request-id",
-    "user-agent",
-];
 
 /// Replies at least this large are gzipped for clients that accept it.
 const COMPRESS_FROM: usize = 1024;
 
-/// What the layer knows of one unary RPC.
-struct Rpc {
-    input: MessageDescriptor,
-    output: MessageDescriptor,
-    /// `idempotency_level = NO_SIDE_EFFECTS`: may be called with GET.
-    no_side_effects: bool,
-}
-
 pub struct ConnectProtocol {
-    /// Unary RPCs by gRPC path.
-    rpcs: HashMap<String, Rpc>,
+    rpcs: UnaryRpcs,
     auth: Arc<Authenticator>,
     body_limit: usize,
 }
 
 impl ConnectProtocol {
-    pub fn new(
-        descriptors: &[u8],
-        auth: Arc<Authenticator>,
-        body_limit: usize,
-    ) -> Result<Self, String> {
-        let pool = DescriptorPool::decode(descriptors).map_err(|e| e.to_string())?;
-        let mut rpcs = HashMap::new();
-        for service in pool.services() {
-            for method in service.methods() {
-                if method.is_client_streaming() || method.is_server_streaming() {
-                    continue;
-                }
-                let no_side_effects = method
-                    .method_descriptor_proto()
-                    .options
-                    .as_ref()
-                    .and_then(|o| o.idempotency_level)
-                    == Some(prost_types::method_options::IdempotencyLevel::NoSideEffects as i32);
-                rpcs.insert(
-                    format!("/{}/{}", service.full_name(), method.name()),
-                    Rpc {
-                        input: method.input(),
-                        output: method.output(),
-                        no_side_effects,
-                    },
-                );
-            }
-        }
-        Ok(Self {
+    pub fn new(rpcs: UnaryRpcs, auth: Arc<Authenticator>, body_limit: usize) -> Self {
+        Self {
             rpcs,
             auth,
             body_limit,
-        })
+        }
     }
 }
 
@@ -128,16 +80,14 @@ fn media_type(headers: &HeaderMap) -> Option<&str> {
 
 /// Is this a Connect call: a stream to any gRPC path, or a unary call to
 /// one of our unary RPCs?
-fn classify(request: &Request<Body>, rpcs: &HashMap<String, Rpc>) -> Option<Call> {
+fn classify(request: &Request<Body>, rpcs: &UnaryRpcs) -> Option<Call> {
     if request.method() == Method::POST
         && media_type(request.headers()) == Some("application/connect+proto")
         && is_grpc_path(request.uri().path())
     {
         return Some(Call::Stream);
     }
-    if !rpcs.contains_key(request.uri().path()) {
-        return None;
-    }
+    rpcs.get(request.uri().path())?;
     match *request.method() {
         Method::POST => {
             let codec = media_type(request.headers())?.strip_prefix("application/")?;
@@ -226,21 +176,6 @@ fn get_message(query: &str) -> Result<GetMessage, Status> {
 }
 
 impl ConnectProtocol {
-    /// The authenticated caller of `path`; `None` for public RPCs.
-    async fn caller(
-        &self,
-        path: &str,
-        headers: &HeaderMap,
-    ) -> Result<Option<crate::auth::Principal>, Status> {
-        match policy(path) {
-            Policy::Public => Ok(None),
-            route_policy => authenticate(&self.auth, headers, route_policy)
-                .await
-                .map(Some)
-                .map_err(Status::from),
-        }
-    }
-
     /// A Connect stream with the proto codec, passed through (see `stream`).
     /// Every answer is HTTP 200; a refusal is the end-of-stream error.
     async fn stream<S>(&self, request: Request<Body>, mut inner: S) -> Response<Body>
@@ -263,7 +198,7 @@ impl ConnectProtocol {
                     "compressed stream messages are not supported; send them uncompressed",
                 )),
             })?;
-            let principal = self.caller(&path, &parts.headers).await?;
+            let principal = caller(&self.auth, &path, &parts.headers).await?;
             grpc_call(&path, &parts.headers, principal, body)
         };
         let (reply, early) = match call.await {
@@ -298,7 +233,7 @@ impl ConnectProtocol {
         }
         let (parts, body) = request.into_parts();
         let path = parts.uri.path().to_owned();
-        let rpc = &self.rpcs[&path];
+        let rpc = self.rpcs.get(&path).expect("classify found the RPC");
         if let Some(version) = parts.headers.get("connect-protocol-version")
             && version != "1"
         {
@@ -318,7 +253,7 @@ impl ConnectProtocol {
         }
 
         // Authentication first: a refused caller's body is never read.
-        let principal = self.caller(&path, &parts.headers).await?;
+        let principal = caller(&self.auth, &path, &parts.headers).await?;
 
         let (codec, compression, bytes) = match call {
             Call::Post(codec) => {
@@ -349,7 +284,7 @@ impl ConnectProtocol {
         let bytes = compression.decompress(bytes, self.body_limit)?;
         let message = match codec {
             Codec::Proto => bytes,
-            Codec::Json => json_to_proto(&rpc.input, &bytes)?,
+            Codec::Json => rpc.json_to_proto(&bytes)?,
         };
 
         let grpc = grpc_call(&path, &parts.headers, principal, unary::grpc_body(&message))?;
@@ -357,7 +292,7 @@ impl ConnectProtocol {
         let reply = unary::call(inner, grpc).await?;
         let reply = match codec {
             Codec::Proto => reply.to_vec(),
-            Codec::Json => proto_to_json(&rpc.output, &reply)?,
+            Codec::Json => rpc.proto_to_json(&reply)?,
         };
         let gzip = wire::accepts_gzip(parts.headers.get(header::ACCEPT_ENCODING))
             && reply.len() >= COMPRESS_FROM;
@@ -387,12 +322,7 @@ fn grpc_call(
     principal: Option<crate::auth::Principal>,
     body: Body,
 ) -> Result<Request<Body>, Status> {
-    let mut grpc = unary::grpc_request(path);
-    for name in FORWARDED_HEADERS {
-        for value in headers.get_all(name) {
-            grpc = grpc.header(name, value);
-        }
-    }
+    let mut grpc = unary::grpc_request(path, headers);
     if let Some(ms) = headers
         .get("connect-timeout-ms")
         .and_then(|v| v.to_str().ok())
@@ -407,30 +337,4 @@ fn grpc_call(
         grpc.extensions_mut().insert(principal);
     }
     Ok(grpc)
-}
-
-/// A canonical proto3 JSON message to its binary encoding. Unknown fields
-/// are ignored, as Connect's own servers do.
-fn json_to_proto(desc: &MessageDescriptor, bytes: &[u8]) -> Result<Bytes, Status> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let message = DynamicMessage::deserialize_with_options(
-        desc.clone(),
-        &mut de,
-        &DeserializeOptions::new().deny_unknown_fields(false),
-    )
-    .and_then(|m| de.end().map(|()| m))
-    .map_err(|e| {
-        Status::invalid_argument(format!(
-            "the JSON message is not a valid {}: {e}",
-            desc.name()
-        ))
-    })?;
-    Ok(message.encode_to_vec().into())
-}
-
-/// A binary reply to canonical proto3 JSON.
-fn proto_to_json(desc: &MessageDescriptor, bytes: &[u8]) -> Result<Vec<u8>, Status> {
-    let message = DynamicMessage::decode(desc.clone(), bytes)
-        .map_err(|_| Status::internal("the RPC reply could not be decoded"))?;
-    serde_json::to_vec(&message).map_err(|_| Status::internal("the reply could not be written"))
 }

@@ -44,17 +44,6 @@ use crate::api::layers::auth::{authenticate, policy};
 use crate::auth::Authenticator;
 use crate::error::Error;
 
-/// Request headers a JSON call passes on to the RPC.
-const FORWARDED_HEADERS: [&str; 7] = [
-    "authorization",
-    "idempotency-key",
-    "traceparent",
-    "tracestate",
-    "grpc-timeout",
-    "x-request-id",
-    "user-agent",
-];
-
 pub struct Transcoder {
     routes: Routes,
     openapi: Bytes,
@@ -242,13 +231,7 @@ impl Transcoder {
 
         let message = parse_message(&input, object).map_err(error_response)?;
 
-        let mut call = unary::grpc_request(&route.grpc_path);
-        for name in FORWARDED_HEADERS {
-            for value in parts.headers.get_all(name) {
-                call = call.header(name, value);
-            }
-        }
-        let mut call = call
+        let mut call = unary::grpc_request(&route.grpc_path, &parts.headers)
             .body(unary::grpc_body(&message.encode_to_vec()))
             .expect("a well-formed request");
         call.extensions_mut().insert(principal);

@@ -1,0 +1,83 @@
+//! The unary RPCs of the descriptor set, by gRPC path: what the layers that
+//! decode messages themselves (Connect, gRPC-Web's JSON mode) need to know.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prost::Message as _;
+use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor};
+use prost_types::method_options::IdempotencyLevel;
+use tonic::Status;
+
+/// One unary RPC.
+pub struct Rpc {
+    pub input: MessageDescriptor,
+    pub output: MessageDescriptor,
+    /// `idempotency_level = NO_SIDE_EFFECTS`: may be called with GET.
+    pub no_side_effects: bool,
+}
+
+impl Rpc {
+    /// A canonical proto3 JSON request to its binary encoding. Unknown
+    /// fields are ignored, as Connect's and gRPC-Web's own servers do.
+    pub fn json_to_proto(&self, bytes: &[u8]) -> Result<Bytes, Status> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let message = DynamicMessage::deserialize_with_options(
+            self.input.clone(),
+            &mut de,
+            &DeserializeOptions::new().deny_unknown_fields(false),
+        )
+        .and_then(|m| de.end().map(|()| m))
+        .map_err(|e| {
+            Status::invalid_argument(format!(
+                "the JSON message is not a valid {}: {e}",
+                self.input.name()
+            ))
+        })?;
+        Ok(message.encode_to_vec().into())
+    }
+
+    /// A binary reply to canonical proto3 JSON.
+    pub fn proto_to_json(&self, bytes: &[u8]) -> Result<Vec<u8>, Status> {
+        let message = DynamicMessage::decode(self.output.clone(), bytes)
+            .map_err(|_| Status::internal("the RPC reply could not be decoded"))?;
+        serde_json::to_vec(&message).map_err(|_| Status::internal("the reply could not be written"))
+    }
+}
+
+#[derive(Clone)]
+pub struct UnaryRpcs(Arc<HashMap<String, Rpc>>);
+
+impl UnaryRpcs {
+    pub fn from_descriptors(descriptors: &[u8]) -> Result<Self, String> {
+        let pool = DescriptorPool::decode(descriptors).map_err(|e| e.to_string())?;
+        let mut rpcs = HashMap::new();
+        for service in pool.services() {
+            for method in service.methods() {
+                if method.is_client_streaming() || method.is_server_streaming() {
+                    continue;
+                }
+                let no_side_effects = method
+                    .method_descriptor_proto()
+                    .options
+                    .as_ref()
+                    .and_then(|o| o.idempotency_level)
+                    == Some(IdempotencyLevel::NoSideEffects as i32);
+                rpcs.insert(
+                    format!("/{}/{}", service.full_name(), method.name()),
+                    Rpc {
+                        input: method.input(),
+                        output: method.output(),
+                        no_side_effects,
+                    },
+                );
+            }
+        }
+        Ok(Self(Arc::new(rpcs)))
+    }
+
+    pub fn get(&self, path: &str) -> Option<&Rpc> {
+        self.0.get(path)
+    }
+}
