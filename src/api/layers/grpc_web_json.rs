@@ -109,12 +109,8 @@ impl Inner {
             }
             _ => return Err(Status::invalid_argument("the request has no message frame")),
         };
-        let mut grpc = unary::grpc_request(path, &parts.headers)
-            .body(unary::grpc_body(&rpc.json_to_proto(message)?))
-            .map_err(|_| Status::invalid_argument("the request headers are not valid"))?;
-        if let Some(principal) = principal {
-            grpc.extensions_mut().insert(principal);
-        }
+        let body = unary::grpc_body(&rpc.json_to_proto(message)?);
+        let grpc = unary::request(path, &parts.headers, principal, body)?;
         let reply = unary::call(inner, grpc).await?;
         rpc.proto_to_json(&reply)
     }

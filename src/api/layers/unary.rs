@@ -35,7 +35,7 @@ const FORWARDED_HEADERS: [&str; 7] = [
 
 /// The head of a gRPC request for `path`, with the headers it passes on
 /// from the client's `headers`; its body is `grpc_body`.
-pub fn grpc_request(path: &str, headers: &http::HeaderMap) -> http::request::Builder {
+fn grpc_request(path: &str, headers: &http::HeaderMap) -> http::request::Builder {
     let mut request = Request::builder()
         .method(http::Method::POST)
         .uri(path)
@@ -48,6 +48,24 @@ pub fn grpc_request(path: &str, headers: &http::HeaderMap) -> http::request::Bui
         }
     }
     request
+}
+
+/// The whole in-process request: `grpc_request`'s head, the body, and the
+/// caller the layer authenticated (the auth layer then trusts it: request
+/// extensions can't come from the network).
+pub fn request(
+    path: &str,
+    headers: &http::HeaderMap,
+    caller: Option<crate::auth::Principal>,
+    body: Body,
+) -> Result<Request<Body>, tonic::Status> {
+    let mut request = grpc_request(path, headers)
+        .body(body)
+        .map_err(|_| tonic::Status::invalid_argument("the request headers are not valid"))?;
+    if let Some(caller) = caller {
+        request.extensions_mut().insert(caller);
+    }
+    Ok(request)
 }
 
 /// One encoded message as a gRPC request body.

@@ -314,27 +314,26 @@ impl ConnectProtocol {
     }
 }
 
-/// The in-process gRPC call for a Connect call: its path, the headers it
-/// passes on, `Connect-Timeout-Ms` as `grpc-timeout`, and the caller.
+/// The in-process gRPC call for a Connect call, with `Connect-Timeout-Ms`
+/// as its `grpc-timeout`.
 fn grpc_call(
     path: &str,
     headers: &HeaderMap,
     principal: Option<crate::auth::Principal>,
     body: Body,
 ) -> Result<Request<Body>, Status> {
-    let mut grpc = unary::grpc_request(path, headers);
-    if let Some(ms) = headers
+    let timeout = headers
         .get("connect-timeout-ms")
         .and_then(|v| v.to_str().ok())
-        .and_then(wire::timeout_ms)
-    {
-        grpc = grpc.header("grpc-timeout", format!("{}m", ms.min(99_999_999)));
+        .and_then(wire::timeout_ms);
+    match timeout {
+        Some(ms) => {
+            let mut headers = headers.clone();
+            let value = HeaderValue::from_str(&format!("{}m", ms.min(99_999_999)))
+                .expect("digits and a unit are a valid header value");
+            headers.insert("grpc-timeout", value);
+            unary::request(path, &headers, principal, body)
+        }
+        None => unary::request(path, headers, principal, body),
     }
-    let mut grpc = grpc
-        .body(body)
-        .map_err(|_| Status::invalid_argument("the request headers are not valid"))?;
-    if let Some(principal) = principal {
-        grpc.extensions_mut().insert(principal);
-    }
-    Ok(grpc)
 }

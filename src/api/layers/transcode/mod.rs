@@ -231,10 +231,9 @@ impl Transcoder {
 
         let message = parse_message(&input, object).map_err(error_response)?;
 
-        let mut call = unary::grpc_request(&route.grpc_path, &parts.headers)
-            .body(unary::grpc_body(&message.encode_to_vec()))
-            .expect("a well-formed request");
-        call.extensions_mut().insert(principal);
+        let body = unary::grpc_body(&message.encode_to_vec());
+        let call = unary::request(&route.grpc_path, &parts.headers, Some(principal), body)
+            .map_err(|status| status_response(&status))?;
 
         Ok(match unary::call(inner, call).await {
             Ok(payload) => match DynamicMessage::decode(route.output(), payload) {
