@@ -23,6 +23,7 @@ mod grpc_web;
 mod http_json;
 mod idempotency;
 mod limits;
+mod node_clients;
 mod scale_out;
 mod sessions;
 mod shutdown;

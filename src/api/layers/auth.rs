@@ -163,7 +163,10 @@ impl Middleware for Auth {
                     request.extensions_mut().insert(principal);
                     inner.call(request).await
                 }
-                Err(err) => Ok(refusal(err)),
+                Err(err) => {
+                    super::drain(request.into_body()).await;
+                    Ok(refusal(err))
+                }
             }
         })
     }

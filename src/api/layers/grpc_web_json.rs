@@ -84,7 +84,13 @@ impl Inner {
         let path = parts.uri.path();
         let rpc = self.rpcs.get(path).expect("checked before");
         // Authentication first: a refused caller's body is never read.
-        let principal = caller(&self.auth, path, &parts.headers).await?;
+        let principal = match caller(&self.auth, path, &parts.headers).await {
+            Ok(principal) => principal,
+            Err(status) => {
+                super::drain(body).await;
+                return Err(status);
+            }
+        };
         let bytes = Limited::new(body, self.body_limit + 5)
             .collect()
             .await

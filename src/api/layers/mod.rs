@@ -28,6 +28,20 @@ use http::{Request, Response};
 use tonic::body::Body;
 use tower::{Layer, Service};
 
+/// How much of a refused request's body is read and discarded, and for how
+/// long at most.
+const DRAIN_LIMIT: usize = 1 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and discards what a refused request still sends of its body
+/// (bounded in size and time), so that an HTTP/1.1 client that writes its
+/// body after the headers gets the refusal instead of a broken pipe, and
+/// its connection stays usable. Nothing of it is parsed.
+pub async fn drain(body: Body) {
+    use http_body_util::{BodyExt, Limited};
+    let _ = tokio::time::timeout(DRAIN_TIME, Limited::new(body, DRAIN_LIMIT).collect()).await;
+}
+
 /// The future every layer here answers with.
 pub type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 

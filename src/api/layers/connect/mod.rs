@@ -185,8 +185,9 @@ impl ConnectProtocol {
     {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path().to_owned();
+        // A refusal drains the body (see `drain`); the call itself takes it.
         let call = async {
-            Compression::from_name(
+            let checked = Compression::from_name(
                 parts
                     .headers
                     .get("connect-content-encoding")
@@ -197,18 +198,28 @@ impl ConnectProtocol {
                 Compression::Gzip => Err(Status::unimplemented(
                     "compressed stream messages are not supported; send them uncompressed",
                 )),
-            })?;
-            let principal = caller(&self.auth, &path, &parts.headers).await?;
-            grpc_call(&path, &parts.headers, principal, body)
+            });
+            let principal = match checked {
+                Ok(()) => caller(&self.auth, &path, &parts.headers).await,
+                Err(status) => Err(status),
+            };
+            match principal {
+                Ok(principal) => Ok(grpc_call(&path, &parts.headers, principal, body)),
+                Err(status) => Err((status, body)),
+            }
         };
         let (reply, early) = match call.await {
-            Ok(grpc) => {
+            Ok(Ok(grpc)) => {
                 let Ok(response) = inner.call(grpc).await;
                 let early = Status::from_header_map(response.headers())
                     .filter(|s| s.code() != tonic::Code::Ok);
                 (response.into_body(), early)
             }
-            Err(status) => (Body::empty(), Some(status)),
+            Ok(Err(status)) => (Body::empty(), Some(status)),
+            Err((status, body)) => {
+                super::drain(body).await;
+                (Body::empty(), Some(status))
+            }
         };
         let mut response = Response::new(Body::new(stream::ConnectStreamBody::new(reply, early)));
         response.headers_mut().insert(
@@ -237,6 +248,7 @@ impl ConnectProtocol {
         if let Some(version) = parts.headers.get("connect-protocol-version")
             && version != "1"
         {
+            super::drain(body).await;
             return Err(Status::invalid_argument(
                 "connect-protocol-version must be 1",
             ));
@@ -253,7 +265,13 @@ impl ConnectProtocol {
         }
 
         // Authentication first: a refused caller's body is never read.
-        let principal = caller(&self.auth, &path, &parts.headers).await?;
+        let principal = match caller(&self.auth, &path, &parts.headers).await {
+            Ok(principal) => principal,
+            Err(status) => {
+                super::drain(body).await;
+                return Err(status);
+            }
+        };
 
         let (codec, compression, bytes) = match call {
             Call::Post(codec) => {

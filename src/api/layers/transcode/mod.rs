@@ -149,9 +149,14 @@ impl Transcoder {
         let (parts, body) = request.into_parts();
 
         // Authentication first: a refused caller's body is never read.
-        let principal = authenticate(&self.auth, &parts.headers, policy(&route.grpc_path))
-            .await
-            .map_err(error_response)?;
+        let principal =
+            match authenticate(&self.auth, &parts.headers, policy(&route.grpc_path)).await {
+                Ok(principal) => principal,
+                Err(err) => {
+                    crate::api::layers::drain(body).await;
+                    return Err(error_response(err));
+                }
+            };
 
         let input = route.input();
         let mut object = Map::new();
