@@ -26,6 +26,8 @@ pub enum Protocol {
     Grpc,
     GrpcWeb,
     Json,
+    /// Connect's unary JSON, the default of Connect clients.
+    Connect,
 }
 
 impl Protocol {
@@ -35,6 +37,7 @@ impl Protocol {
             Protocol::Grpc => "grpc",
             Protocol::GrpcWeb => "grpc-web",
             Protocol::Json => "json",
+            Protocol::Connect => "connect",
         }
     }
 }
@@ -47,7 +50,8 @@ impl FromStr for Protocol {
             "grpc" => Protocol::Grpc,
             "grpc-web" => Protocol::GrpcWeb,
             "json" => Protocol::Json,
-            other => bail!("unknown protocol {other:?} (raw, grpc, grpc-web, json)"),
+            "connect" => Protocol::Connect,
+            other => bail!("unknown protocol {other:?} (raw, grpc, grpc-web, json, connect)"),
         })
     }
 }
@@ -173,7 +177,7 @@ impl Target {
                     tokens: tokens(),
                 }
             }
-            Protocol::GrpcWeb | Protocol::Json => Target::Http {
+            Protocol::GrpcWeb | Protocol::Json | Protocol::Connect => Target::Http {
                 protocol,
                 client: reqwest::Client::builder()
                     .http1_only()
@@ -223,7 +227,33 @@ impl Target {
                 tokens,
             } => {
                 let auth = format!("Bearer {}", tokens[(c.user - 1) as usize]);
-                if *protocol == Protocol::Json {
+                if *protocol == Protocol::Connect {
+                    // Canonical proto3 JSON: lowerCamelCase, int64 as strings.
+                    let ids: Vec<String> = c.knowledge_ids.iter().map(i64::to_string).collect();
+                    let body = serde_json::json!({
+                        "classId": "1", "agentId": "1", "knowledgeIds": ids, "title": c.title,
+                    });
+                    let resp = client
+                        .post(format!("{url}/practice.v1.PracticeService/CreateSession"))
+                        .header("authorization", auth)
+                        .header("idempotency-key", &c.key)
+                        .header("content-type", "application/json")
+                        .header("connect-protocol-version", "1")
+                        .body(body.to_string())
+                        .send()
+                        .await?;
+                    if resp.status() != 200 {
+                        bail!("HTTP {}: {}", resp.status(), resp.text().await?);
+                    }
+                    let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await?)?;
+                    let user = c.user.to_string();
+                    if v["userId"].as_str() != Some(user.as_str())
+                        || v["models"].as_array().map_or(0, Vec::len) != 3
+                    {
+                        bail!("unexpected session: {v}");
+                    }
+                    Ok(())
+                } else if *protocol == Protocol::Json {
                     let body = serde_json::json!({
                         "class_id": 1, "agent_id": 1, "knowledge_ids": c.knowledge_ids, "title": c.title,
                     });

@@ -40,7 +40,11 @@ struct Args {
     #[arg(long)]
     pg_no_fsync: bool,
     /// Protocols: raw, grpc, grpc-web, json.
-    #[arg(long, value_delimiter = ',', default_value = "raw,grpc,grpc-web,json")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "raw,grpc,grpc-web,json,connect"
+    )]
     protocols: Vec<String>,
     /// Requests in flight at once (closed loop).
     #[arg(long, default_value_t = 16)]
