@@ -19,7 +19,7 @@ use crate::api::layers::connect::{ConnectLayer, ConnectProtocol};
 use crate::api::layers::grpc_web_json::GrpcWebJsonLayer;
 use crate::api::layers::health::{GrpcHealth, HealthLayer};
 use crate::api::layers::rpc::RpcLayer;
-use crate::api::layers::rpcs::UnaryRpcs;
+use crate::api::layers::rpcs::Rpcs;
 use crate::api::layers::shed::ShedLayer;
 use crate::api::layers::transcode::{TranscodeLayer, Transcoder};
 use crate::auth::{Authenticator, ClaimRules, Keys, dev_secret_path, load_or_create_dev_secret};
@@ -131,8 +131,11 @@ impl Application {
             self.config.max_body_bytes,
         )
         .map_err(|e| anyhow::anyhow!("reading the HTTP rules: {e}"))?;
-        let rpcs = UnaryRpcs::from_descriptors(FILE_DESCRIPTOR_SET)
-            .map_err(|e| anyhow::anyhow!("reading the RPCs: {e}"))?;
+        let rpcs = Rpcs::from_descriptor_sets(&[
+            FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ])
+        .map_err(|e| anyhow::anyhow!("reading the RPCs: {e}"))?;
         let connect =
             ConnectProtocol::new(rpcs.clone(), self.auth.clone(), self.config.max_body_bytes);
         let grpc_web_json =

@@ -174,6 +174,67 @@ async fn errors_are_connect_errors(backend: Backend) {
     assert_eq!(app.counts().await, before, "no refused call wrote anything");
 }
 
+/// The first envelope of a Connect stream reply: its flags and message.
+async fn first_envelope(r: &mut reqwest::Response) -> (u8, Vec<u8>) {
+    let mut bytes = Vec::new();
+    while bytes.len() < 5
+        || bytes.len() < 5 + u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize
+    {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), r.chunk())
+            .await
+            .expect("an envelope within 10 s")
+            .unwrap()
+            .expect("more of the stream");
+        bytes.extend_from_slice(&chunk);
+    }
+    let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+    (bytes[0], bytes[5..5 + len].to_vec())
+}
+
+fn envelope(message: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8];
+    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    out.extend_from_slice(message);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_streams_in_json_with_gzip_and_end_of_stream_errors() {
+    let app = app!(Backend::Sqlite);
+    let client = common::http_client();
+    let watch = format!("{}/grpc.health.v1.Health/Watch", app.url());
+    let request = envelope(br#"{"service": "practice.v1.PracticeService"}"#);
+    // JSON envelopes, compressed on request.
+    let mut r = client
+        .post(&watch)
+        .header("content-type", "application/connect+json")
+        .header("connect-accept-encoding", "gzip")
+        .body(request.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/connect+json");
+    assert_eq!(r.headers()["connect-content-encoding"], "gzip");
+    let (flags, message) = first_envelope(&mut r).await;
+    assert_eq!(flags, 0x01, "a compressed message");
+    let status: serde_json::Value = serde_json::from_slice(&gunzip(&message)).unwrap();
+    assert_eq!(status, serde_json::json!({"status": "SERVING"}));
+    // A refusal is the end-of-stream envelope of an HTTP 200 stream.
+    let mut r = client
+        .post(url(&app, "CreateSession"))
+        .header("content-type", "application/connect+json")
+        .body(request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (flags, message) = first_envelope(&mut r).await;
+    assert_eq!(flags, 0x02, "end of stream");
+    let end: serde_json::Value = serde_json::from_slice(&message).unwrap();
+    assert_eq!(end["error"]["code"], "unauthenticated", "{end}");
+}
+
 on_both_backends!(
     proto_and_json_codecs_reach_the_same_rpcs,
     errors_are_connect_errors,

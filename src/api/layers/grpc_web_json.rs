@@ -15,7 +15,7 @@ use tonic::body::Body;
 use tower::Service;
 
 use super::auth::caller;
-use super::rpcs::UnaryRpcs;
+use super::rpcs::Rpcs;
 use super::{BoxFuture, Middleware, MiddlewareLayer, unary};
 use crate::auth::Authenticator;
 
@@ -28,7 +28,7 @@ const TRAILER: u8 = 0x80;
 pub struct GrpcWebJson(Arc<Inner>);
 
 struct Inner {
-    rpcs: UnaryRpcs,
+    rpcs: Rpcs,
     auth: Arc<Authenticator>,
     body_limit: usize,
 }
@@ -36,7 +36,7 @@ struct Inner {
 pub type GrpcWebJsonLayer = MiddlewareLayer<GrpcWebJson>;
 
 impl GrpcWebJsonLayer {
-    pub fn new(rpcs: UnaryRpcs, auth: Arc<Authenticator>, body_limit: usize) -> Self {
+    pub fn new(rpcs: Rpcs, auth: Arc<Authenticator>, body_limit: usize) -> Self {
         MiddlewareLayer(GrpcWebJson(Arc::new(Inner {
             rpcs,
             auth,
@@ -61,7 +61,7 @@ impl Middleware for GrpcWebJson {
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
         S::Future: Send + 'static,
     {
-        if !is_grpc_web_json(&request) || self.0.rpcs.get(request.uri().path()).is_none() {
+        if !is_grpc_web_json(&request) || self.0.rpcs.unary(request.uri().path()).is_none() {
             return Box::pin(inner.call(request));
         }
         let this = self.0.clone();
@@ -82,7 +82,7 @@ impl Inner {
     {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path();
-        let rpc = self.rpcs.get(path).expect("checked before");
+        let rpc = self.rpcs.unary(path).expect("checked before");
         // Authentication first: a refused caller's body is never read.
         let principal = match caller(&self.auth, path, &parts.headers).await {
             Ok(principal) => principal,

@@ -1,4 +1,4 @@
-//! The unary RPCs of the descriptor set, by gRPC path: what the layers that
+//! The RPCs of the descriptor sets, by gRPC path: what the layers that
 //! decode messages themselves (Connect, gRPC-Web's JSON mode) need to know.
 
 use std::collections::HashMap;
@@ -10,8 +10,19 @@ use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, MessageD
 use prost_types::method_options::IdempotencyLevel;
 use tonic::Status;
 
-/// One unary RPC.
+/// How an RPC's messages flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Unary,
+    /// One request message, a stream of replies.
+    ServerStream,
+    /// A stream of requests (client or bidirectional streaming).
+    ClientStream,
+}
+
+/// One RPC.
 pub struct Rpc {
+    pub shape: Shape,
     pub input: MessageDescriptor,
     pub output: MessageDescriptor,
     /// `idempotency_level = NO_SIDE_EFFECTS`: may be called with GET.
@@ -47,17 +58,27 @@ impl Rpc {
 }
 
 #[derive(Clone)]
-pub struct UnaryRpcs(Arc<HashMap<String, Rpc>>);
+pub struct Rpcs(Arc<HashMap<String, Rpc>>);
 
-impl UnaryRpcs {
-    pub fn from_descriptors(descriptors: &[u8]) -> Result<Self, String> {
-        let pool = DescriptorPool::decode(descriptors).map_err(|e| e.to_string())?;
+impl Rpcs {
+    /// Every RPC of these encoded descriptor sets.
+    pub fn from_descriptor_sets(sets: &[&[u8]]) -> Result<Self, String> {
         let mut rpcs = HashMap::new();
+        for set in sets {
+            let pool = DescriptorPool::decode(*set).map_err(|e| e.to_string())?;
+            Self::add(&pool, &mut rpcs);
+        }
+        Ok(Self(Arc::new(rpcs)))
+    }
+
+    fn add(pool: &DescriptorPool, rpcs: &mut HashMap<String, Rpc>) {
         for service in pool.services() {
             for method in service.methods() {
-                if method.is_client_streaming() || method.is_server_streaming() {
-                    continue;
-                }
+                let shape = match (method.is_client_streaming(), method.is_server_streaming()) {
+                    (false, false) => Shape::Unary,
+                    (false, true) => Shape::ServerStream,
+                    (true, _) => Shape::ClientStream,
+                };
                 let no_side_effects = method
                     .method_descriptor_proto()
                     .options
@@ -67,6 +88,7 @@ impl UnaryRpcs {
                 rpcs.insert(
                     format!("/{}/{}", service.full_name(), method.name()),
                     Rpc {
+                        shape,
                         input: method.input(),
                         output: method.output(),
                         no_side_effects,
@@ -74,7 +96,11 @@ impl UnaryRpcs {
                 );
             }
         }
-        Ok(Self(Arc::new(rpcs)))
+    }
+
+    /// The unary RPC at `path`, if there is one.
+    pub fn unary(&self, path: &str) -> Option<&Rpc> {
+        self.get(path).filter(|r| r.shape == Shape::Unary)
     }
 
     pub fn get(&self, path: &str) -> Option<&Rpc> {

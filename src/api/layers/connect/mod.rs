@@ -7,7 +7,8 @@
 //! the status comes back in Connect's shape. `Connect-Timeout-Ms` becomes
 //! the call's `grpc-timeout`; bodies may be gzip-compressed both ways.
 //! Streams with the proto codec pass through to any streaming RPC on the
-//! port, gRPC reflection included (see `stream`).
+//! port, gRPC reflection included; server streams also speak the JSON codec
+//! and gzip (see `stream`).
 
 pub mod stream;
 pub mod wire;
@@ -25,7 +26,7 @@ use tower::Service;
 
 use self::wire::{Codec, Compression};
 use super::auth::caller;
-use super::rpcs::UnaryRpcs;
+use super::rpcs::{Rpcs, Shape};
 use super::{BoxFuture, Middleware, MiddlewareLayer, unary};
 use crate::auth::Authenticator;
 
@@ -33,13 +34,13 @@ use crate::auth::Authenticator;
 const COMPRESS_FROM: usize = 1024;
 
 pub struct ConnectProtocol {
-    rpcs: UnaryRpcs,
+    rpcs: Rpcs,
     auth: Arc<Authenticator>,
     body_limit: usize,
 }
 
 impl ConnectProtocol {
-    pub fn new(rpcs: UnaryRpcs, auth: Arc<Authenticator>, body_limit: usize) -> Self {
+    pub fn new(rpcs: Rpcs, auth: Arc<Authenticator>, body_limit: usize) -> Self {
         Self {
             rpcs,
             auth,
@@ -64,8 +65,8 @@ impl ConnectLayer {
 enum Call {
     Post(Codec),
     Get,
-    /// `application/connect+proto`: a stream of envelopes.
-    Stream,
+    /// `application/connect+proto` or `+json`: a stream of envelopes.
+    Stream(Codec),
 }
 
 fn media_type(headers: &HeaderMap) -> Option<&str> {
@@ -80,14 +81,16 @@ fn media_type(headers: &HeaderMap) -> Option<&str> {
 
 /// Is this a Connect call: a stream to any gRPC path, or a unary call to
 /// one of our unary RPCs?
-fn classify(request: &Request<Body>, rpcs: &UnaryRpcs) -> Option<Call> {
-    if request.method() == Method::POST
-        && media_type(request.headers()) == Some("application/connect+proto")
-        && is_grpc_path(request.uri().path())
-    {
-        return Some(Call::Stream);
+fn classify(request: &Request<Body>, rpcs: &Rpcs) -> Option<Call> {
+    if request.method() == Method::POST && is_grpc_path(request.uri().path()) {
+        let stream_codec = media_type(request.headers())
+            .and_then(|t| t.strip_prefix("application/connect+"))
+            .and_then(Codec::from_name);
+        if let Some(codec) = stream_codec {
+            return Some(Call::Stream(codec));
+        }
     }
-    rpcs.get(request.uri().path())?;
+    rpcs.unary(request.uri().path())?;
     match *request.method() {
         Method::POST => {
             let codec = media_type(request.headers())?.strip_prefix("application/")?;
@@ -176,57 +179,110 @@ fn get_message(query: &str) -> Result<GetMessage, Status> {
 }
 
 impl ConnectProtocol {
-    /// A Connect stream with the proto codec, passed through (see `stream`).
-    /// Every answer is HTTP 200; a refusal is the end-of-stream error.
-    async fn stream<S>(&self, request: Request<Body>, mut inner: S) -> Response<Body>
+    /// A Connect stream. Every answer is HTTP 200; a refusal is the
+    /// end-of-stream error (see `stream`).
+    async fn stream<S>(&self, codec: Codec, request: Request<Body>, mut inner: S) -> Response<Body>
     where
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
         S::Future: Send,
     {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path().to_owned();
-        // A refusal drains the body (see `drain`); the call itself takes it.
-        let call = async {
-            let checked = Compression::from_name(
-                parts
-                    .headers
-                    .get("connect-content-encoding")
-                    .and_then(|v| v.to_str().ok()),
-            )
-            .and_then(|c| match c {
-                Compression::Identity => Ok(()),
-                Compression::Gzip => Err(Status::unimplemented(
-                    "compressed stream messages are not supported; send them uncompressed",
-                )),
-            });
-            let principal = match checked {
-                Ok(()) => caller(&self.auth, &path, &parts.headers).await,
-                Err(status) => Err(status),
-            };
-            match principal {
-                Ok(principal) => Ok(grpc_call(&path, &parts.headers, principal, body)),
-                Err(status) => Err((status, body)),
-            }
-        };
-        let (reply, early) = match call.await {
-            Ok(Ok(grpc)) => {
+        let (reply, early) = match self.stream_call(codec, &path, &parts.headers, body).await {
+            Ok(grpc) => {
                 let Ok(response) = inner.call(grpc).await;
                 let early = Status::from_header_map(response.headers())
                     .filter(|s| s.code() != tonic::Code::Ok);
                 (response.into_body(), early)
             }
-            Ok(Err(status)) => (Body::empty(), Some(status)),
-            Err((status, body)) => {
+            Err(status) => (Body::empty(), Some(status)),
+        };
+        let gzip = wire::accepts_gzip(parts.headers.get("connect-accept-encoding"));
+        let envelopes = stream::Envelopes {
+            json: match codec {
+                Codec::Json => self.rpcs.get(&path).map(|rpc| rpc.output.clone()),
+                Codec::Proto => None,
+            },
+            gzip,
+        };
+        let mut response = Response::new(Body::new(stream::ConnectStreamBody::new(
+            reply, early, envelopes,
+        )));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(match codec {
+                Codec::Proto => "application/connect+proto",
+                Codec::Json => "application/connect+json",
+            }),
+        );
+        if gzip {
+            headers.insert("connect-content-encoding", HeaderValue::from_static("gzip"));
+        }
+        response
+    }
+
+    /// The gRPC call of a Connect stream. Uncompressed proto envelopes pass
+    /// through as they arrive (any streaming RPC, reflection included); the
+    /// JSON codec or a compressed request needs the one request message of a
+    /// server-streaming RPC, decoded here. A refusal drains the body.
+    async fn stream_call(
+        &self,
+        codec: Codec,
+        path: &str,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<Request<Body>, Status> {
+        let checked = async {
+            let compression = Compression::from_name(
+                headers
+                    .get("connect-content-encoding")
+                    .and_then(|v| v.to_str().ok()),
+            )?;
+            let principal = caller(&self.auth, path, headers).await?;
+            Ok::<_, Status>((compression, principal))
+        };
+        let (compression, principal) = match checked.await {
+            Ok(checked) => checked,
+            Err(status) => {
                 super::drain(body).await;
-                (Body::empty(), Some(status))
+                return Err(status);
             }
         };
-        let mut response = Response::new(Body::new(stream::ConnectStreamBody::new(reply, early)));
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/connect+proto"),
-        );
-        response
+        if codec == Codec::Proto && compression == Compression::Identity {
+            return grpc_call(path, headers, principal, body);
+        }
+        let rpc = self
+            .rpcs
+            .get(path)
+            .filter(|rpc| rpc.shape == Shape::ServerStream)
+            .ok_or_else(|| {
+                Status::unimplemented(
+                    "JSON and compressed Connect streams are served for server-streaming RPCs; \
+                     send uncompressed application/connect+proto",
+                )
+            })?;
+        let bytes = Limited::new(body, self.body_limit + 5)
+            .collect()
+            .await
+            .map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "the request message is larger than {} bytes",
+                    self.body_limit
+                ))
+            })?
+            .to_bytes();
+        let (flags, payload) = stream::one_envelope(&bytes)?;
+        let payload = if flags & stream::COMPRESSED != 0 {
+            compression.decompress(payload, self.body_limit)?
+        } else {
+            payload
+        };
+        let message = match codec {
+            Codec::Proto => payload,
+            Codec::Json => rpc.json_to_proto(&payload)?,
+        };
+        grpc_call(path, headers, principal, unary::grpc_body(&message))
     }
 
     async fn handle<S>(
@@ -239,12 +295,12 @@ impl ConnectProtocol {
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
         S::Future: Send,
     {
-        if matches!(call, Call::Stream) {
-            return Ok(self.stream(request, inner).await);
+        if let Call::Stream(codec) = call {
+            return Ok(self.stream(codec, request, inner).await);
         }
         let (parts, body) = request.into_parts();
         let path = parts.uri.path().to_owned();
-        let rpc = self.rpcs.get(&path).expect("classify found the RPC");
+        let rpc = self.rpcs.unary(&path).expect("classify found the RPC");
         if let Some(version) = parts.headers.get("connect-protocol-version")
             && version != "1"
         {
@@ -297,7 +353,7 @@ impl ConnectProtocol {
                 let m = get_message(parts.uri.query().unwrap_or_default())?;
                 (m.codec, m.compression, m.bytes)
             }
-            Call::Stream => unreachable!("streams returned above"),
+            Call::Stream(_) => unreachable!("streams returned above"),
         };
         let bytes = compression.decompress(bytes, self.body_limit)?;
         let message = match codec {

@@ -1,25 +1,77 @@
-//! Connect streams with the proto codec (`application/connect+proto`), for
-//! every streaming RPC on the port, gRPC reflection included. A Connect
-//! envelope is a gRPC frame (flag, length, message), so the request body
-//! passes to the inner gRPC call unchanged and so do the reply's messages;
-//! only the end differs: gRPC's trailers become Connect's end-of-stream
-//! envelope (flag 0x02, a JSON object with the error, if any, and the
-//! trailing metadata).
+//! Connect streams. A Connect envelope is a gRPC frame (flag, length,
+//! message), so with the proto codec the request body passes to the inner
+//! gRPC call unchanged (every streaming RPC on the port, reflection
+//! included) and so do the reply's messages; only the end differs: gRPC's
+//! trailers become Connect's end-of-stream envelope (flag 0x02, a JSON object
+//! with the error, if any, and the trailing metadata). With the JSON codec
+//! or gzip, each reply message is re-enveloped: decoded and written as
+//! canonical JSON, and/or compressed.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body as HttpBody, Frame};
+use prost_reflect::{DynamicMessage, MessageDescriptor};
 use serde_json::{Map, Value as Json, json};
 use tonic::Status;
 use tonic::body::Body;
 
-use super::wire;
+use super::wire::{self, Compression};
 
+/// The flag of a compressed envelope.
+pub const COMPRESSED: u8 = 0x01;
 /// The flag of Connect's end-of-stream envelope.
 const END_STREAM: u8 = 0x02;
+
+/// The one envelope of a request stream: its flags and its message.
+pub fn one_envelope(bytes: &Bytes) -> Result<(u8, Bytes), Status> {
+    let bad = || Status::invalid_argument("the request must be exactly one envelope");
+    if bytes.len() < 5 {
+        return Err(bad());
+    }
+    let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+    if bytes.len() != 5 + len || bytes[0] & END_STREAM != 0 {
+        return Err(bad());
+    }
+    Ok((bytes[0], bytes.slice(5..)))
+}
+
+/// How the reply's messages are enveloped for the client.
+pub struct Envelopes {
+    /// Written as canonical JSON of this message type (the JSON codec).
+    pub json: Option<MessageDescriptor>,
+    pub gzip: bool,
+}
+
+impl Envelopes {
+    fn passthrough(&self) -> bool {
+        self.json.is_none() && !self.gzip
+    }
+
+    /// One reply message as the client's envelope.
+    fn envelope(&self, message: &[u8], out: &mut BytesMut) -> Result<(), Status> {
+        let mut payload = match &self.json {
+            Some(desc) => {
+                let message = DynamicMessage::decode(desc.clone(), message)
+                    .map_err(|_| Status::internal("a reply message could not be decoded"))?;
+                serde_json::to_vec(&message)
+                    .map_err(|_| Status::internal("a reply message could not be written"))?
+            }
+            None => message.to_vec(),
+        };
+        let mut flags = 0;
+        if self.gzip {
+            payload = Compression::Gzip.compress(payload);
+            flags |= COMPRESSED;
+        }
+        out.put_u8(flags);
+        out.put_u32(payload.len() as u32);
+        out.put_slice(&payload);
+        Ok(())
+    }
+}
 
 /// The end-of-stream envelope for a stream that ended with `status` (or
 /// without error) and these trailers.
@@ -56,16 +108,44 @@ pub struct ConnectStreamBody {
     inner: Body,
     /// A Trailers-Only reply's status, sent as the only envelope.
     early: Option<Status>,
+    envelopes: Envelopes,
+    /// Reply bytes not yet a whole gRPC message (when re-enveloping).
+    pending: BytesMut,
     ended: bool,
 }
 
 impl ConnectStreamBody {
-    pub fn new(inner: Body, early: Option<Status>) -> Self {
+    pub fn new(inner: Body, early: Option<Status>, envelopes: Envelopes) -> Self {
         Self {
             inner,
             early,
+            envelopes,
+            pending: BytesMut::new(),
             ended: false,
         }
+    }
+
+    /// The whole messages in `pending`, re-enveloped.
+    fn reenvelope(&mut self) -> Result<BytesMut, Status> {
+        let mut out = BytesMut::new();
+        while self.pending.len() >= 5 {
+            let len = u32::from_be_bytes([
+                self.pending[1],
+                self.pending[2],
+                self.pending[3],
+                self.pending[4],
+            ]) as usize;
+            if self.pending.len() < 5 + len {
+                break;
+            }
+            if self.pending[0] & COMPRESSED != 0 {
+                return Err(Status::internal("the RPC sent a compressed message"));
+            }
+            self.pending.advance(5);
+            let message = self.pending.split_to(len);
+            self.envelopes.envelope(&message, &mut out)?;
+        }
+        Ok(out)
     }
 
     fn end(&mut self, status: Option<&Status>, trailers: &HeaderMap) -> Frame<Bytes> {
@@ -88,21 +168,38 @@ impl HttpBody for ConnectStreamBody {
         if let Some(status) = self.early.take() {
             return Poll::Ready(Some(Ok(self.end(Some(&status), &HeaderMap::new()))));
         }
-        match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(frame))) => match frame.into_trailers() {
+        loop {
+            let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => frame,
+                Poll::Ready(Some(Err(status))) => {
+                    return Poll::Ready(Some(Ok(self.end(Some(&status), &HeaderMap::new()))));
+                }
+                Poll::Ready(None) => {
+                    let status = Status::internal("the RPC ended without a status");
+                    return Poll::Ready(Some(Ok(self.end(Some(&status), &HeaderMap::new()))));
+                }
+            };
+            let data = match frame.into_trailers() {
                 Ok(trailers) => {
                     let status = Status::from_header_map(&trailers);
-                    Poll::Ready(Some(Ok(self.end(status.as_ref(), &trailers))))
+                    return Poll::Ready(Some(Ok(self.end(status.as_ref(), &trailers))));
                 }
-                Err(data) => Poll::Ready(Some(Ok(data))),
-            },
-            Poll::Ready(Some(Err(status))) => {
-                Poll::Ready(Some(Ok(self.end(Some(&status), &HeaderMap::new()))))
+                Err(frame) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue,
+                },
+            };
+            if self.envelopes.passthrough() {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
             }
-            Poll::Ready(None) => {
-                let status = Status::internal("the RPC ended without a status");
-                Poll::Ready(Some(Ok(self.end(Some(&status), &HeaderMap::new()))))
+            self.pending.extend_from_slice(&data);
+            match self.reenvelope() {
+                Ok(out) if out.is_empty() => continue,
+                Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out.freeze())))),
+                Err(status) => {
+                    return Poll::Ready(Some(Ok(self.end(Some(&status), &HeaderMap::new()))));
+                }
             }
         }
     }
