@@ -25,6 +25,7 @@ mod idempotency;
 mod limits;
 mod node_clients;
 mod scale_out;
+mod session_access;
 mod sessions;
 mod shutdown;
 mod sqlite_wal;

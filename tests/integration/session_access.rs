@@ -1,0 +1,98 @@
+//! Who may touch a session, and changes racing each other, on both
+//! backends: another user's session reads like a missing one on every verb,
+//! and concurrent renames and a delete leave no orphan rows.
+
+use crate::common;
+
+use common::Backend;
+use practice_service::proto::practice::v1::UpdateSessionSettingsRequest;
+use tonic::Code;
+
+use super::sessions::{page, rename, titled_session};
+
+const ME: i64 = 42;
+const OTHER: i64 = 43;
+
+async fn another_users_session_reads_as_missing_on_every_verb(backend: Backend) {
+    let app = app!(backend);
+    let mine = titled_session(&app, ME, "mine").await;
+    let missing = mine.session_id + 1000;
+    let before = app.counts().await;
+    for id in [mine.session_id, missing] {
+        let errors = [
+            app.get(OTHER, id).await.unwrap_err(),
+            app.update(OTHER, rename(id, "taken")).await.unwrap_err(),
+            app.delete(OTHER, id).await.unwrap_err(),
+            app.update_settings(
+                OTHER,
+                UpdateSessionSettingsRequest {
+                    session_id: id,
+                    style_preset: Some("creative".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err(),
+        ];
+        for status in errors {
+            assert_eq!(status.code(), Code::NotFound, "{status:?}");
+            assert_eq!(status.message(), format!("session {id} not found"));
+        }
+    }
+    assert!(
+        app.list(OTHER, page(0, ""))
+            .await
+            .unwrap()
+            .sessions
+            .is_empty()
+    );
+    assert_eq!(app.counts().await, before, "nothing written");
+    assert_eq!(app.get(ME, mine.session_id).await.unwrap(), mine);
+}
+
+async fn concurrent_update_and_delete_leave_no_orphans(backend: Backend) {
+    let app = app!(backend);
+    app.class(3, &[ME], &[("a", true), ("b", true)]).await;
+    let empty = app.counts().await;
+    for round in 0..5 {
+        let s = app.create(ME, common::in_class(3)).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..6 {
+            let url = app.url();
+            let id = s.session_id;
+            tasks.push(tokio::spawn(async move {
+                let mut client = practice_service::proto::practice::v1::practice_service_client::PracticeServiceClient::connect(url)
+                    .await
+                    .unwrap();
+                let token = common::token(ME);
+                if i == 3 {
+                    client
+                        .delete_session(common::authed(
+                            practice_service::proto::practice::v1::DeleteSessionRequest {
+                                session_id: id,
+                            },
+                            &token,
+                        ))
+                        .await
+                        .map(|_| ())
+                } else {
+                    client
+                        .update_session(common::authed(rename(id, &format!("r{round} {i}")), &token))
+                        .await
+                        .map(|_| ())
+                }
+            }));
+        }
+        for t in tasks {
+            if let Err(status) = t.await.unwrap() {
+                assert_eq!(status.code(), Code::NotFound, "{status:?}");
+            }
+        }
+        assert_eq!(app.counts().await, empty, "round {round}: no orphan rows");
+    }
+}
+
+on_both_backends!(
+    another_users_session_reads_as_missing_on_every_verb,
+    concurrent_update_and_delete_leave_no_orphans,
+);
