@@ -66,6 +66,26 @@ extern "C" fn report_skipped() {
     }
 }
 
+/// Runs a Node script of `tests/browser` and reads the JSON it prints.
+pub async fn node_json(script: &str, args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Value {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let run = tokio::process::Command::new("node")
+        .arg(dir.join(script))
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(&dir)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{script} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{script}: {e}: {stdout}"))
+}
+
 pub const SECRET: &str = "test-secret-0123456789abcdef-0123456789";
 pub const DEFAULT_MODELS: &str = "default-a,default-b";
 

@@ -122,21 +122,12 @@ async fn grpc_web_from_a_real_browser() {
     {
         let format = "binary";
         let url = format!("{origin}/?api={}&token={token}", app.url());
-        let run = tokio::process::Command::new("node")
-            .arg(dir.join("run.mjs"))
-            .arg(&url)
-            .env("CHROMIUM_PATH", &chromium)
-            .current_dir(&dir)
-            .output()
-            .await
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&run.stdout);
-        assert!(
-            run.status.success(),
-            "browser run failed: {}\n{stdout}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let out: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        let out = common::node_json(
+            "run.mjs",
+            &[url.as_ref()],
+            &[("CHROMIUM_PATH", chromium.as_str())],
+        )
+        .await;
         let result = &out["result"];
         assert!(result.get("error").is_none(), "{format}: {result}");
         assert_eq!(result["created"]["userId"], "42", "{format}: {result}");

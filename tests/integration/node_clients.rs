@@ -24,22 +24,14 @@ async fn every_connect_node_transport() {
     let app = app!(common::Backend::Sqlite);
     let descriptors = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(descriptors.path(), FILE_DESCRIPTOR_SET).unwrap();
-    let run = tokio::process::Command::new("node")
-        .arg(dir.join("node-clients.mjs"))
-        .arg(app.url())
-        .arg(common::token(42))
-        .arg(descriptors.path())
-        .current_dir(&dir)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let results: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let url = app.url();
+    let token = common::token(42);
+    let results = common::node_json(
+        "node-clients.mjs",
+        &[url.as_ref(), token.as_ref(), descriptors.path().as_os_str()],
+        &[],
+    )
+    .await;
     let results = results.as_object().unwrap();
     assert_eq!(results.len(), 9, "{results:?}");
     for (transport, r) in results {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, Response, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use tonic::Status;
 use tonic::body::Body;
 use tower::Service;
@@ -91,16 +91,7 @@ impl Inner {
                 return Err(status);
             }
         };
-        let bytes = Limited::new(body, self.body_limit + 5)
-            .collect()
-            .await
-            .map_err(|_| {
-                Status::resource_exhausted(format!(
-                    "the request message is larger than {} bytes",
-                    self.body_limit
-                ))
-            })?
-            .to_bytes();
+        let bytes = unary::read_body(body, self.body_limit + 5).await?;
         let message = match bytes.first() {
             Some(0) if bytes.len() >= 5 => {
                 let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;

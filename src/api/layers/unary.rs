@@ -68,6 +68,20 @@ pub fn request(
     Ok(request)
 }
 
+/// The whole request body, refused (`RESOURCE_EXHAUSTED`) past `limit`
+/// bytes without reading further.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, tonic::Status> {
+    Ok(http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|_| {
+            tonic::Status::resource_exhausted(format!(
+                "the request body is larger than {limit} bytes"
+            ))
+        })?
+        .to_bytes())
+}
+
 /// One encoded message as a gRPC request body.
 pub fn grpc_body(message: &[u8]) -> Body {
     Body::new(Full::new(frame(message)))

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use tonic::Status;
 use tonic::body::Body;
 use tower::Service;
@@ -262,16 +262,7 @@ impl ConnectProtocol {
                      send uncompressed application/connect+proto",
                 )
             })?;
-        let bytes = Limited::new(body, self.body_limit + 5)
-            .collect()
-            .await
-            .map_err(|_| {
-                Status::resource_exhausted(format!(
-                    "the request message is larger than {} bytes",
-                    self.body_limit
-                ))
-            })?
-            .to_bytes();
+        let bytes = unary::read_body(body, self.body_limit + 5).await?;
         let (flags, payload) = stream::one_envelope(&bytes)?;
         let payload = if flags & stream::COMPRESSED != 0 {
             compression.decompress(payload, self.body_limit)?
@@ -337,16 +328,7 @@ impl ConnectProtocol {
                         .get(header::CONTENT_ENCODING)
                         .and_then(|v| v.to_str().ok()),
                 )?;
-                let bytes = Limited::new(body, self.body_limit)
-                    .collect()
-                    .await
-                    .map_err(|_| {
-                        Status::resource_exhausted(format!(
-                            "the request body is larger than {} bytes",
-                            self.body_limit
-                        ))
-                    })?
-                    .to_bytes();
+                let bytes = unary::read_body(body, self.body_limit).await?;
                 (codec, compression, bytes)
             }
             Call::Get => {
