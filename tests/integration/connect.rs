@@ -217,7 +217,12 @@ async fn server_streams_in_json_with_gzip_and_end_of_stream_errors() {
     assert_eq!(r.headers()["content-type"], "application/connect+json");
     assert_eq!(r.headers()["connect-content-encoding"], "gzip");
     let (flags, message) = first_envelope(&mut r).await;
-    assert_eq!(flags, 0x01, "a compressed message");
+    assert_eq!(
+        flags,
+        0x01,
+        "a compressed message, not: {}",
+        String::from_utf8_lossy(&message)
+    );
     let status: serde_json::Value = serde_json::from_slice(&gunzip(&message)).unwrap();
     assert_eq!(status, serde_json::json!({"status": "SERVING"}));
     // A refusal is the end-of-stream envelope of an HTTP 200 stream.

@@ -60,8 +60,16 @@ impl GrpcHealth {
         Readiness,
     ) {
         let (reporter, service) = tonic_health::server::health_reporter();
-        let ready = Readiness(Arc::new(AtomicBool::new(store.ping().await.is_ok())));
-        let watcher = tokio::spawn(watch_database(store, reporter.clone(), ready.clone()));
+        let ready = Readiness(Arc::new(AtomicBool::new(false)));
+        // The first check runs before serving, so that probes, Check and
+        // Watch know every service from the first request on.
+        let first = check(store.as_ref(), &reporter, &ready, None).await;
+        let watcher = tokio::spawn(watch_database(
+            store,
+            reporter.clone(),
+            ready.clone(),
+            first,
+        ));
         (Self { reporter, watcher }, service, ready)
     }
 
@@ -78,27 +86,41 @@ impl GrpcHealth {
 
 /// NOT_SERVING while the database can't be reached, SERVING again once it
 /// can.
-async fn watch_database(store: Arc<dyn Store>, health: HealthReporter, ready: Readiness) {
-    let mut last = None;
+async fn watch_database(
+    store: Arc<dyn Store>,
+    health: HealthReporter,
+    ready: Readiness,
+    mut last: ServingStatus,
+) {
     loop {
-        let reachable = store.ping().await.is_ok();
-        ready.0.store(reachable, Ordering::Relaxed);
-        let status = if reachable {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
-        if last != Some(status) {
-            for service in HEALTH_SERVICES {
-                health.set_service_status(service, status).await;
-            }
-            if last.is_some() {
-                tracing::warn!(?status, "database health changed");
-            }
-            last = Some(status);
-        }
         tokio::time::sleep(WATCH_EVERY).await;
+        last = check(store.as_ref(), &health, &ready, Some(last)).await;
     }
+}
+
+/// Pings the database and publishes what it found, where it changed.
+async fn check(
+    store: &dyn Store,
+    health: &HealthReporter,
+    ready: &Readiness,
+    last: Option<ServingStatus>,
+) -> ServingStatus {
+    let reachable = store.ping().await.is_ok();
+    ready.0.store(reachable, Ordering::Relaxed);
+    let status = if reachable {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    if last != Some(status) {
+        for service in HEALTH_SERVICES {
+            health.set_service_status(service, status).await;
+        }
+        if last.is_some() {
+            tracing::warn!(?status, "database health changed");
+        }
+    }
+    status
 }
 
 /// Answers `GET /healthz` and `GET /readyz`; everything else passes on.
