@@ -15,7 +15,7 @@ use crate::domain::{
     FewShotLink, IdempotencyKey, NewSession, Session, SessionModel, Settings, UserId, now_micros,
 };
 use crate::error::Error;
-use crate::store::{AgentRecord, KeyClaim, SessionRows, Store, WriteTx};
+use crate::store::{AgentRecord, KeyClaim, Responses, SessionRows, Store, WriteTx};
 
 /// How long an idempotency key keeps its first answer.
 const KEY_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::hours(24);
@@ -68,11 +68,15 @@ impl PracticeService {
         .await?;
         let session = match created {
             Created::New(session) => *session,
-            Created::Replay(id) => self.store.session(user, id).await?.ok_or_else(|| {
-                Error::internal(anyhow::anyhow!(
-                    "idempotency key names missing session {id}"
-                ))
-            })?,
+            Created::Replay(id) => self
+                .store
+                .session(user, id, Responses::Read)
+                .await?
+                .ok_or_else(|| {
+                    Error::internal(anyhow::anyhow!(
+                        "idempotency key names missing session {id}"
+                    ))
+                })?,
         };
         tracing::Span::current().record("session_id", session.session_id);
         Ok(session)
@@ -86,7 +90,7 @@ impl PracticeService {
             db.operation = "get_session"
         );
         self.store
-            .session(user, session_id)
+            .session(user, session_id, Responses::Read)
             .instrument(span)
             .await?
             .ok_or_else(|| Error::NotFound(format!("session {session_id} not found")))

@@ -11,7 +11,7 @@ use crate::domain::{
     Session, SessionFilter, SessionPatch, Settings, SettingsPatch, UserId, now_micros,
 };
 use crate::error::{Error, FieldViolation};
-use crate::store::SessionQuery;
+use crate::store::{Responses, SessionQuery};
 
 pub const DEFAULT_PAGE_SIZE: i32 = 20;
 pub const MAX_PAGE_SIZE: i32 = 100;
@@ -139,8 +139,11 @@ impl PracticeService {
         let mut sessions = Vec::with_capacity(page.len());
         for item in page {
             // A session deleted since the page was read is simply gone.
-            if let Some(mut session) = self.store.session(user, item.session_id).await? {
-                session.responses.clear();
+            if let Some(session) = self
+                .store
+                .session(user, item.session_id, Responses::Skip)
+                .await?
+            {
                 sessions.push(session);
             }
         }

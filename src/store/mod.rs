@@ -191,6 +191,14 @@ pub struct SessionIds {
     pub model_ids: Vec<i64>,
 }
 
+/// Whether a session read includes its responses (lists show sessions
+/// without them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Responses {
+    Read,
+    Skip,
+}
+
 /// One page of the caller's sessions, as they stood at `as_of`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionQuery {
@@ -225,7 +233,13 @@ pub trait Store: Send + Sync + 'static {
     async fn begin_write(&self) -> Result<Box<dyn WriteTx>, StoreError>;
 
     /// The caller's session; another user's is `None`, like a missing one.
-    async fn session(&self, user: UserId, session_id: i64) -> Result<Option<Session>, StoreError>;
+    /// Its responses are read only when `responses` is `Responses::Read`.
+    async fn session(
+        &self,
+        user: UserId,
+        session_id: i64,
+        responses: Responses,
+    ) -> Result<Option<Session>, StoreError>;
 
     /// The caller's sessions of one page, newest first (see `SessionQuery`).
     async fn session_page(

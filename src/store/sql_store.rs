@@ -16,7 +16,8 @@ use super::rows::{
 };
 use super::sql_tx::SqlWriteTx;
 use super::{
-    CatalogKind, PagedSession, SessionQuery, Store, StoreError, TableCounts, WriteTx, sql,
+    CatalogKind, PagedSession, Responses, SessionQuery, Store, StoreError, TableCounts, WriteTx,
+    sql,
 };
 use crate::domain::{
     Class, Example, ExamplePatch, Knowledge, NewExample, Project, Session, SessionPatch, UserId,
@@ -105,8 +106,13 @@ where
         Ok(Box::new(SqlWriteTx(tx)))
     }
 
-    async fn session(&self, user: UserId, session_id: i64) -> Result<Option<Session>, StoreError> {
-        // One snapshot for all five reads: a session deleted or edited
+    async fn session(
+        &self,
+        user: UserId,
+        session_id: i64,
+        with: Responses,
+    ) -> Result<Option<Session>, StoreError> {
+        // One snapshot for all the reads: a session deleted or edited
         // meanwhile is read wholly before or wholly after.
         let mut conn = DB::begin_read(&self.read).await?;
         let session: Option<SessionRow> = sqlx::query_as(sql::SESSION)
@@ -133,10 +139,15 @@ where
             .bind(session_id)
             .fetch_all(&mut *conn)
             .await?;
-        let responses: Vec<ResponseRow> = sqlx::query_as(sql::RESPONSES)
-            .bind(session_id)
-            .fetch_all(&mut *conn)
-            .await?;
+        let responses: Vec<ResponseRow> = match with {
+            Responses::Read => {
+                sqlx::query_as(sql::RESPONSES)
+                    .bind(session_id)
+                    .fetch_all(&mut *conn)
+                    .await?
+            }
+            Responses::Skip => Vec::new(),
+        };
         Ok(Some(Session::from(SessionParts {
             session,
             knowledge_ids,

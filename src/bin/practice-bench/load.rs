@@ -227,49 +227,41 @@ impl Target {
                 tokens,
             } => {
                 let auth = format!("Bearer {}", tokens[(c.user - 1) as usize]);
-                if *protocol == Protocol::Connect {
-                    // Canonical proto3 JSON: lowerCamelCase, int64 as strings.
-                    let ids: Vec<String> = c.knowledge_ids.iter().map(i64::to_string).collect();
-                    let body = serde_json::json!({
-                        "classId": "1", "agentId": "1", "knowledgeIds": ids, "title": c.title,
-                    });
-                    let resp = client
-                        .post(format!("{url}/practice.v1.PracticeService/CreateSession"))
+                if matches!(protocol, Protocol::Connect | Protocol::Json) {
+                    // Connect takes canonical proto3 JSON (lowerCamelCase,
+                    // int64 as strings); the JSON route the original names.
+                    let (path, body, user_field, user) = if *protocol == Protocol::Connect {
+                        let ids: Vec<String> = c.knowledge_ids.iter().map(i64::to_string).collect();
+                        let body = serde_json::json!({
+                            "classId": "1", "agentId": "1", "knowledgeIds": ids, "title": c.title,
+                        });
+                        let user = serde_json::Value::from(c.user.to_string());
+                        (
+                            "/practice.v1.PracticeService/CreateSession",
+                            body,
+                            "userId",
+                            user,
+                        )
+                    } else {
+                        let body = serde_json::json!({
+                            "class_id": 1, "agent_id": 1, "knowledge_ids": c.knowledge_ids, "title": c.title,
+                        });
+                        ("/user/practice/sessions", body, "user_id", c.user.into())
+                    };
+                    let mut post = client
+                        .post(format!("{url}{path}"))
                         .header("authorization", auth)
                         .header("idempotency-key", &c.key)
-                        .header("content-type", "application/json")
-                        .header("connect-protocol-version", "1")
-                        .body(body.to_string())
-                        .send()
-                        .await?;
+                        .header("content-type", "application/json");
+                    if *protocol == Protocol::Connect {
+                        post = post.header("connect-protocol-version", "1");
+                    }
+                    let resp = post.body(body.to_string()).send().await?;
                     if resp.status() != 200 {
                         bail!("HTTP {}: {}", resp.status(), resp.text().await?);
                     }
                     let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await?)?;
-                    let user = c.user.to_string();
-                    if v["userId"].as_str() != Some(user.as_str())
-                        || v["models"].as_array().map_or(0, Vec::len) != 3
-                    {
-                        bail!("unexpected session: {v}");
-                    }
-                    Ok(())
-                } else if *protocol == Protocol::Json {
-                    let body = serde_json::json!({
-                        "class_id": 1, "agent_id": 1, "knowledge_ids": c.knowledge_ids, "title": c.title,
-                    });
-                    let resp = client
-                        .post(format!("{url}/user/practice/sessions"))
-                        .header("authorization", auth)
-                        .header("idempotency-key", &c.key)
-                        .header("content-type", "application/json")
-                        .body(body.to_string())
-                        .send()
-                        .await?;
-                    if resp.status() != 200 {
-                        bail!("HTTP {}: {}", resp.status(), resp.text().await?);
-                    }
-                    let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await?)?;
-                    if v["user_id"] != c.user || v["models"].as_array().map_or(0, Vec::len) != 3 {
+                    if v[user_field] != user || v["models"].as_array().map_or(0, Vec::len) != 3 {
                         bail!("unexpected session: {v}");
                     }
                     Ok(())
