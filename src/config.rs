@@ -72,6 +72,21 @@ pub struct Config {
     pub limits: Limits,
     /// `PRACTICE_TLS_CERT_FILE` and `PRACTICE_TLS_KEY_FILE` (PEM): serve TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    pub conversation: ConversationConfig,
+}
+
+/// How prompts are answered.
+#[derive(Debug, Clone)]
+pub struct ConversationConfig {
+    /// `PRACTICE_MODELS_FILE`; without one the development model answers.
+    pub models_file: Option<PathBuf>,
+    /// The deadline of a prompt (all its models), unless `grpc-timeout` is
+    /// smaller: answers take longer than other requests.
+    pub prompt_timeout: Duration,
+    /// How many characters of a model's earlier turns it is shown at most.
+    pub history_chars: usize,
+    /// The development model's pause between words.
+    pub dev_word_delay: Duration,
 }
 
 /// Every limit the server runs with, each set explicitly.
@@ -232,6 +247,12 @@ impl Config {
             max_body_bytes,
             limits,
             tls,
+            conversation: ConversationConfig {
+                models_file: get("PRACTICE_MODELS_FILE").map(PathBuf::from),
+                prompt_timeout: ms("PRACTICE_PROMPT_TIMEOUT_MS", 120_000)?,
+                history_chars: number("PRACTICE_HISTORY_CHARS", 24_000)? as usize,
+                dev_word_delay: ms("PRACTICE_DEV_MODEL_DELAY_MS", 30)?,
+            },
         })
     }
 }

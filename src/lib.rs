@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod llm;
 pub mod proto;
 pub mod service;
 pub mod startup;

@@ -23,18 +23,44 @@ use crate::api::layers::rpcs::Rpcs;
 use crate::api::layers::shed::ShedLayer;
 use crate::api::layers::transcode::{TranscodeLayer, Transcoder};
 use crate::auth::{Authenticator, ClaimRules, Keys, dev_secret_path, load_or_create_dev_secret};
+use crate::config::ConversationConfig;
 use crate::config::{Config, JwtKey};
+use crate::llm::Models;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::practice::v1::catalog_service_server::CatalogServiceServer;
 use crate::proto::practice::v1::practice_service_server::PracticeServiceServer;
-use crate::service::{CatalogService, ExampleService, PracticeService};
+use crate::service::{CatalogService, ConversationService, ExampleService, PracticeService};
+
+/// The RPCs that wait for models, with the prompt timeout rather than the
+/// request timeout.
+const PROMPT_METHODS: [&str; 2] = [
+    "/practice.v1.PracticeService/SendPrompt",
+    "/practice.v1.PracticeService/SendPromptAndWait",
+];
 use crate::store::{self, Store, StoreOptions};
 
 pub struct Application {
     listener: TcpListener,
     store: Arc<dyn Store>,
     auth: Arc<Authenticator>,
+    models: Models,
     config: Config,
+}
+
+/// The models that answer prompts: the models file's, or the development
+/// model when there is none (said at start-up, like development keys).
+pub fn load_models(config: &ConversationConfig) -> anyhow::Result<Models> {
+    let Some(path) = &config.models_file else {
+        tracing::warn!(
+            "DEVELOPMENT MODEL: PRACTICE_MODELS_FILE is not set; every model name is answered \
+             by a built-in model that repeats the prompt. Configure real models in production."
+        );
+        return Ok(Models::development(config.dev_word_delay));
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading PRACTICE_MODELS_FILE {}", path.display()))?;
+    Models::from_file_text(&text, |var| std::env::var(var).ok())
+        .map_err(|e| anyhow::anyhow!("PRACTICE_MODELS_FILE {}: {e}", path.display()))
 }
 
 /// The keys tokens are checked with, as configured.
@@ -86,6 +112,7 @@ impl Application {
                 leeway: config.jwt_leeway,
             },
         ));
+        let models = load_models(&config.conversation)?;
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.addr))?;
@@ -93,6 +120,7 @@ impl Application {
             listener,
             store,
             auth,
+            models,
             config,
         })
     }
@@ -118,6 +146,12 @@ impl Application {
         let practice = PracticeApi::new(
             PracticeService::new(self.store.clone(), self.config.default_models.clone()),
             ExampleService::new(self.store.clone()),
+            ConversationService::new(
+                self.store.clone(),
+                self.models.clone(),
+                self.config.conversation.history_chars,
+            ),
+            self.config.conversation.prompt_timeout,
         );
         let catalog = CatalogApi::new(CatalogService::new(self.store.clone()));
         let (health, health_service, readiness) = GrpcHealth::start(self.store.clone()).await;
@@ -175,7 +209,13 @@ impl Application {
             .layer(TranscodeLayer::new(transcoder))
             .layer(grpc_web_json)
             .layer(tonic_web::GrpcWebLayer::new())
-            .layer(RpcLayer::new(limits.request_timeout))
+            .layer(RpcLayer::new(
+                limits.request_timeout,
+                PROMPT_METHODS
+                    .iter()
+                    .map(|m| (*m, self.config.conversation.prompt_timeout))
+                    .collect(),
+            ))
             .layer(AuthLayer::new(self.auth.clone()))
             .add_service(health_service)
             .add_service(reflection)

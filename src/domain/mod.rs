@@ -1,6 +1,7 @@
 //! Entities and validated values. No transport or database types here.
 
 pub mod catalog;
+pub mod conversation;
 pub mod rules;
 pub mod session;
 pub mod session_edit;

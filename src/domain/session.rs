@@ -150,6 +150,9 @@ pub struct Response {
     pub created_at: DateTime<Utc>,
     pub token_usage: Map<String, Value>,
     pub latency_ms: Option<i64>,
+    pub status: super::conversation::ResponseStatus,
+    pub error: Option<String>,
+    pub first_byte_ms: Option<i64>,
 }
 
 #[cfg(test)]

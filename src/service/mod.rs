@@ -1,12 +1,15 @@
 //! Use cases on domain types, independent of any transport.
 
 pub mod catalog;
+pub mod conversation;
 pub mod examples;
+mod keys;
 mod paging;
 pub mod practice;
 pub mod sessions;
 mod tx;
 
 pub use catalog::CatalogService;
+pub use conversation::ConversationService;
 pub use examples::ExampleService;
 pub use practice::PracticeService;

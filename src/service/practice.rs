@@ -9,16 +9,14 @@ use chrono::{DateTime, Utc};
 use serde_json::Map;
 use tracing::Instrument;
 
+use super::keys;
 use super::tx::{self, TxError};
 use crate::domain::session::{CreateSessionInput, DEFAULT_STYLE_PRESET};
 use crate::domain::{
     FewShotLink, IdempotencyKey, NewSession, Session, SessionModel, Settings, UserId, now_micros,
 };
 use crate::error::Error;
-use crate::store::{AgentRecord, KeyClaim, Responses, SessionRows, Store, WriteTx};
-
-/// How long an idempotency key keeps its first answer.
-const KEY_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+use crate::store::{AgentRecord, Responses, SessionRows, Store, WriteTx};
 
 #[derive(Clone)]
 pub struct PracticeService {
@@ -108,9 +106,14 @@ impl PracticeService {
     ) -> Result<Created, TxError> {
         let mut tx = self.store.begin_write().await?;
         if let Some(key) = key
-            && let Some(replay) = claim_key(&mut *tx, user, key, &new.fingerprint(), now).await?
+            && let Some(earlier) = keys::claim(&mut *tx, user, key, &new.fingerprint(), now).await?
         {
-            return Ok(Created::Replay(replay));
+            let id = earlier.session_id.ok_or_else(|| {
+                Error::internal(anyhow::anyhow!(
+                    "an idempotency key's request made no session"
+                ))
+            })?;
+            return Ok(Created::Replay(id));
         }
 
         let model_names = self.session_models(&mut *tx, user, new).await?;
@@ -255,39 +258,6 @@ impl PracticeService {
             (_, Some(names)) => Ok(names),
             (_, None) => Ok(self.default_models.to_vec()),
         }
-    }
-}
-
-/// Claims the idempotency key. `Some(session_id)` when an earlier request
-/// with the same key and body committed: the answer is that session again.
-async fn claim_key(
-    tx: &mut dyn WriteTx,
-    user: UserId,
-    key: &str,
-    fingerprint: &str,
-    now: DateTime<Utc>,
-) -> Result<Option<i64>, TxError> {
-    match tx
-        .claim_key(user, key, fingerprint, now, now - KEY_LIFETIME)
-        .await?
-    {
-        KeyClaim::Claimed => Ok(None),
-        KeyClaim::Held { request_hash, .. } if request_hash != fingerprint => {
-            Err(Error::AlreadyExists(format!(
-                "Idempotency-Key {key:?} was already used with a different request; use a new key for a new request"
-            ))
-            .into())
-        }
-        KeyClaim::Held {
-            session_id: Some(id),
-            ..
-        } => Ok(Some(id)),
-        KeyClaim::Held {
-            session_id: None, ..
-        } => Err(Error::Aborted(
-            "a request with this Idempotency-Key is still in progress; retry shortly".into(),
-        )
-        .into()),
     }
 }
 

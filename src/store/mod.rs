@@ -23,6 +23,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use crate::domain::conversation::ResponseStatus;
+use crate::domain::session::Response;
 use crate::domain::{
     Agent, Class, Example, ExamplePatch, Knowledge, NewExample, NewSession, Project, Session,
     SessionFilter, SessionPatch, SettingsPatch, UserId,
@@ -70,6 +72,7 @@ pub struct TableCounts {
     pub settings: i64,
     pub few_shot_links: i64,
     pub session_models: i64,
+    pub prompts: i64,
     pub responses: i64,
     pub idempotency_keys: i64,
     pub session_versions: i64,
@@ -125,11 +128,12 @@ impl From<StoreError> for Error {
 pub enum KeyClaim {
     /// The key is this transaction's now (new, or taken over once expired).
     Claimed,
-    /// A live claim exists: its request's fingerprint, and its session once
-    /// that request committed.
+    /// A live claim exists: its request's fingerprint, and what that
+    /// request created once it committed (a session, or a prompt).
     Held {
         request_hash: String,
         session_id: Option<i64>,
+        prompt_id: Option<i64>,
     },
 }
 
@@ -189,6 +193,30 @@ pub struct SessionIds {
     pub setting_id: i64,
     pub link_ids: Vec<i64>,
     pub model_ids: Vec<i64>,
+}
+
+/// A prompt's rows: the prompt, and one response in progress per model.
+#[derive(Debug, Clone, Copy)]
+pub struct PromptRows<'a> {
+    pub user: UserId,
+    pub session_id: i64,
+    pub prompt_text: &'a str,
+    pub now: DateTime<Utc>,
+    /// `(session_model_id, model_name)` of each model asked, in order.
+    pub models: &'a [(i64, String)],
+    /// Linked to the new prompt when the request carried one.
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// How a model's answer ended, as its response row stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseOutcome {
+    pub status: ResponseStatus,
+    pub response_text: String,
+    pub error: Option<String>,
+    pub token_usage: Map<String, Value>,
+    pub latency_ms: i64,
+    pub first_byte_ms: Option<i64>,
 }
 
 /// Whether a session read includes its responses (lists show sessions
@@ -315,6 +343,20 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
+    /// Stores how a response's answer ended.
+    async fn finish_response(
+        &self,
+        response_id: i64,
+        outcome: &ResponseOutcome,
+    ) -> Result<(), StoreError>;
+
+    /// The responses of the caller's prompt, in the models' order.
+    async fn prompt_responses(
+        &self,
+        user: UserId,
+        prompt_id: i64,
+    ) -> Result<Vec<Response>, StoreError>;
+
     async fn table_counts(&self) -> Result<TableCounts, StoreError>;
 }
 
@@ -390,6 +432,14 @@ pub trait WriteTx: Send {
         example_ids: &[i64],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+
+    /// Writes a prompt of the caller's session with one response in
+    /// progress per model; the responses' ids in the models' order, or
+    /// `None` if the caller has no such session.
+    async fn insert_prompt(
+        &mut self,
+        rows: &PromptRows<'_>,
+    ) -> Result<Option<Vec<i64>>, StoreError>;
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

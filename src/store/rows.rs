@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use sqlx::types::Json;
 
 use super::{AgentExample, AgentRecord, TableCounts};
+use crate::domain::conversation::ResponseStatus;
 use crate::domain::session::Response;
 use crate::domain::{Agent, Example, FewShotLink, Session, SessionModel, Settings};
 
@@ -200,12 +201,36 @@ pub struct ModelRow {
 pub struct ResponseRow {
     pub response_id: i64,
     pub session_model_id: i64,
+    pub session_id: i64,
     pub model_name: String,
     pub prompt_text: String,
     pub response_text: String,
     pub created_at: DateTime<Utc>,
     pub token_usage: JsonObject,
     pub latency_ms: Option<i64>,
+    pub status: String,
+    pub error: Option<String>,
+    pub first_byte_ms: Option<i64>,
+}
+
+impl ResponseRow {
+    pub fn into_response(self) -> Response {
+        Response {
+            response_id: self.response_id,
+            session_model_id: self.session_model_id,
+            session_id: self.session_id,
+            model_name: self.model_name,
+            prompt_text: self.prompt_text,
+            response_text: self.response_text,
+            created_at: self.created_at,
+            token_usage: self.token_usage.0,
+            latency_ms: self.latency_ms,
+            // The column's CHECK allows only the four statuses.
+            status: ResponseStatus::parse(&self.status).unwrap_or(ResponseStatus::Failed),
+            error: self.error,
+            first_byte_ms: self.first_byte_ms,
+        }
+    }
 }
 
 /// Everything a session read returns, before assembly.
@@ -270,17 +295,7 @@ impl From<SessionParts> for Session {
             responses: p
                 .responses
                 .into_iter()
-                .map(|r| Response {
-                    response_id: r.response_id,
-                    session_model_id: r.session_model_id,
-                    session_id,
-                    model_name: r.model_name,
-                    prompt_text: r.prompt_text,
-                    response_text: r.response_text,
-                    created_at: r.created_at,
-                    token_usage: r.token_usage.0,
-                    latency_ms: r.latency_ms,
-                })
+                .map(ResponseRow::into_response)
                 .collect(),
         }
     }
@@ -293,6 +308,7 @@ pub struct CountsRow {
     pub settings: i64,
     pub few_shot_links: i64,
     pub session_models: i64,
+    pub prompts: i64,
     pub responses: i64,
     pub idempotency_keys: i64,
     pub session_versions: i64,
@@ -306,6 +322,7 @@ impl From<CountsRow> for TableCounts {
             settings: r.settings,
             few_shot_links: r.few_shot_links,
             session_models: r.session_models,
+            prompts: r.prompts,
             responses: r.responses,
             idempotency_keys: r.idempotency_keys,
             session_versions: r.session_versions,

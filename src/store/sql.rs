@@ -15,7 +15,8 @@ WHERE idempotency_keys.created_at_us < $5
 RETURNING user_id";
 
 pub const HELD_KEY: &str = "\
-SELECT request_hash, session_id FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2";
+SELECT request_hash, session_id, prompt_id FROM idempotency_keys
+WHERE user_id = $1 AND idem_key = $2";
 
 // --- agents ---
 
@@ -116,9 +117,42 @@ SELECT session_model_id, model_name, sort_order, created_at
 FROM session_models WHERE session_id = $1 ORDER BY sort_order";
 
 pub const RESPONSES: &str = "\
-SELECT response_id, session_model_id, model_name, prompt_text, response_text, created_at,
-       token_usage, latency_ms
+SELECT response_id, session_model_id, session_id, model_name, prompt_text, response_text,
+       created_at, token_usage, latency_ms, status, error, first_byte_ms
 FROM responses WHERE session_id = $1 ORDER BY response_id";
+
+// --- the conversation ---
+
+/// Inserts a prompt of the session `$1` if the caller (`$2`) owns it.
+pub const INSERT_PROMPT: &str = "\
+INSERT INTO prompts (session_id, prompt_text, created_at)
+SELECT session_id, $3, $4 FROM practice_sessions WHERE session_id = $1 AND user_id = $2
+RETURNING prompt_id";
+
+/// A response being answered: no text yet, usage `{}`.
+pub const INSERT_RESPONSE: &str = "\
+INSERT INTO responses
+    (prompt_id, session_model_id, session_id, model_name, prompt_text, response_text,
+     created_at, status)
+VALUES ($1, $2, $3, $4, $5, '', $6, 'in_progress')
+RETURNING response_id";
+
+pub const LINK_KEY_TO_PROMPT: &str =
+    "UPDATE idempotency_keys SET prompt_id = $3 WHERE user_id = $1 AND idem_key = $2";
+
+pub const FINISH_RESPONSE: &str = "\
+UPDATE responses
+SET response_text = $2, status = $3, error = $4, token_usage = $5, latency_ms = $6,
+    first_byte_ms = $7
+WHERE response_id = $1";
+
+/// The responses of the caller's (`$2`) prompt `$1`, in the models' order.
+pub const PROMPT_RESPONSES: &str = "\
+SELECT r.response_id, r.session_model_id, r.session_id, r.model_name, r.prompt_text,
+       r.response_text, r.created_at, r.token_usage, r.latency_ms, r.status, r.error,
+       r.first_byte_ms
+FROM responses r JOIN practice_sessions s ON s.session_id = r.session_id
+WHERE r.prompt_id = $1 AND s.user_id = $2 ORDER BY r.response_id";
 
 /// One page of the caller's (`$1`) sessions as they stood at `$2`, newest
 /// first, after the cursor `($5, $6)`, at most `$7`, filtered by class
@@ -223,6 +257,7 @@ SELECT (SELECT COUNT(*) FROM practice_sessions) AS sessions,
        (SELECT COUNT(*) FROM session_settings) AS settings,
        (SELECT COUNT(*) FROM few_shot_links) AS few_shot_links,
        (SELECT COUNT(*) FROM session_models) AS session_models,
+       (SELECT COUNT(*) FROM prompts) AS prompts,
        (SELECT COUNT(*) FROM responses) AS responses,
        (SELECT COUNT(*) FROM idempotency_keys) AS idempotency_keys,
        (SELECT COUNT(*) FROM session_versions) AS session_versions";

@@ -16,9 +16,10 @@ use super::rows::{
 };
 use super::sql_tx::SqlWriteTx;
 use super::{
-    CatalogKind, PagedSession, Responses, SessionQuery, Store, StoreError, TableCounts, WriteTx,
-    sql,
+    CatalogKind, PagedSession, ResponseOutcome, Responses, SessionQuery, Store, StoreError,
+    TableCounts, WriteTx, sql,
 };
+use crate::domain::session::Response;
 use crate::domain::{
     Class, Example, ExamplePatch, Knowledge, NewExample, Project, Session, SessionPatch, UserId,
 };
@@ -70,6 +71,7 @@ where
     bool: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
     Option<bool>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
     String: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
+    for<'a> &'a str: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
     for<'a> Option<&'a str>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
     DateTime<Utc>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
     for<'a> Json<&'a JsonMap>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
@@ -365,6 +367,37 @@ where
             .execute(&self.write)
             .await?;
         Ok(DB::rows_affected(&done) > 0)
+    }
+
+    async fn finish_response(
+        &self,
+        response_id: i64,
+        outcome: &ResponseOutcome,
+    ) -> Result<(), StoreError> {
+        sqlx::query(sql::FINISH_RESPONSE)
+            .bind(response_id)
+            .bind(outcome.response_text.as_str())
+            .bind(outcome.status.as_str())
+            .bind(outcome.error.as_deref())
+            .bind(Json(&outcome.token_usage))
+            .bind(outcome.latency_ms)
+            .bind(outcome.first_byte_ms)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn prompt_responses(
+        &self,
+        user: UserId,
+        prompt_id: i64,
+    ) -> Result<Vec<Response>, StoreError> {
+        let rows: Vec<ResponseRow> = sqlx::query_as(sql::PROMPT_RESPONSES)
+            .bind(prompt_id)
+            .bind(user.get())
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.into_iter().map(ResponseRow::into_response).collect())
     }
 
     async fn table_counts(&self) -> Result<TableCounts, StoreError> {

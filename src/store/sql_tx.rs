@@ -9,7 +9,8 @@ use sqlx::{QueryBuilder, Transaction};
 use super::dialect::Dialect;
 use super::rows::{self, AgentExampleRow};
 use super::{
-    AgentRecord, KeyClaim, SessionIds, SessionRows, StoreError, VisibleRefs, WriteTx, sql,
+    AgentRecord, KeyClaim, PromptRows, SessionIds, SessionRows, StoreError, VisibleRefs, WriteTx,
+    sql,
 };
 use crate::domain::{Agent, SettingsPatch, UserId};
 
@@ -55,14 +56,16 @@ where
         if claimed.is_some() {
             return Ok(KeyClaim::Claimed);
         }
-        let (request_hash, session_id): (String, Option<i64>) = sqlx::query_as(sql::HELD_KEY)
-            .bind(user.get())
-            .bind(key)
-            .fetch_one(&mut *self.0)
-            .await?;
+        let (request_hash, session_id, prompt_id): (String, Option<i64>, Option<i64>) =
+            sqlx::query_as(sql::HELD_KEY)
+                .bind(user.get())
+                .bind(key)
+                .fetch_one(&mut *self.0)
+                .await?;
         Ok(KeyClaim::Held {
             request_hash,
             session_id,
+            prompt_id,
         })
     }
 
@@ -196,6 +199,45 @@ where
                 .await?;
         }
         Ok(())
+    }
+
+    async fn insert_prompt(
+        &mut self,
+        rows: &PromptRows<'_>,
+    ) -> Result<Option<Vec<i64>>, StoreError> {
+        let prompt_id: Option<i64> = sqlx::query_scalar(sql::INSERT_PROMPT)
+            .bind(rows.session_id)
+            .bind(rows.user.get())
+            .bind(rows.prompt_text)
+            .bind(rows.now)
+            .fetch_optional(&mut *self.0)
+            .await?;
+        let Some(prompt_id) = prompt_id else {
+            return Ok(None);
+        };
+        // A handful of models: one statement each keeps the ids in order.
+        let mut ids = Vec::with_capacity(rows.models.len());
+        for (session_model_id, model_name) in rows.models {
+            let id: i64 = sqlx::query_scalar(sql::INSERT_RESPONSE)
+                .bind(prompt_id)
+                .bind(*session_model_id)
+                .bind(rows.session_id)
+                .bind(model_name.as_str())
+                .bind(rows.prompt_text)
+                .bind(rows.now)
+                .fetch_one(&mut *self.0)
+                .await?;
+            ids.push(id);
+        }
+        if let Some(key) = rows.idempotency_key {
+            sqlx::query(sql::LINK_KEY_TO_PROMPT)
+                .bind(rows.user.get())
+                .bind(key)
+                .bind(prompt_id)
+                .execute(&mut *self.0)
+                .await?;
+        }
+        Ok(Some(ids))
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

@@ -2,10 +2,12 @@
 //! each service's messages in its own module.
 
 mod catalog;
+mod conversation;
 mod practice;
 
 pub use practice::{
-    example_to_proto, id_list, session_to_proto, session_to_summary, settings_to_proto, text_change,
+    example_to_proto, id_list, response_to_proto, session_to_proto, session_to_summary,
+    settings_to_proto, text_change,
 };
 
 use chrono::{DateTime, Utc};

@@ -21,7 +21,7 @@ pub fn example_to_proto(e: domain::Example) -> pb::Example {
     }
 }
 
-fn response_to_proto(r: DomainResponse) -> pb::PracticeResponse {
+pub fn response_to_proto(r: DomainResponse) -> pb::PracticeResponse {
     pb::PracticeResponse {
         response_id: r.response_id,
         session_model_id: r.session_model_id,
@@ -32,6 +32,9 @@ fn response_to_proto(r: DomainResponse) -> pb::PracticeResponse {
         created_at: Some(timestamp(r.created_at)),
         token_usage: Some(json_to_struct(r.token_usage)),
         latency_ms: r.latency_ms,
+        status: r.status.as_str().to_owned(),
+        error: r.error,
+        first_byte_ms: r.first_byte_ms,
     }
 }
 

@@ -2,31 +2,72 @@
 //! of it, gRPC-Web and HTTP/JSON). The server span is the RPC layer's
 //! (`api::layers::rpc`); handlers add to it rather than open their own.
 
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use crate::api::convert::{
-    example_to_proto, id_list, session_to_proto, session_to_summary, settings_to_proto,
-    struct_to_json, text_change,
+    example_to_proto, id_list, response_to_proto, session_to_proto, session_to_summary,
+    settings_to_proto, struct_to_json, text_change,
 };
 use crate::api::layers::auth::principal;
+use crate::api::layers::rpc::Deadline;
+use crate::domain::conversation::NewPrompt;
 use crate::domain::session::CreateSessionInput;
 use crate::domain::{
     ExamplePatch, IdempotencyKey, NewExample, SessionFilter, SessionPatch, SettingsPatch,
 };
 use crate::proto::practice::v1 as pb;
 use crate::proto::practice::v1::practice_service_server::PracticeService as PracticeRpc;
-use crate::service::{ExampleService, PracticeService};
+use crate::service::conversation::PromptEvent;
+use crate::service::{ConversationService, ExampleService, PracticeService};
 
 pub struct PracticeApi {
     service: PracticeService,
     examples: ExampleService,
+    conversation: ConversationService,
+    /// The deadline of a prompt that reached us without the RPC layer.
+    prompt_timeout: Duration,
 }
 
 impl PracticeApi {
-    pub fn new(service: PracticeService, examples: ExampleService) -> Self {
-        Self { service, examples }
+    pub fn new(
+        service: PracticeService,
+        examples: ExampleService,
+        conversation: ConversationService,
+        prompt_timeout: Duration,
+    ) -> Self {
+        Self {
+            service,
+            examples,
+            conversation,
+            prompt_timeout,
+        }
+    }
+
+    /// Starts a prompt; its events, as they happen.
+    async fn prompt(
+        &self,
+        request: Request<pb::SendPromptRequest>,
+    ) -> Result<mpsc::Receiver<PromptEvent>, Status> {
+        let user = principal(&request)?.user_id()?;
+        let key = idempotency_key(&request)?;
+        let deadline = Deadline::of(&request, self.prompt_timeout);
+        let r = request.into_inner();
+        tracing::Span::current().record("session_id", r.session_id);
+        let prompt = NewPrompt::parse(r.session_id, r.prompt_text, r.session_model_ids)?;
+        Ok(self
+            .conversation
+            .send_prompt(user, prompt, key, deadline)
+            .await?)
     }
 }
+
+pub type PromptStream = Pin<Box<dyn Stream<Item = Result<pb::PromptEvent, Status>> + Send>>;
 
 /// The `idempotency-key` metadata (the `Idempotency-Key` header over HTTP).
 fn idempotency_key<T>(request: &Request<T>) -> Result<Option<IdempotencyKey>, Status> {
@@ -38,6 +79,35 @@ fn idempotency_key<T>(request: &Request<T>) -> Result<Option<IdempotencyKey>, St
 
 #[tonic::async_trait]
 impl PracticeRpc for PracticeApi {
+    type SendPromptStream = PromptStream;
+
+    async fn send_prompt(
+        &self,
+        request: Request<pb::SendPromptRequest>,
+    ) -> Result<Response<PromptStream>, Status> {
+        let events = self.prompt(request).await?;
+        let stream = ReceiverStream::new(events).map(|e| Ok(pb::PromptEvent::from(e)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn send_prompt_and_wait(
+        &self,
+        request: Request<pb::SendPromptRequest>,
+    ) -> Result<Response<pb::SendPromptResponse>, Status> {
+        let mut events = self.prompt(request).await?;
+        let mut responses = Vec::new();
+        while let Some(event) = events.recv().await {
+            if let PromptEvent::Finished(r) | PromptEvent::Failed(r) = event {
+                responses.push(r);
+            }
+        }
+        // In the models' order, whichever finished first.
+        responses.sort_by_key(|r| r.response_id);
+        Ok(Response::new(pb::SendPromptResponse {
+            responses: responses.into_iter().map(response_to_proto).collect(),
+        }))
+    }
+
     async fn create_session(
         &self,
         request: Request<pb::CreateSessionRequest>,

@@ -55,18 +55,43 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 #[derive(Clone)]
 pub struct Rpc {
     timeout: Duration,
+    /// Methods (by path) that get a timeout of their own.
+    own_timeouts: std::sync::Arc<[(&'static str, Duration)]>,
 }
 
 pub type RpcLayer = MiddlewareLayer<Rpc>;
 
 impl RpcLayer {
-    pub fn new(timeout: Duration) -> Self {
-        MiddlewareLayer(Rpc { timeout })
+    pub fn new(timeout: Duration, own_timeouts: Vec<(&'static str, Duration)>) -> Self {
+        MiddlewareLayer(Rpc {
+            timeout,
+            own_timeouts: own_timeouts.into(),
+        })
+    }
+}
+
+/// When the RPC layer will end the call: handlers whose work outlives the
+/// reply's head (streams) bound that work by it.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(pub tokio::time::Instant);
+
+impl Deadline {
+    /// The request's deadline, or `fallback` from now when the request
+    /// didn't pass through the RPC layer.
+    pub fn of<T>(request: &tonic::Request<T>, fallback: Duration) -> tokio::time::Instant {
+        request
+            .extensions()
+            .get::<Deadline>()
+            .map_or_else(|| tokio::time::Instant::now() + fallback, |d| d.0)
     }
 }
 
 impl Middleware for Rpc {
-    fn call<S>(&self, mut inner: S, request: Request<Body>) -> BoxFuture<Response<Body>, Infallible>
+    fn call<S>(
+        &self,
+        mut inner: S,
+        mut request: Request<Body>,
+    ) -> BoxFuture<Response<Body>, Infallible>
     where
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
         S::Future: Send + 'static,
@@ -107,8 +132,16 @@ impl Middleware for Rpc {
             .headers()
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_grpc_timeout)
-            .map_or(self.timeout, |t| (t - t / 20).min(self.timeout));
+            .and_then(parse_grpc_timeout);
+        let timeout = self
+            .own_timeouts
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map_or(self.timeout, |(_, t)| *t);
+        let deadline = deadline.map_or(timeout, |t| (t - t / 20).min(timeout));
+        request
+            .extensions_mut()
+            .insert(Deadline(tokio::time::Instant::now() + deadline));
 
         let record_span = span.clone();
         Box::pin(

@@ -82,6 +82,24 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, tonic::Status>
         .to_bytes())
 }
 
+/// Takes the next whole message off the front of a gRPC reply's bytes:
+/// `None` until one has arrived whole. A compressed message is an error
+/// (in-process calls never ask for compression).
+pub fn next_message(pending: &mut BytesMut) -> Result<Option<Bytes>, tonic::Status> {
+    if pending.len() < 5 {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([pending[1], pending[2], pending[3], pending[4]]) as usize;
+    if pending.len() < 5 + len {
+        return Ok(None);
+    }
+    if pending[0] & 1 != 0 {
+        return Err(tonic::Status::internal("the RPC sent a compressed message"));
+    }
+    let mut message = pending.split_to(5 + len);
+    Ok(Some(message.split_off(5).freeze()))
+}
+
 /// One encoded message as a gRPC request body.
 pub fn grpc_body(message: &[u8]) -> Body {
     Body::new(Full::new(frame(message)))

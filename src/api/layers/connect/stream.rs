@@ -10,7 +10,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body as HttpBody, Frame};
 use prost_reflect::{DynamicMessage, MessageDescriptor};
@@ -18,6 +18,7 @@ use serde_json::{Map, Value as Json, json};
 use tonic::Status;
 use tonic::body::Body;
 
+use super::super::unary;
 use super::wire::{self, Compression};
 
 /// The flag of a compressed envelope.
@@ -128,21 +129,7 @@ impl ConnectStreamBody {
     /// The whole messages in `pending`, re-enveloped.
     fn reenvelope(&mut self) -> Result<BytesMut, Status> {
         let mut out = BytesMut::new();
-        while self.pending.len() >= 5 {
-            let len = u32::from_be_bytes([
-                self.pending[1],
-                self.pending[2],
-                self.pending[3],
-                self.pending[4],
-            ]) as usize;
-            if self.pending.len() < 5 + len {
-                break;
-            }
-            if self.pending[0] & COMPRESSED != 0 {
-                return Err(Status::internal("the RPC sent a compressed message"));
-            }
-            self.pending.advance(5);
-            let message = self.pending.split_to(len);
+        while let Some(message) = unary::next_message(&mut self.pending)? {
             self.envelopes.envelope(&message, &mut out)?;
         }
         Ok(out)

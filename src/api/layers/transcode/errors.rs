@@ -51,14 +51,18 @@ fn details_to_json(details: &[u8]) -> Vec<Json> {
 }
 
 /// A gRPC status as the JSON error response.
-pub fn status_response(status: &tonic::Status) -> Response<Body> {
-    let http = http_status(status.code());
-    let body = json!({
+/// A status as a `google.rpc.Status` JSON object.
+pub fn status_json(status: &tonic::Status) -> Json {
+    json!({
         "code": status.code() as i32,
         "message": status.message(),
         "details": details_to_json(status.details()),
-    });
-    let mut response = json_response(http, &body);
+    })
+}
+
+pub fn status_response(status: &tonic::Status) -> Response<Body> {
+    let http = http_status(status.code());
+    let mut response = json_response(http, &status_json(status));
     if http == StatusCode::UNAUTHORIZED {
         response
             .headers_mut()

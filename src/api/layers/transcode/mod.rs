@@ -17,6 +17,7 @@ pub mod json;
 mod layer;
 pub mod openapi;
 pub mod routes;
+mod sse;
 pub mod template;
 
 pub use layer::TranscodeLayer;
@@ -104,7 +105,8 @@ impl Transcoder {
             );
             return r;
         }
-        match self.routes.lookup(request.method(), path) {
+        let wants_events = sse::wants_events(request.headers());
+        match self.routes.lookup(request.method(), path, wants_events) {
             Lookup::Found(route, captures) => {
                 match self.transcode(route, captures, request, inner).await {
                     Ok(response) => response,
@@ -239,6 +241,9 @@ impl Transcoder {
         let body = unary::grpc_body(&message.encode_to_vec());
         let call = unary::request(&route.grpc_path, &parts.headers, Some(principal), body)
             .map_err(|status| status_response(&status))?;
+        if route.streams {
+            return Ok(events(inner, call, route.output()).await);
+        }
 
         Ok(match unary::call(inner, call).await {
             Ok(payload) => match DynamicMessage::decode(route.output(), payload) {
@@ -258,4 +263,34 @@ impl Transcoder {
             &format!("the request body is larger than {} bytes", self.body_limit),
         )
     }
+}
+
+/// Calls a server-streaming RPC and answers with its messages as
+/// Server-Sent Events. A refusal before the first message (a Trailers-Only
+/// reply) is an ordinary JSON error with its HTTP status.
+async fn events<S>(
+    mut inner: S,
+    call: Request<Body>,
+    output: prost_reflect::MessageDescriptor,
+) -> Response<Body>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+    S::Future: Send,
+{
+    let Ok(reply) = inner.call(call).await;
+    if let Some(status) = tonic::Status::from_header_map(reply.headers())
+        && status.code() != tonic::Code::Ok
+    {
+        return status_response(&status);
+    }
+    let mut response = Response::new(Body::new(sse::SseBody::new(reply.into_body(), output)));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Proxies that buffer (nginx) pass events on as they come.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
 }

@@ -143,6 +143,16 @@ impl Builder {
         schema
     }
 
+    /// A streaming route's answer: one event per message (see the
+    /// transcoder's `sse` module for how events are named).
+    fn events(&mut self, route: &Route) -> Json {
+        let schema = self.message_ref(&route.output(), Side::Response);
+        json!({
+            "schema": {"type": "string"},
+            "x-event-schema": schema,
+        })
+    }
+
     fn operation(&mut self, route: &Route) -> Json {
         let input = route.input();
         let path_fields: Vec<String> = route
@@ -203,9 +213,13 @@ impl Builder {
         if !parameters.is_empty() {
             operation["parameters"] = Json::Array(parameters);
         }
-        let output = self.message_ref(&route.output(), Side::Response);
+        let content = if route.streams {
+            json!({"text/event-stream": self.events(route)})
+        } else {
+            json!({"application/json": {"schema": self.message_ref(&route.output(), Side::Response)}})
+        };
         operation["responses"] = json!({
-            "200": {"description": "OK", "content": {"application/json": {"schema": output}}},
+            "200": {"description": "OK", "content": content},
             "default": {"description": "An error: a google.rpc.Status", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/google.rpc.Status"}}}},
         });
         operation
@@ -217,15 +231,28 @@ pub fn document(routes: &Routes) -> Json {
         schemas: BTreeMap::new(),
     };
     let mut paths: BTreeMap<String, Map<String, Json>> = BTreeMap::new();
-    for route in routes.iter() {
+    // Unary routes first: a streaming RPC that shares one adds its events to
+    // that route's 200 answer.
+    let (streams, unary): (Vec<&Route>, Vec<&Route>) = routes.iter().partition(|r| r.streams);
+    for route in unary.into_iter().chain(streams) {
         let Some(path) = route.template.openapi_path() else {
             continue;
         };
-        let op = builder.operation(route);
-        paths
-            .entry(path)
-            .or_default()
-            .insert(route.method.as_str().to_ascii_lowercase(), op);
+        let ops = paths.entry(path).or_default();
+        let method = route.method.as_str().to_ascii_lowercase();
+        match ops.get_mut(&method) {
+            Some(op) if route.streams => {
+                op["responses"]["200"]["content"]["text/event-stream"] = builder.events(route);
+                op["description"] = json!(format!(
+                    "With `Accept: text/event-stream`, the events of {} as Server-Sent Events.",
+                    route.rpc.name()
+                ));
+            }
+            _ => {
+                let op = builder.operation(route);
+                ops.insert(method, op);
+            }
+        }
     }
     builder.schemas.insert(
         "google.rpc.Status".into(),

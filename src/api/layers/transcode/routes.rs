@@ -26,6 +26,8 @@ pub struct Route {
     /// The gRPC path, e.g. `/practice.v1.PracticeService/CreateSession`.
     pub grpc_path: String,
     pub rpc: MethodDescriptor,
+    /// A server-streaming RPC: its reply is Server-Sent Events.
+    pub streams: bool,
 }
 
 impl Route {
@@ -64,6 +66,12 @@ fn binding(rule: &HttpRule, rpc: &MethodDescriptor) -> Result<Route, String> {
         ),
         None => return Err(format!("{}: http rule without a pattern", rpc.full_name())),
     };
+    if rpc.is_client_streaming() {
+        return Err(format!(
+            "{}: a client-streaming RPC can't have an HTTP rule",
+            rpc.full_name()
+        ));
+    }
     let template = Template::parse(&path).map_err(|e| format!("{}: {e}", rpc.full_name()))?;
     let input = rpc.input();
     for v in template.variables() {
@@ -92,6 +100,7 @@ fn binding(rule: &HttpRule, rpc: &MethodDescriptor) -> Result<Route, String> {
         body,
         grpc_path: format!("/{}/{}", rpc.parent_service().full_name(), rpc.name()),
         rpc: rpc.clone(),
+        streams: rpc.is_server_streaming(),
     })
 }
 
@@ -143,14 +152,21 @@ impl Routes {
         self.routes.iter()
     }
 
-    pub fn lookup(&self, method: &Method, path: &str) -> Lookup<'_> {
+    /// The route for a request. Two RPCs may share a route when one of them
+    /// streams: a client that asks for events (`wants_events`) gets the
+    /// streaming one, any other client the other.
+    pub fn lookup(&self, method: &Method, path: &str, wants_events: bool) -> Lookup<'_> {
         // Routes of the request's method first: the usual request decodes
         // the path only against those; the rest are tried only to tell a
         // 405 from a 404.
-        for route in self.routes.iter().filter(|r| r.method == *method) {
-            if let Some(captures) = route.template.matches(path) {
-                return Lookup::Found(route, captures);
-            }
+        let mut of_method = self.routes.iter().filter(|r| r.method == *method);
+        if let Some((route, captures)) =
+            of_method.find_map(|r| r.template.matches(path).map(|c| (r, c)))
+        {
+            let twin = self.routes.iter().find(|r| {
+                r.method == *method && r.template == route.template && r.streams == wants_events
+            });
+            return Lookup::Found(twin.unwrap_or(route), captures);
         }
         let allowed: Vec<Method> = self
             .routes
@@ -175,7 +191,7 @@ mod tests {
     fn reads_the_practice_routes() {
         let pool = DescriptorPool::decode(FILE_DESCRIPTOR_SET).unwrap();
         let routes = Routes::from_pool(&pool).unwrap();
-        match routes.lookup(&Method::POST, "/user/practice/sessions") {
+        match routes.lookup(&Method::POST, "/user/practice/sessions", false) {
             Lookup::Found(r, caps) => {
                 assert_eq!(r.grpc_path, "/practice.v1.PracticeService/CreateSession");
                 assert_eq!(r.body, BodyRule::Whole);
@@ -183,7 +199,7 @@ mod tests {
             }
             _ => panic!("CreateSession route"),
         }
-        match routes.lookup(&Method::GET, "/user/practice/sessions/5") {
+        match routes.lookup(&Method::GET, "/user/practice/sessions/5", false) {
             Lookup::Found(r, caps) => {
                 assert_eq!(r.grpc_path, "/practice.v1.PracticeService/GetSession");
                 assert_eq!(
@@ -194,11 +210,18 @@ mod tests {
             _ => panic!("GetSession route"),
         }
         assert!(
-            matches!(routes.lookup(&Method::PUT, "/user/practice/sessions"), Lookup::WrongMethod(m) if m == [Method::POST, Method::GET])
+            matches!(routes.lookup(&Method::PUT, "/user/practice/sessions", false), Lookup::WrongMethod(m) if m == [Method::POST, Method::GET])
         );
         assert!(matches!(
-            routes.lookup(&Method::GET, "/nope"),
+            routes.lookup(&Method::GET, "/nope", false),
             Lookup::NotFound
         ));
+        // One route, two RPCs: the client's Accept picks.
+        for (events, rpc) in [(true, "SendPrompt"), (false, "SendPromptAndWait")] {
+            match routes.lookup(&Method::POST, "/user/practice/sessions/3/prompts", events) {
+                Lookup::Found(r, _) => assert!(r.grpc_path.ends_with(&format!("/{rpc}"))),
+                _ => panic!("prompt route"),
+            }
+        }
     }
 }

@@ -1,0 +1,109 @@
+//! The models that answer prompts: providers speaking the OpenAI-compatible
+//! chat-completions API (configured by `PRACTICE_MODELS_FILE`), or, with no
+//! file, a built-in development model that answers offline.
+
+mod dev;
+pub mod models_file;
+mod openai;
+mod sse;
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::Stream;
+use serde_json::{Map, Value};
+
+use crate::domain::conversation::ChatMessage;
+
+/// What a model's answer stream yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chunk {
+    Text(String),
+    /// The provider's token counts, when it reports them.
+    Usage {
+        prompt_tokens: i64,
+        completion_tokens: i64,
+    },
+}
+
+/// Why a model gave no (complete) answer, in words fit for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ModelError(pub String);
+
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Chunk, ModelError>> + Send>>;
+
+/// One request to a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    pub messages: Vec<ChatMessage>,
+    /// Generation parameters (`temperature`, `max_tokens`, `stop`, ...),
+    /// passed through.
+    pub params: Map<String, Value>,
+}
+
+#[async_trait]
+pub trait ChatModel: Send + Sync {
+    /// Sends the request; the stream yields the answer as it arrives.
+    /// Dropping the stream closes the upstream request.
+    async fn open(&self, request: &ChatRequest) -> Result<ChunkStream, ModelError>;
+
+    /// The longest one answer may take.
+    fn timeout(&self) -> Duration;
+}
+
+/// Every model the service can call, by name.
+#[derive(Clone)]
+pub struct Models {
+    /// `None`: no models file; the development model answers for every name.
+    configured: Option<Arc<BTreeMap<String, Arc<dyn ChatModel>>>>,
+    dev: Arc<dyn ChatModel>,
+}
+
+impl Models {
+    /// The development model for every name.
+    pub fn development(word_delay: Duration) -> Self {
+        Self {
+            configured: None,
+            dev: Arc::new(dev::DevModel::new(word_delay)),
+        }
+    }
+
+    /// The models of a models file's text (see `models_file`).
+    pub fn from_file_text(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let configs = models_file::parse(text, env)?;
+        let client = openai::client()?;
+        let models = configs
+            .into_iter()
+            .map(|(name, config)| {
+                let model: Arc<dyn ChatModel> =
+                    Arc::new(openai::OpenAiModel::new(client.clone(), config));
+                (name, model)
+            })
+            .collect();
+        Ok(Self {
+            configured: Some(Arc::new(models)),
+            dev: Arc::new(dev::DevModel::new(Duration::ZERO)),
+        })
+    }
+
+    /// Is every name answered by the development model?
+    pub fn is_development(&self) -> bool {
+        self.configured.is_none()
+    }
+
+    pub fn get(&self, name: &str) -> Result<Arc<dyn ChatModel>, ModelError> {
+        match &self.configured {
+            None => Ok(self.dev.clone()),
+            Some(models) => models.get(name).cloned().ok_or_else(|| {
+                ModelError(format!("model {name:?} is not configured on this server"))
+            }),
+        }
+    }
+}

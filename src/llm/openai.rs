@@ -1,0 +1,314 @@
+//! A model behind the OpenAI-compatible chat-completions API, streamed:
+//! `POST {base_url}/chat/completions` with `stream: true` and
+//! `stream_options.include_usage`, read as Server-Sent Events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use serde_json::{Map, Value, json};
+use tokio::sync::Semaphore;
+
+use super::models_file::ModelConfig;
+use super::sse::SseReader;
+use super::{ChatModel, ChatRequest, Chunk, ChunkStream, ModelError};
+
+/// Fields of the request body the service sets itself; generation
+/// parameters can't override them.
+const RESERVED: [&str; 4] = ["model", "messages", "stream", "stream_options"];
+
+/// The longest wait before the one retry of a 429 or 5xx.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+const DEFAULT_BACKOFF: Duration = Duration::from_millis(250);
+
+pub fn client() -> Result<reqwest::Client, String> {
+    // reqwest is built without a default TLS provider: use ring, like the
+    // rest of the binary. Installing twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        // A provider's redirect is a misconfiguration, and following it
+        // would send the API key elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client for models: {e}"))
+}
+
+pub struct OpenAiModel {
+    client: reqwest::Client,
+    url: String,
+    config: ModelConfig,
+    /// At most `max_concurrency` requests to this model at once.
+    slots: Arc<Semaphore>,
+}
+
+impl OpenAiModel {
+    pub fn new(client: reqwest::Client, config: ModelConfig) -> Self {
+        let url = format!(
+            "{}/chat/completions",
+            config.base_url.as_str().trim_end_matches('/')
+        );
+        Self {
+            client,
+            url,
+            slots: Arc::new(Semaphore::new(config.max_concurrency)),
+            config,
+        }
+    }
+
+    fn body(&self, request: &ChatRequest) -> Value {
+        let mut body = Map::new();
+        for (k, v) in &request.params {
+            if !RESERVED.contains(&k.as_str()) {
+                body.insert(k.clone(), v.clone());
+            }
+        }
+        body.insert("model".into(), json!(self.config.upstream_model));
+        let messages: Vec<Value> = request
+            .messages
+            .iter()
+            .map(|m| json!({"role": m.role, "content": m.content}))
+            .collect();
+        body.insert("messages".into(), Value::Array(messages));
+        body.insert("stream".into(), json!(true));
+        body.insert("stream_options".into(), json!({"include_usage": true}));
+        Value::Object(body)
+    }
+
+    async fn send(&self, body: &[u8]) -> Result<reqwest::Response, reqwest::Error> {
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "text/event-stream")
+            .body(body.to_vec());
+        for (name, value) in &self.config.headers {
+            request = request.header(name, value);
+        }
+        if let Some(key) = &self.config.api_key {
+            request = request.bearer_auth(key);
+        }
+        request.send().await
+    }
+}
+
+/// How long to wait before retrying: the provider's `Retry-After` in
+/// seconds, within bounds.
+fn backoff(response: &reqwest::Response) -> Duration {
+    response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(DEFAULT_BACKOFF, |s| Duration::from_secs(s).min(MAX_BACKOFF))
+}
+
+fn unreachable_provider(e: &reqwest::Error) -> ModelError {
+    let why = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "the request failed"
+    };
+    ModelError(format!("the model's provider could not be reached: {why}"))
+}
+
+#[async_trait]
+impl ChatModel for OpenAiModel {
+    async fn open(&self, request: &ChatRequest) -> Result<ChunkStream, ModelError> {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ModelError("the model is shutting down".into()))?;
+        let body = serde_json::to_vec(&self.body(request)).expect("JSON values serialize");
+        let mut retried = false;
+        let response = loop {
+            let response = self
+                .send(&body)
+                .await
+                .map_err(|e| unreachable_provider(&e))?;
+            let status = response.status();
+            if status.is_success() {
+                break response;
+            }
+            // Nothing has streamed yet, so one retry can't repeat text.
+            if !retried && (status.as_u16() == 429 || status.is_server_error()) {
+                retried = true;
+                tokio::time::sleep(backoff(&response)).await;
+                continue;
+            }
+            return Err(ModelError(format!(
+                "the model's provider answered HTTP {}",
+                status.as_u16()
+            )));
+        };
+
+        let state = (response.bytes_stream(), SseReader::default(), false, slot);
+        let stream =
+            futures_util::stream::unfold(state, |(mut body, mut reader, done, slot)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    let (events, ended) = match body.next().await {
+                        Some(Ok(bytes)) => match reader.push(&bytes) {
+                            Ok(events) => (events, false),
+                            Err(e) => {
+                                return Some((
+                                    vec![Err(ModelError(e))],
+                                    (body, reader, true, slot),
+                                ));
+                            }
+                        },
+                        Some(Err(e)) => {
+                            let err = if e.is_timeout() {
+                                ModelError("the model's provider timed out".into())
+                            } else {
+                                ModelError("the model's provider broke off its answer".into())
+                            };
+                            return Some((vec![Err(err)], (body, reader, true, slot)));
+                        }
+                        None => (reader.finish().into_iter().collect(), true),
+                    };
+                    let (items, finished) = read_events(events);
+                    if ended && !finished {
+                        // Every compatible server ends with [DONE]; a body
+                        // that stops before it was cut short.
+                        let mut items = items;
+                        items.push(Err(ModelError(
+                            "the model's provider ended its answer early".into(),
+                        )));
+                        return Some((items, (body, reader, true, slot)));
+                    }
+                    if !items.is_empty() || finished {
+                        return Some((items, (body, reader, finished, slot)));
+                    }
+                }
+            })
+            .flat_map(futures_util::stream::iter);
+        Ok(Box::pin(stream))
+    }
+
+    fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+}
+
+/// The chunks of some events, and whether the answer ended with them
+/// ([DONE] or an error event).
+fn read_events(events: Vec<String>) -> (Vec<Result<Chunk, ModelError>>, bool) {
+    let mut items = Vec::new();
+    for data in events {
+        match chunks(&data) {
+            Parsed::Chunks(c) => items.extend(c.into_iter().map(Ok)),
+            Parsed::Done => return (items, true),
+            Parsed::Error(e) => {
+                items.push(Err(e));
+                return (items, true);
+            }
+        }
+    }
+    (items, false)
+}
+
+enum Parsed {
+    Chunks(Vec<Chunk>),
+    Done,
+    Error(ModelError),
+}
+
+/// One event of the chat-completions stream.
+fn chunks(data: &str) -> Parsed {
+    if data.trim() == "[DONE]" {
+        return Parsed::Done;
+    }
+    let Ok(value) = serde_json::from_str::<Value>(data) else {
+        return Parsed::Error(ModelError(
+            "the model's provider sent an unreadable event".into(),
+        ));
+    };
+    if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
+        let message = error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown error");
+        let short: String = message.chars().take(200).collect();
+        return Parsed::Error(ModelError(format!("the model's provider failed: {short}")));
+    }
+    let mut out = Vec::new();
+    if let Some(text) = value
+        .pointer("/choices/0/delta/content")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    {
+        out.push(Chunk::Text(text.to_owned()));
+    }
+    if let Some(usage) = value.get("usage").filter(|u| u.is_object()) {
+        let count = |k: &str| usage.get(k).and_then(Value::as_i64).unwrap_or(0);
+        out.push(Chunk::Usage {
+            prompt_tokens: count("prompt_tokens"),
+            completion_tokens: count("completion_tokens"),
+        });
+    }
+    Parsed::Chunks(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_deltas_usage_done_and_errors() {
+        let Parsed::Chunks(c) = chunks(r#"{"choices":[{"delta":{"content":"Hi"}}]}"#) else {
+            panic!()
+        };
+        assert_eq!(c, [Chunk::Text("Hi".into())]);
+        let Parsed::Chunks(c) = chunks(
+            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            c,
+            [Chunk::Usage {
+                prompt_tokens: 3,
+                completion_tokens: 4
+            }]
+        );
+        assert!(matches!(chunks("[DONE]"), Parsed::Done));
+        assert!(matches!(
+            chunks(r#"{"error":{"message":"overloaded"}}"#),
+            Parsed::Error(_)
+        ));
+        assert!(matches!(chunks("not json"), Parsed::Error(_)));
+    }
+
+    #[test]
+    fn parameters_pass_through_but_cannot_replace_the_request() {
+        let config = super::super::models_file::parse(
+            "[models.m]\nbase_url = \"http://127.0.0.1:1/v1/\"\nupstream_model = \"up\"\n",
+            |_| None,
+        )
+        .unwrap()
+        .remove("m")
+        .unwrap();
+        let model = OpenAiModel::new(client().unwrap(), config);
+        assert_eq!(model.url, "http://127.0.0.1:1/v1/chat/completions");
+        let mut params = Map::new();
+        params.insert("temperature".into(), json!(0.5));
+        params.insert("model".into(), json!("other"));
+        params.insert("stream".into(), json!(false));
+        let body = model.body(&ChatRequest {
+            messages: vec![],
+            params,
+        });
+        assert_eq!(body["model"], "up");
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["temperature"], 0.5);
+        assert_eq!(body["stream_options"]["include_usage"], true);
+    }
+}

@@ -1,0 +1,60 @@
+//! Idempotency keys, for every create: a key claimed with one request
+//! replays that request's result, is refused with another request, and
+//! says so while its first request is still running.
+
+use chrono::{DateTime, Utc};
+
+use super::tx::TxError;
+use crate::domain::UserId;
+use crate::error::Error;
+use crate::store::{KeyClaim, WriteTx};
+
+/// How long an idempotency key keeps its first answer.
+pub const KEY_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// What the first request with a key created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Earlier {
+    pub session_id: Option<i64>,
+    pub prompt_id: Option<i64>,
+}
+
+/// Claims the key inside the create's transaction. `Some` when an earlier
+/// request with the same key and fingerprint committed: its result is the
+/// answer again.
+pub async fn claim(
+    tx: &mut dyn WriteTx,
+    user: UserId,
+    key: &str,
+    fingerprint: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Earlier>, TxError> {
+    match tx
+        .claim_key(user, key, fingerprint, now, now - KEY_LIFETIME)
+        .await?
+    {
+        KeyClaim::Claimed => Ok(None),
+        KeyClaim::Held { request_hash, .. } if request_hash != fingerprint => {
+            Err(Error::AlreadyExists(format!(
+                "Idempotency-Key {key:?} was already used with a different request; use a new key for a new request"
+            ))
+            .into())
+        }
+        KeyClaim::Held {
+            session_id: None,
+            prompt_id: None,
+            ..
+        } => Err(Error::Aborted(
+            "a request with this Idempotency-Key is still in progress; retry shortly".into(),
+        )
+        .into()),
+        KeyClaim::Held {
+            session_id,
+            prompt_id,
+            ..
+        } => Ok(Some(Earlier {
+            session_id,
+            prompt_id,
+        })),
+    }
+}
