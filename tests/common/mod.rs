@@ -3,6 +3,7 @@
 //! cluster), and speaks to it as a client would.
 #![allow(dead_code)]
 
+pub mod llm;
 pub mod pg;
 mod requests;
 
@@ -206,6 +207,13 @@ pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
         .metadata_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     request
+}
+
+/// A protobuf `Struct` (e.g. `token_usage`) as JSON.
+pub fn struct_json(s: Option<prost_types::Struct>) -> Value {
+    Value::Object(practice_service::api::convert::struct_to_json(
+        s.expect("a struct"),
+    ))
 }
 
 pub fn obj(value: Value) -> Map<String, Value> {

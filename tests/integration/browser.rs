@@ -152,6 +152,26 @@ async fn grpc_web_from_a_real_browser() {
         assert_eq!(web_json["same"], true, "{result}");
         assert_eq!(web_json["missing"]["name"], "NotFound", "{result}");
         assert_eq!(web_json["missing"]["message"], "session 999 not found");
+        // The streamed prompt: per model, started, deltas, finished; the
+        // page shows each model's deltas joined, equal to its stored text.
+        let prompt = &result["prompt"];
+        let events = prompt["events"].as_array().unwrap();
+        for (id, finished) in prompt["finished"].as_object().unwrap() {
+            let kinds: Vec<&str> = events
+                .iter()
+                .filter(|e| e["sessionModelId"] == id.as_str())
+                .map(|e| e["kind"].as_str().unwrap())
+                .collect();
+            assert_eq!(kinds.first(), Some(&"started"), "{kinds:?}");
+            assert_eq!(kinds.last(), Some(&"finished"), "{kinds:?}");
+            assert!(
+                kinds.iter().filter(|k| **k == "delta").count() > 3,
+                "{kinds:?}"
+            );
+            assert_eq!(finished["status"], "completed");
+            assert_eq!(prompt["onPage"][id], finished["text"], "{result}");
+        }
+        assert_eq!(prompt["finished"].as_object().unwrap().len(), 2, "{result}");
         let shown = out["shown"].as_str().unwrap();
         assert!(
             shown.starts_with("gRPC status 16 (Unauthenticated)"),

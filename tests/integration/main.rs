@@ -15,6 +15,8 @@ mod browser;
 mod buf_curl;
 mod catalog;
 mod connect;
+mod conversation;
+mod conversation_streams;
 mod create_session;
 mod deploy;
 mod examples;

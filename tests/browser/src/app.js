@@ -73,7 +73,34 @@ async function main() {
     webJsonMissing = { code: e.code, name: Code[e.code], message: e.rawMessage };
   }
 
+  // A prompt, streamed over gRPC-Web: each model's text grows on the page
+  // as its deltas arrive.
+  const chat = document.getElementById("chat");
+  const shown = new Map();
+  const events = [];
+  const finished = {};
+  for await (const ev of client.sendPrompt(
+    { sessionId: created.sessionId, promptText: "Hello from the browser" },
+    auth,
+  )) {
+    const { case: kind, value } = ev.event;
+    events.push({ kind, sessionModelId: String(value.sessionModelId) });
+    if (kind === "started") {
+      const line = document.createElement("p");
+      line.id = `model-${value.sessionModelId}`;
+      chat.appendChild(line);
+      shown.set(String(value.sessionModelId), line);
+    } else if (kind === "delta") {
+      shown.get(String(value.sessionModelId)).textContent += value.text;
+    } else {
+      finished[String(value.sessionModelId)] = { status: value.status, text: value.responseText };
+    }
+  }
+  const onPage = {};
+  for (const [id, line] of shown) onPage[id] = line.textContent;
+
   window.__result = {
+    prompt: { events, finished, onPage },
     created: plain(created),
     read: plain(read),
     same: JSON.stringify(plain(created)) === JSON.stringify(plain(read)),
