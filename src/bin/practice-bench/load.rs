@@ -124,7 +124,7 @@ pub enum Target {
     },
 }
 
-fn tokens() -> Arc<Vec<String>> {
+pub fn tokens() -> Arc<Vec<String>> {
     Arc::new(
         (1..=USERS)
             .map(|u| {

@@ -6,6 +6,7 @@
 //! `cargo run --release --bin practice-bench -- --help`
 
 mod load;
+mod prompt;
 mod server;
 
 // The test suite's throwaway PostgreSQL cluster, shared rather than copied.
@@ -64,6 +65,10 @@ struct Args {
     /// Also run gRPC (and raw) open-loop at this fraction of gRPC's closed-loop maximum.
     #[arg(long, default_value_t = 0.5)]
     open_fraction: f64,
+    /// `create` (CreateSession on every protocol) or `prompt` (SendPrompt
+    /// over gRPC against the development model, three models a prompt).
+    #[arg(long, default_value = "create")]
+    scenario: String,
     /// The server binary (default: practice-service beside this one).
     #[arg(long)]
     server: Option<std::path::PathBuf>,
@@ -259,6 +264,9 @@ async fn main() -> anyhow::Result<()> {
         }
     );
 
+    if args.scenario == "prompt" {
+        return prompt_scenario(&args, &server_bin).await;
+    }
     let mut rows = Vec::new();
     for db in &args.db {
         let dir = tempfile::tempdir()?;
@@ -354,5 +362,44 @@ async fn main() -> anyhow::Result<()> {
         server.stop().await;
     }
     print_table(&rows);
+    Ok(())
+}
+
+/// The `prompt` scenario on each database: prompts per second, time to the
+/// first delta and to the end, and the server's CPU per prompt.
+async fn prompt_scenario(args: &Args, server_bin: &std::path::Path) -> anyhow::Result<()> {
+    println!(
+        "| db | concurrency | prompts/s | first delta p50 ms | p99 ms | whole answer p50 ms | p99 ms | server CPU µs/prompt |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for db in &args.db {
+        let dir = tempfile::tempdir()?;
+        let url = database_url(db, &dir, &args.pg_url, args.pg_no_fsync).await?;
+        let store = store::connect(&url, &StoreOptions::default()).await?;
+        store.migrate().await?;
+        seed(&store).await?;
+        let server = server::Server::start(server_bin, &url).await?;
+        let warm = Duration::from_secs(args.warmup);
+        prompt::run(&server.url(), args.concurrency, warm).await?;
+        let before = server.cpu_ticks()?;
+        let stats = prompt::run(
+            &server.url(),
+            args.concurrency,
+            Duration::from_secs(args.duration),
+        )
+        .await?;
+        let cpu = server::ticks_to_us(server.cpu_ticks()? - before) / stats.prompts as f64;
+        let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        println!(
+            "| {db} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {cpu:.0} |",
+            args.concurrency,
+            stats.prompts as f64 / stats.elapsed.as_secs_f64(),
+            ms(&stats.first_delta, 0.5),
+            ms(&stats.first_delta, 0.99),
+            ms(&stats.total, 0.5),
+            ms(&stats.total, 0.99),
+        );
+        server.stop().await;
+    }
     Ok(())
 }
