@@ -50,6 +50,27 @@ for (const [name, transport] of Object.entries(transports)) {
     const read = await client.getSession({ sessionId: created.sessionId }, auth);
     result.created = { title: created.title, userId: String(created.userId), models: created.models.length };
     result.same = read.sessionId === created.sessionId && read.title === created.title;
+    // A prompt, streamed: the kinds of events in order, and each model's
+    // text joined from its deltas against its stored answer.
+    const kinds = [];
+    const joined = {};
+    const stored = {};
+    for await (const ev of client.sendPrompt({ sessionId: created.sessionId, promptText: `hi over ${name}` }, auth)) {
+      const { case: kind, value } = ev.event;
+      kinds.push(kind);
+      const id = String(value.sessionModelId);
+      if (kind === "delta") joined[id] = (joined[id] ?? "") + value.text;
+      if (kind === "finished") stored[id] = value.responseText;
+    }
+    result.prompt = { kinds, joined, stored };
+    const missing = client.sendPrompt({ sessionId: 99999n, promptText: "x" }, auth);
+    try {
+      for await (const _ of missing) {
+      }
+      result.promptMissing = { code: "OK" };
+    } catch (err) {
+      result.promptMissing = failure(err);
+    }
   } catch (err) {
     result.error = failure(err);
   }

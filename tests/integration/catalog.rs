@@ -350,6 +350,36 @@ async fn readme_walkthrough(backend: Backend) {
         s["settings"]["generation_params"],
         json!({"max_tokens": 400, "temperature": 0.3})
     );
+
+    // The last step: a prompt, answered by both models (the development
+    // model, offline).
+    let path = format!("/user/practice/sessions/{}/prompts", s["session_id"]);
+    let r = app
+        .http_with(
+            "POST",
+            &path,
+            Some(&student),
+            Some(r#"{"prompt_text": "Fix: their going to the park"}"#),
+            &[("accept", "text/event-stream")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    let finished = r.text.matches("event: finished\n").count();
+    assert_eq!(finished, 2, "{}", r.text);
+    assert!(r.text.starts_with("event: started\ndata: {"), "{}", r.text);
+    let r = app
+        .http(
+            "POST",
+            &path,
+            Some(&student),
+            Some(r#"{"prompt_text": "And: its raining"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let responses = r.json()["responses"].as_array().unwrap().clone();
+    assert_eq!(responses.len(), 2);
+    assert!(responses.iter().all(|r| r["status"] == "completed"));
 }
 
 on_both_backends!(

@@ -43,6 +43,16 @@ async fn every_connect_node_transport() {
         );
         assert_eq!(r["created"]["userId"], "42", "{transport}");
         assert_eq!(r["same"], true, "{transport}: {r}");
+        // SendPrompt streams on every transport: started, deltas, finished
+        // per model (the two default models).
+        let prompt = &r["prompt"];
+        let kinds = prompt["kinds"].as_array().unwrap();
+        assert_eq!(kinds.first().unwrap(), "started", "{transport}: {r}");
+        assert_eq!(kinds.last().unwrap(), "finished", "{transport}: {r}");
+        assert_eq!(kinds.iter().filter(|k| *k == "finished").count(), 2);
+        assert_eq!(prompt["joined"], prompt["stored"], "{transport}: {r}");
+        assert_eq!(prompt["stored"].as_object().unwrap().len(), 2);
+        assert_eq!(r["promptMissing"]["code"], "NotFound", "{transport}: {r}");
         assert_eq!(r["notFound"]["code"], "NotFound", "{transport}: {r}");
         assert_eq!(r["notFound"]["message"], "session 99999 not found");
         assert_eq!(r["invalid"]["code"], "InvalidArgument", "{transport}: {r}");

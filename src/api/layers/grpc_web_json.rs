@@ -2,7 +2,8 @@
 //! connect-web's gRPC-Web transport sends with `useBinaryFormat: false`),
 //! which tonic-web does not speak: the one framed JSON message is decoded
 //! (canonical proto3 JSON), the RPC called in-process like any other, and
-//! the reply framed back as JSON with a trailer frame carrying the status.
+//! the reply (one message, or a server stream's messages as they arrive)
+//! framed back as JSON with a trailer frame carrying the status.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,7 +16,8 @@ use tonic::body::Body;
 use tower::Service;
 
 use super::auth::caller;
-use super::rpcs::Rpcs;
+use super::connect::stream::{ConnectStreamBody, Envelopes, StreamEnd};
+use super::rpcs::{Rpcs, Shape};
 use super::{BoxFuture, Middleware, MiddlewareLayer, unary};
 use crate::auth::Authenticator;
 
@@ -61,29 +63,40 @@ impl Middleware for GrpcWebJson {
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
         S::Future: Send + 'static,
     {
-        if !is_grpc_web_json(&request) || self.0.rpcs.unary(request.uri().path()).is_none() {
+        let shape = self.0.rpcs.get(request.uri().path()).map(|r| r.shape);
+        if !is_grpc_web_json(&request) || !matches!(shape, Some(Shape::Unary | Shape::ServerStream))
+        {
             return Box::pin(inner.call(request));
         }
         let this = self.0.clone();
         Box::pin(async move {
-            Ok(match this.handle(request, inner).await {
-                Ok(json) => reply(Some(&json), &Status::ok("")),
-                Err(status) => reply(None, &status),
+            let (parts, body) = request.into_parts();
+            let call = match this.grpc_call(parts, body).await {
+                Ok(call) => call,
+                Err(status) => return Ok(reply(None, &status)),
+            };
+            Ok(match shape {
+                Some(Shape::ServerStream) => this.stream(call, inner).await,
+                _ => match this.unary(call, inner).await {
+                    Ok(json) => reply(Some(&json), &Status::ok("")),
+                    Err(status) => reply(None, &status),
+                },
             })
         })
     }
 }
 
 impl Inner {
-    async fn handle<S>(&self, request: Request<Body>, inner: S) -> Result<Vec<u8>, Status>
-    where
-        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
-        S::Future: Send,
-    {
-        let (parts, body) = request.into_parts();
+    /// The in-process gRPC request for a gRPC-Web JSON request: the caller
+    /// authenticated (before the body is read) and the one JSON message
+    /// re-encoded as protobuf.
+    async fn grpc_call(
+        &self,
+        parts: http::request::Parts,
+        body: Body,
+    ) -> Result<Request<Body>, Status> {
         let path = parts.uri.path();
-        let rpc = self.rpcs.unary(path).expect("checked before");
-        // Authentication first: a refused caller's body is never read.
+        let rpc = self.rpcs.get(path).expect("checked before");
         let principal = match caller(&self.auth, path, &parts.headers).await {
             Ok(principal) => principal,
             Err(status) => {
@@ -107,15 +120,55 @@ impl Inner {
             _ => return Err(Status::invalid_argument("the request has no message frame")),
         };
         let body = unary::grpc_body(&rpc.json_to_proto(message)?);
-        let grpc = unary::request(path, &parts.headers, principal, body)?;
-        let reply = unary::call(inner, grpc).await?;
+        unary::request(path, &parts.headers, principal, body)
+    }
+
+    async fn unary<S>(&self, call: Request<Body>, inner: S) -> Result<Vec<u8>, Status>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let rpc = self.rpcs.get(call.uri().path()).expect("checked before");
+        let reply = unary::call(inner, call).await?;
         rpc.proto_to_json(&reply)
+    }
+
+    /// A server stream: each reply message framed as JSON as it arrives,
+    /// then the trailer frame.
+    async fn stream<S>(&self, call: Request<Body>, mut inner: S) -> Response<Body>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
+        S::Future: Send,
+    {
+        let output = self
+            .rpcs
+            .get(call.uri().path())
+            .expect("checked before")
+            .output
+            .clone();
+        let Ok(grpc) = inner.call(call).await;
+        if let Some(status) = Status::from_header_map(grpc.headers())
+            && status.code() != tonic::Code::Ok
+        {
+            return reply(None, &status);
+        }
+        let envelopes = Envelopes {
+            json: Some(output),
+            gzip: false,
+            end: StreamEnd::GrpcWeb,
+        };
+        let body = ConnectStreamBody::new(grpc.into_body(), None, envelopes);
+        let mut response = Response::new(Body::new(body));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        response
     }
 }
 
-/// The gRPC-Web response: the message frame (on success) and the trailer
-/// frame with the status.
-fn reply(json: Option<&[u8]>, status: &Status) -> Response<Body> {
+/// gRPC-Web's trailer frame: the status as `grpc-status`, `grpc-message`
+/// and `grpc-status-details-bin` lines.
+pub fn trailer_frame(status: &Status) -> Bytes {
     let mut trailers = format!("grpc-status:{}\r\n", status.code() as i32);
     if !status.message().is_empty() {
         let message = percent_encoding::utf8_percent_encode(
@@ -129,15 +182,23 @@ fn reply(json: Option<&[u8]>, status: &Status) -> Response<Body> {
         let details = base64::engine::general_purpose::STANDARD_NO_PAD.encode(status.details());
         trailers.push_str(&format!("grpc-status-details-bin:{details}\r\n"));
     }
+    let mut frame = BytesMut::with_capacity(5 + trailers.len());
+    frame.put_u8(TRAILER);
+    frame.put_u32(trailers.len() as u32);
+    frame.put_slice(trailers.as_bytes());
+    frame.freeze()
+}
+
+/// The gRPC-Web response of a unary call: the message frame (on success)
+/// and the trailer frame with the status.
+fn reply(json: Option<&[u8]>, status: &Status) -> Response<Body> {
     let mut body = BytesMut::new();
     if let Some(json) = json {
         body.put_u8(0);
         body.put_u32(json.len() as u32);
         body.put_slice(json);
     }
-    body.put_u8(TRAILER);
-    body.put_u32(trailers.len() as u32);
-    body.put_slice(trailers.as_bytes());
+    body.extend_from_slice(&trailer_frame(status));
     let mut response = Response::new(Body::new(Full::new(Bytes::from(body))));
     response
         .headers_mut()

@@ -204,6 +204,7 @@ impl ConnectProtocol {
                 Codec::Proto => None,
             },
             gzip,
+            end: stream::StreamEnd::Connect,
         };
         let mut response = Response::new(Body::new(stream::ConnectStreamBody::new(
             reply, early, envelopes,

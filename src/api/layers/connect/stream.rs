@@ -44,6 +44,18 @@ pub struct Envelopes {
     /// Written as canonical JSON of this message type (the JSON codec).
     pub json: Option<MessageDescriptor>,
     pub gzip: bool,
+    /// How the stream's end is told.
+    pub end: StreamEnd,
+}
+
+/// The last frame of a reframed stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// Connect's end-of-stream envelope.
+    Connect,
+    /// gRPC-Web's trailer frame (the JSON payload mode, which this layer
+    /// stack reframes too).
+    GrpcWeb,
 }
 
 impl Envelopes {
@@ -137,7 +149,15 @@ impl ConnectStreamBody {
 
     fn end(&mut self, status: Option<&Status>, trailers: &HeaderMap) -> Frame<Bytes> {
         self.ended = true;
-        Frame::data(end_of_stream(status, trailers))
+        match self.envelopes.end {
+            StreamEnd::Connect => Frame::data(end_of_stream(status, trailers)),
+            StreamEnd::GrpcWeb => {
+                let ok = Status::ok("");
+                Frame::data(super::super::grpc_web_json::trailer_frame(
+                    status.unwrap_or(&ok),
+                ))
+            }
+        }
     }
 }
 
