@@ -21,6 +21,18 @@ impl FieldViolation {
     }
 }
 
+/// The most field violations one error lists.
+pub const MAX_VIOLATIONS: usize = 20;
+
+/// A violation's description, cut to a bounded length.
+fn short(description: &str) -> String {
+    const MAX_CHARS: usize = 300;
+    match description.char_indices().nth(MAX_CHARS) {
+        Some((at, _)) => format!("{}…", &description[..at]),
+        None => description.to_owned(),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{message}")]
@@ -54,7 +66,20 @@ pub enum Error {
 
 impl Error {
     /// A request whose fields break the rules; the message sums them up.
-    pub fn invalid(violations: Vec<FieldViolation>) -> Self {
+    /// At most `MAX_VIOLATIONS` are kept, with a last line saying how many
+    /// more there were, so an error's size doesn't grow with the input.
+    pub fn invalid(mut violations: Vec<FieldViolation>) -> Self {
+        let more = violations.len().saturating_sub(MAX_VIOLATIONS);
+        violations.truncate(MAX_VIOLATIONS);
+        for v in &mut violations {
+            v.description = short(&v.description);
+        }
+        if more > 0 {
+            violations.push(FieldViolation::new(
+                "",
+                format!("and {more} more violations not listed"),
+            ));
+        }
         let message = violations
             .iter()
             .map(|v| format!("{}: {}", v.field, v.description))

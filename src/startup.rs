@@ -22,6 +22,7 @@ use crate::api::layers::rpc::RpcLayer;
 use crate::api::layers::rpcs::Rpcs;
 use crate::api::layers::shed::ShedLayer;
 use crate::api::layers::transcode::{TranscodeLayer, Transcoder};
+use crate::api::layers::validate::ValidateLayer;
 use crate::auth::{Authenticator, ClaimRules, Keys, dev_secret_path, load_or_create_dev_secret};
 use crate::config::ConversationConfig;
 use crate::config::{Config, JwtKey};
@@ -175,6 +176,9 @@ impl Application {
         let grpc_web_json =
             GrpcWebJsonLayer::new(rpcs, self.auth.clone(), self.config.max_body_bytes);
 
+        let validate = ValidateLayer::new(FILE_DESCRIPTOR_SET, self.config.max_body_bytes)
+            .map_err(|e| anyhow::anyhow!("reading the request rules: {e}"))?;
+
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
         let drain = async move {
             shutdown.await;
@@ -199,7 +203,7 @@ impl Application {
             // any work; Connect and the JSON transcoder outside gRPC-Web
             // (which answers any plain HTTP/1 request with 400); then, for
             // every protocol alike, the RPC span and deadline,
-            // authentication, the routes.
+            // authentication, the request's rules, the routes.
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(cors_layer(&self.config.cors_origins))
@@ -217,6 +221,7 @@ impl Application {
                     .collect(),
             ))
             .layer(AuthLayer::new(self.auth.clone()))
+            .layer(validate)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(

@@ -4,3 +4,4 @@
 pub mod convert;
 pub mod grpc;
 pub mod layers;
+pub mod validation;

@@ -18,6 +18,7 @@ pub mod rpcs;
 pub mod shed;
 pub mod transcode;
 pub mod unary;
+pub mod validate;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -27,6 +27,80 @@ pub fn find_field(message: &MessageDescriptor, name: &str) -> Option<FieldDescri
         .or_else(|| message.get_field_by_json_name(name))
 }
 
+/// A request body's JSON. Nesting past the free-form limit is refused with
+/// the same plain message on every protocol, not the parser's.
+pub fn parse_body(bytes: &[u8]) -> Result<Json, Error> {
+    let nested_too_deeply = || {
+        Error::invalid_field(
+            "body",
+            format!(
+                "free-form objects and lists may nest at most {} levels",
+                crate::api::layers::validate::MAX_NESTING
+            ),
+        )
+    };
+    let value: Json = serde_json::from_slice(bytes).map_err(|e| {
+        if e.to_string().starts_with("recursion limit exceeded") {
+            nested_too_deeply()
+        } else {
+            Error::invalid_field("body", format!("not valid JSON: {e}"))
+        }
+    })?;
+    // The body object and the message field holding a free-form value are
+    // two levels that don't count.
+    if depth(&value) > crate::api::layers::validate::MAX_NESTING + 2 {
+        return Err(nested_too_deeply());
+    }
+    Ok(value)
+}
+
+fn depth(value: &Json) -> usize {
+    match value {
+        Json::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        Json::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Refuses a field given under both of its names (`example_id` and
+/// `exampleId`), in the object and in the messages it holds.
+pub fn one_spelling_each(
+    desc: &MessageDescriptor,
+    object: &Map<String, Json>,
+    prefix: &str,
+) -> Result<(), Error> {
+    for field in desc.fields() {
+        let (name, json_name) = (field.name(), field.json_name());
+        if name != json_name && object.contains_key(name) && object.contains_key(json_name) {
+            return Err(Error::invalid_field(
+                &format!("{prefix}{name}"),
+                format!("is given twice, as {name} and as {json_name}; send one"),
+            ));
+        }
+        let Some(nested) = field.kind().as_message().cloned() else {
+            continue;
+        };
+        if nested.full_name().starts_with("google.protobuf.") {
+            continue;
+        }
+        let value = object.get(name).or_else(|| object.get(json_name));
+        match value {
+            Some(Json::Object(o)) if !field.is_map() => {
+                one_spelling_each(&nested, o, &format!("{prefix}{name}."))?;
+            }
+            Some(Json::Array(items)) if field.is_list() => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Json::Object(o) = item {
+                        one_spelling_each(&nested, o, &format!("{prefix}{name}[{i}]."))?;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Parses a JSON object into a message of type `desc`. On failure the
 /// error names the first top-level field that does not parse.
 pub fn parse_message(

@@ -193,28 +193,30 @@ impl Transcoder {
                     ));
                 }
             };
-            let value: Json = if bytes.iter().all(u8::is_ascii_whitespace) {
-                Json::Null
+            // No body at all is an empty request; a body is JSON.
+            let value: Option<Json> = if bytes.iter().all(u8::is_ascii_whitespace) {
+                None
             } else {
-                serde_json::from_slice(&bytes).map_err(|e| {
-                    error_response(Error::invalid_field("body", format!("not valid JSON: {e}")))
-                })?
+                Some(json::parse_body(&bytes).map_err(error_response)?)
             };
             match (&route.body, value) {
-                (BodyRule::Whole, Json::Object(o)) => object = o,
-                (BodyRule::Whole, Json::Null) => {}
-                (BodyRule::Whole, _) => {
+                (_, None) => {}
+                (BodyRule::Whole, Some(Json::Object(o))) => object = o,
+                (BodyRule::Whole, Some(_)) => {
                     return Err(error_response(Error::invalid_field(
                         "body",
                         "must be a JSON object",
                     )));
                 }
-                (BodyRule::Field(_), Json::Null) => {}
-                (BodyRule::Field(name), value) => {
+                (BodyRule::Field(_), Some(Json::Null)) => {}
+                (BodyRule::Field(name), Some(value)) => {
                     object.insert(name.clone(), value);
                 }
                 (BodyRule::None, _) => unreachable!(),
             }
+            // One spelling per field, so the path's value can't be
+            // contradicted under the other one.
+            json::one_spelling_each(&input, &object, "").map_err(error_response)?;
         }
 
         // Query parameters set the fields the body doesn't carry.

@@ -1,0 +1,165 @@
+//! Request validation for every protocol, in one place: each RPC's request
+//! message is checked against the `buf.validate` rules declared on it in
+//! the proto (`api::validation`) before any handler runs. Every
+//! protocol reaches the routes as gRPC, so JSON, gRPC-Web and Connect
+//! clients meet the same rules and get the same field violations.
+//!
+//! The layer also bounds what a valid-looking message may cost: free-form
+//! objects (`google.protobuf.Struct`) nest at most `MAX_NESTING` levels,
+//! and a message that can't be decoded is refused with a plain message
+//! rather than the decoder's.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use http_body_util::Full;
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, ReflectMessage, Value};
+use tonic::Status;
+use tonic::body::Body;
+use tower::Service;
+
+use super::{BoxFuture, Middleware, MiddlewareLayer, unary};
+use crate::api::validation::Rules;
+use crate::error::{Error, MAX_VIOLATIONS};
+
+/// The deepest nesting of free-form objects and lists a request may carry.
+pub const MAX_NESTING: usize = 32;
+
+#[derive(Clone)]
+pub struct Validate(Arc<Inner>);
+
+struct Inner {
+    /// The request type of each RPC that takes one message, by gRPC path.
+    inputs: HashMap<String, MessageDescriptor>,
+    rules: Rules,
+    body_limit: usize,
+}
+
+pub type ValidateLayer = MiddlewareLayer<Validate>;
+
+impl ValidateLayer {
+    pub fn new(descriptors: &[u8], body_limit: usize) -> Result<Self, String> {
+        let pool = DescriptorPool::decode(descriptors).map_err(|e| e.to_string())?;
+        let mut inputs = HashMap::new();
+        for service in pool.services() {
+            for method in service.methods().filter(|m| !m.is_client_streaming()) {
+                inputs.insert(
+                    format!("/{}/{}", service.full_name(), method.name()),
+                    method.input(),
+                );
+            }
+        }
+        Ok(MiddlewareLayer(Validate(Arc::new(Inner {
+            inputs,
+            rules: Rules::from_pool(&pool)?,
+            body_limit,
+        }))))
+    }
+}
+
+impl Middleware for Validate {
+    fn call<S>(&self, mut inner: S, request: Request<Body>) -> BoxFuture<Response<Body>, Infallible>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        let Some(input) = self.0.inputs.get(request.uri().path()).cloned() else {
+            return Box::pin(inner.call(request));
+        };
+        let this = self.0.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let bytes = match unary::read_body(body, this.body_limit + 5).await {
+                Ok(bytes) => bytes,
+                Err(_) => {
+                    let status = Status::out_of_range(format!(
+                        "the request message is larger than {} bytes",
+                        this.body_limit
+                    ));
+                    return Ok(status.into_http());
+                }
+            };
+            let mut pending = bytes::BytesMut::from(&bytes[..]);
+            // A compressed or malformed frame is left to the gRPC server,
+            // which refuses it.
+            if let Ok(Some(message)) = unary::next_message(&mut pending)
+                && let Err(err) = this.check(input, message)
+            {
+                return Ok(Status::from(err).into_http());
+            }
+            let request = Request::from_parts(parts, Body::new(Full::new(bytes)));
+            inner.call(request).await
+        })
+    }
+}
+
+impl Inner {
+    fn check(&self, input: MessageDescriptor, bytes: bytes::Bytes) -> Result<(), Error> {
+        let message = DynamicMessage::decode(input, bytes).map_err(|_| {
+            Error::invalid_field(
+                "",
+                "the request message could not be decoded: it is malformed, or nests \
+                 more deeply than the server accepts",
+            )
+        })?;
+        let mut shape = Shape::default();
+        shape.walk(&message, 0);
+        if shape.deepest > MAX_NESTING {
+            return Err(Error::invalid_field(
+                "",
+                format!("free-form objects and lists may nest at most {MAX_NESTING} levels"),
+            ));
+        }
+        // One more than are listed, so the error can say there were more;
+        // the search stops there, whatever the input's size.
+        let violations = self.rules.check(&message, MAX_VIOLATIONS + 1);
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::invalid(violations))
+        }
+    }
+}
+
+/// How deep free-form values nest in a message.
+#[derive(Default)]
+struct Shape {
+    deepest: usize,
+}
+
+impl Shape {
+    /// `depth` counts the free-form objects and lists around `message`.
+    fn walk(&mut self, message: &DynamicMessage, depth: usize) {
+        let name = message.descriptor().full_name().to_owned();
+        let depth = match name.as_str() {
+            "google.protobuf.Struct" | "google.protobuf.ListValue" => depth + 1,
+            _ => depth,
+        };
+        self.deepest = self.deepest.max(depth);
+        if self.deepest > MAX_NESTING {
+            return;
+        }
+        for (_, value) in message.fields() {
+            self.value(value, depth);
+        }
+    }
+
+    fn value(&mut self, value: &Value, depth: usize) {
+        match value {
+            Value::Message(m) => self.walk(m, depth),
+            Value::List(items) => {
+                for item in items {
+                    self.value(item, depth);
+                }
+            }
+            Value::Map(entries) => {
+                for v in entries.values() {
+                    self.value(v, depth);
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! The request rules declared in the proto with `buf.validate` annotations,
+//! read once from the descriptors: what the validation layer checks on
+//! every request and what `/openapi.json` publishes, from one source.
+//!
+//! Only the rule kinds the protos use are understood (integer bounds,
+//! string lengths in characters, patterns and allowed values, list sizes,
+//! distinct items and item rules); an annotation with any other rule stops
+//! the start, so no declared rule is ever silently left unchecked.
+//! Semantics follow protovalidate: a field with presence (`optional`, a
+//! message) is checked only when set; lengths count characters.
+
+use std::collections::HashMap;
+
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, ExtensionDescriptor, FieldDescriptor, ReflectMessage, Value,
+};
+
+use crate::error::FieldViolation;
+
+/// The patterns the protos use, with the words a client reads for them.
+const PATTERN_WORDS: [(&str, &str); 3] = [
+    (r"\S", "must not be blank"),
+    (
+        r"^[^\x00-\x1F\x7F-\x9F]*$",
+        "must not contain control characters (such as newlines or tabs)",
+    ),
+    (
+        r"^[^\x00-\x1F\x7F-\x9F]*[^\x00-\x1F\x7F-\x9F\s][^\x00-\x1F\x7F-\x9F]*$",
+        "must not be blank or contain control characters (such as newlines or tabs)",
+    ),
+];
+
+/// One rule on a value.
+#[derive(Debug, Clone)]
+pub enum Check {
+    Min(i64),
+    Max(i64),
+    MinChars(u64),
+    MaxChars(u64),
+    Pattern(regex::Regex),
+    OneOf(Vec<String>),
+    MinItems(u64),
+    MaxItems(u64),
+    Unique,
+    /// Rules on each item of a list.
+    Items(Vec<Check>),
+}
+
+/// Every rule of every message that has some, by message name.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    by_message: HashMap<String, Vec<(FieldDescriptor, Vec<Check>)>>,
+}
+
+impl Rules {
+    pub fn from_pool(pool: &DescriptorPool) -> Result<Self, String> {
+        let Some(ext) = pool.get_extension_by_name("buf.validate.field") else {
+            return Ok(Self::default());
+        };
+        let mut by_message = HashMap::new();
+        for message in pool.all_messages() {
+            let mut fields = Vec::new();
+            for field in message.fields() {
+                let checks = field_checks(&ext, &field)
+                    .map_err(|e| format!("{}: {e}", field.full_name()))?;
+                if !checks.is_empty() {
+                    fields.push((field, checks));
+                }
+            }
+            if !fields.is_empty() {
+                by_message.insert(message.full_name().to_owned(), fields);
+            }
+        }
+        Ok(Self { by_message })
+    }
+
+    /// The rules of one field, if it has any.
+    pub fn of(&self, field: &FieldDescriptor) -> &[Check] {
+        self.by_message
+            .get(field.parent_message().full_name())
+            .and_then(|fields| fields.iter().find(|(f, _)| f == field))
+            .map_or(&[], |(_, checks)| checks.as_slice())
+    }
+
+    /// Every violation in `message` and the messages it holds, in field
+    /// order, up to `limit` (the caller says how many are worth finding).
+    pub fn check(&self, message: &DynamicMessage, limit: usize) -> Vec<FieldViolation> {
+        let mut out = Vec::new();
+        self.check_message(message, "", limit, &mut out);
+        out
+    }
+
+    fn check_message(
+        &self,
+        message: &DynamicMessage,
+        prefix: &str,
+        limit: usize,
+        out: &mut Vec<FieldViolation>,
+    ) {
+        let desc = message.descriptor();
+        let rules = self.by_message.get(desc.full_name());
+        for field in desc.fields() {
+            if out.len() >= limit {
+                return;
+            }
+            let path = format!("{prefix}{}", field.name());
+            let present = message.has_field(&field);
+            if let Some((_, checks)) = rules.and_then(|r| r.iter().find(|(f, _)| *f == field))
+                && (present || !field.supports_presence())
+            {
+                check_value(&message.get_field(&field), checks, &path, limit, out);
+            }
+            if !present {
+                continue;
+            }
+            // Rules of the messages a field holds.
+            match message.get_field(&field).as_ref() {
+                Value::Message(m) if self.by_message.contains_key(m.descriptor().full_name()) => {
+                    self.check_message(m, &format!("{path}."), limit, out);
+                }
+                Value::List(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        if let Value::Message(m) = item
+                            && self.by_message.contains_key(m.descriptor().full_name())
+                        {
+                            self.check_message(m, &format!("{path}[{i}]."), limit, out);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn check_value(
+    value: &Value,
+    checks: &[Check],
+    path: &str,
+    limit: usize,
+    out: &mut Vec<FieldViolation>,
+) {
+    // A list past its size limit is refused for that alone: checking each
+    // of its items would cost in proportion to whatever the client sent.
+    if let Some(why) = checks
+        .iter()
+        .filter(|c| matches!(c, Check::MaxItems(_)))
+        .find_map(|c| broken(c, value))
+    {
+        if out.len() < limit {
+            out.push(FieldViolation::new(path, why));
+        }
+        return;
+    }
+    for check in checks {
+        match (check, value) {
+            (Check::Unique, Value::List(items)) => {
+                let mut seen = std::collections::HashSet::new();
+                for (i, item) in items.iter().enumerate() {
+                    if out.len() >= limit {
+                        return;
+                    }
+                    // Lists with a uniqueness rule hold integers or strings.
+                    let key = match item {
+                        Value::String(s) => s.clone(),
+                        other => format!("{other:?}"),
+                    };
+                    if !seen.insert(key) {
+                        out.push(FieldViolation::new(
+                            format!("{path}[{i}]"),
+                            "duplicate item; each may appear once",
+                        ));
+                    }
+                }
+            }
+            (Check::Items(item_checks), Value::List(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    if out.len() >= limit {
+                        return;
+                    }
+                    check_value(item, item_checks, &format!("{path}[{i}]"), limit, out);
+                }
+            }
+            (check, value) => {
+                if let Some(why) = broken(check, value)
+                    && out.len() < limit
+                {
+                    out.push(FieldViolation::new(path, why));
+                }
+            }
+        }
+    }
+}
+
+/// Why `value` breaks a rule on one value, if it does.
+fn broken(check: &Check, value: &Value) -> Option<String> {
+    let chars = |s: &str| s.chars().count() as u64;
+    Some(match (check, value) {
+        (Check::Min(min), v) if as_i64(v).is_some_and(|n| n < *min) => {
+            format!("must be >= {min}, got {}", as_i64(v).unwrap_or_default())
+        }
+        (Check::Max(max), v) if as_i64(v).is_some_and(|n| n > *max) => {
+            format!("must be <= {max}, got {}", as_i64(v).unwrap_or_default())
+        }
+        (Check::MinChars(min), Value::String(s)) if chars(s) < *min => {
+            format!("must be at least {min} characters")
+        }
+        (Check::MaxChars(max), Value::String(s)) if chars(s) > *max => {
+            format!("at most {max} characters, got {}", chars(s))
+        }
+        (Check::Pattern(re), Value::String(s)) if !re.is_match(s) => pattern_words(re.as_str()),
+        (Check::OneOf(allowed), Value::String(s)) if !allowed.contains(s) => {
+            let shown: String = s.chars().take(50).collect();
+            format!("must be one of {}, got {shown:?}", allowed.join(", "))
+        }
+        (Check::MinItems(min), Value::List(items)) if (items.len() as u64) < *min => {
+            format!("at least {min} items")
+        }
+        (Check::MaxItems(max), Value::List(items)) if items.len() as u64 > *max => {
+            format!("at most {max} items, got {}", items.len())
+        }
+        _ => return None,
+    })
+}
+
+fn as_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::I64(n) => Some(*n),
+        Value::I32(n) => Some(i64::from(*n)),
+        _ => None,
+    }
+}
+
+/// What a pattern means, in words where the protos' patterns are known.
+pub fn pattern_words(pattern: &str) -> String {
+    PATTERN_WORDS
+        .iter()
+        .find(|(p, _)| *p == pattern)
+        .map_or_else(|| format!("must match {pattern}"), |(_, w)| (*w).to_owned())
+}
+
+/// The rules the annotation on `field` declares.
+fn field_checks(ext: &ExtensionDescriptor, field: &FieldDescriptor) -> Result<Vec<Check>, String> {
+    let options = field.options();
+    if !options.has_extension(ext) {
+        return Ok(Vec::new());
+    }
+    match options.get_extension(ext).as_ref() {
+        Value::Message(rules) => read_rules(rules),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// A `buf.validate.FieldRules` message as checks.
+fn read_rules(rules: &DynamicMessage) -> Result<Vec<Check>, String> {
+    let mut checks = Vec::new();
+    for (field, value) in rules.fields() {
+        let Value::Message(kind) = value else {
+            return Err(format!("unsupported rule {}", field.name()));
+        };
+        match field.name() {
+            "int64" | "int32" => {
+                for (f, v) in kind.fields() {
+                    let n = as_i64(v).ok_or("a bound must be an integer")?;
+                    checks.push(match f.name() {
+                        "gte" => Check::Min(n),
+                        "gt" => Check::Min(n + 1),
+                        "lte" => Check::Max(n),
+                        "lt" => Check::Max(n - 1),
+                        other => return Err(format!("unsupported rule {other}")),
+                    });
+                }
+            }
+            "string" => {
+                for (f, v) in kind.fields() {
+                    checks.push(match (f.name(), v) {
+                        ("min_len", Value::U64(n)) => Check::MinChars(*n),
+                        ("max_len", Value::U64(n)) => Check::MaxChars(*n),
+                        ("pattern", Value::String(p)) => Check::Pattern(
+                            regex::Regex::new(p).map_err(|e| format!("pattern {p:?}: {e}"))?,
+                        ),
+                        ("in", Value::List(items)) => Check::OneOf(
+                            items
+                                .iter()
+                                .filter_map(|i| i.as_str().map(str::to_owned))
+                                .collect(),
+                        ),
+                        (other, _) => return Err(format!("unsupported rule {other}")),
+                    });
+                }
+            }
+            "repeated" => {
+                for (f, v) in kind.fields() {
+                    checks.push(match (f.name(), v) {
+                        ("min_items", Value::U64(n)) => Check::MinItems(*n),
+                        ("max_items", Value::U64(n)) => Check::MaxItems(*n),
+                        ("unique", Value::Bool(true)) => Check::Unique,
+                        ("items", Value::Message(items)) => Check::Items(read_rules(items)?),
+                        (other, _) => return Err(format!("unsupported rule {other}")),
+                    });
+                }
+            }
+            other => return Err(format!("unsupported rule {other}")),
+        }
+    }
+    Ok(checks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::FILE_DESCRIPTOR_SET;
+    use crate::proto::practice::v1 as pb;
+    use prost::Message as _;
+
+    fn rules() -> (DescriptorPool, Rules) {
+        let pool = DescriptorPool::decode(FILE_DESCRIPTOR_SET).unwrap();
+        let rules = Rules::from_pool(&pool).unwrap();
+        (pool, rules)
+    }
+
+    fn violations(
+        pool: &DescriptorPool,
+        rules: &Rules,
+        m: &impl prost::Message,
+        name: &str,
+    ) -> Vec<String> {
+        let desc = pool.get_message_by_name(name).unwrap();
+        let msg = DynamicMessage::decode(desc, &m.encode_to_vec()[..]).unwrap();
+        rules.check(&msg, 20).into_iter().map(|v| v.field).collect()
+    }
+
+    #[test]
+    fn the_protos_rules_are_read_and_checked() {
+        let (pool, rules) = rules();
+        let create = pb::CreateSessionRequest {
+            class_id: Some(0),
+            knowledge_ids: vec![1, 0, 1],
+            title: Some("a\nb".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            violations(&pool, &rules, &create, "practice.v1.CreateSessionRequest"),
+            ["class_id", "knowledge_ids[2]", "knowledge_ids[1]", "title"]
+        );
+        // Unset optional fields are not checked; set ones are.
+        let fine = pb::CreateSessionRequest::default();
+        assert!(violations(&pool, &rules, &fine, "practice.v1.CreateSessionRequest").is_empty());
+        // Required texts are checked even when empty; nested messages too.
+        let class = pb::Class {
+            class_id: 1,
+            name: " ".into(),
+            members: vec![pb::ClassMember {
+                user_id: 0,
+                role: "student".into(),
+            }],
+            models: vec![],
+        };
+        assert_eq!(
+            violations(&pool, &rules, &class, "practice.v1.Class"),
+            ["name", "members[0].user_id"]
+        );
+        let prompt = pb::SendPromptRequest {
+            session_id: 1,
+            prompt_text: "x".repeat(32_001),
+            session_model_ids: vec![],
+        };
+        assert_eq!(
+            violations(&pool, &rules, &prompt, "practice.v1.SendPromptRequest"),
+            ["prompt_text"]
+        );
+    }
+
+    #[test]
+    fn violations_stop_at_the_limit() {
+        let (pool, rules) = rules();
+        let desc = pool
+            .get_message_by_name("practice.v1.CreateSessionRequest")
+            .unwrap();
+        let check = |ids: Vec<i64>| {
+            let create = pb::CreateSessionRequest {
+                knowledge_ids: ids,
+                ..Default::default()
+            };
+            let msg = DynamicMessage::decode(desc.clone(), &create.encode_to_vec()[..]).unwrap();
+            rules.check(&msg, 21)
+        };
+        // 50 zeros: 99 violations, 21 found.
+        assert_eq!(check(vec![0; 50]).len(), 21);
+        // Past the size limit, only that is reported: the items aren't
+        // looked at, however many there are.
+        let too_many = check((1..=200_000).collect());
+        assert_eq!(too_many.len(), 1);
+        assert_eq!(too_many[0].field, "knowledge_ids");
+    }
+
+    #[test]
+    fn an_unknown_rule_stops_the_start() {
+        let (pool, _) = rules();
+        let ext = pool.get_extension_by_name("buf.validate.field").unwrap();
+        let field_rules = pool.get_message_by_name("buf.validate.FieldRules").unwrap();
+        let mut m = DynamicMessage::new(field_rules);
+        let double = m.descriptor().get_field_by_name("double").unwrap();
+        m.set_field(
+            &double,
+            Value::Message(DynamicMessage::new(
+                double.kind().as_message().unwrap().clone(),
+            )),
+        );
+        assert!(read_rules(&m).is_err());
+        let _ = ext;
+    }
+}
