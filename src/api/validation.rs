@@ -19,13 +19,13 @@ use crate::error::FieldViolation;
 
 /// The patterns the protos use, with the words a client reads for them.
 const PATTERN_WORDS: [(&str, &str); 3] = [
-    (r"\S", "must not be blank"),
+    (r"[^\x00-\x20\x7F-\x9F]", "must not be blank"),
     (
         r"^[^\x00-\x1F\x7F-\x9F]*$",
         "must not contain control characters (such as newlines or tabs)",
     ),
     (
-        r"^[^\x00-\x1F\x7F-\x9F]*[^\x00-\x1F\x7F-\x9F\s][^\x00-\x1F\x7F-\x9F]*$",
+        r"^[^\x00-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$",
         "must not be blank or contain control characters (such as newlines or tabs)",
     ),
 ];

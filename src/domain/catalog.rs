@@ -5,13 +5,13 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use super::rules;
-use crate::error::{Error, FieldViolation};
+use crate::error::Error;
 
 pub const STYLE_PRESETS: [&str; 3] = ["accurate", "balanced", "creative"];
 pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_LONG_TEXT_CHARS: usize = 20_000;
+/// As `practice.v1.Class.models` declares it.
 pub const MAX_CLASS_MODELS: usize = 50;
-pub const MAX_CLASS_MEMBERS: usize = 10_000;
 pub const MAX_AGENT_EXAMPLES: usize = 50;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -24,58 +24,15 @@ pub struct Class {
 }
 
 impl Class {
-    pub fn validate(&self) -> Result<(), Error> {
-        let mut v = Vec::new();
-        rules::positive_id("class_id", self.class_id, &mut v);
-        rules::text("name", &self.name, true, MAX_NAME_CHARS, true, &mut v);
-        if self.members.len() > MAX_CLASS_MEMBERS {
-            v.push(FieldViolation::new(
-                "members",
-                format!("at most {MAX_CLASS_MEMBERS} members"),
-            ));
-        }
+    /// The class with each member and each model once: a later listing of
+    /// the same user or model name is dropped (the first one counts). The
+    /// field rules are the proto's, checked before any use case runs.
+    pub fn deduplicated(mut self) -> Self {
         let mut users = std::collections::HashSet::new();
-        for (i, m) in self.members.iter().enumerate() {
-            rules::positive_id(&format!("members[{i}].user_id"), m.user_id, &mut v);
-            if !users.insert(m.user_id) {
-                v.push(FieldViolation::new(
-                    format!("members[{i}].user_id"),
-                    format!("user {} is listed twice", m.user_id),
-                ));
-            }
-            rules::text(
-                &format!("members[{i}].role"),
-                &m.role,
-                true,
-                50,
-                true,
-                &mut v,
-            );
-        }
-        if self.models.len() > MAX_CLASS_MODELS {
-            v.push(FieldViolation::new(
-                "models",
-                format!("at most {MAX_CLASS_MODELS} models"),
-            ));
-        }
+        self.members.retain(|m| users.insert(m.user_id));
         let mut names = std::collections::HashSet::new();
-        for (i, m) in self.models.iter().enumerate() {
-            rules::text(
-                &format!("models[{i}].model_name"),
-                &m.model_name,
-                true,
-                100,
-                true,
-                &mut v,
-            );
-            if !names.insert(m.model_name.as_str()) {
-                v.push(FieldViolation::new(
-                    format!("models[{i}].model_name"),
-                    format!("{:?} is listed twice", m.model_name),
-                ));
-            }
-        }
-        rules::finish(v)
+        self.models.retain(|m| names.insert(m.model_name.clone()));
+        self
     }
 }
 

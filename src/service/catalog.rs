@@ -27,7 +27,7 @@ impl CatalogService {
     }
 
     pub async fn upsert_class(&self, class: Class) -> Result<Class, Error> {
-        class.validate()?;
+        let class = class.deduplicated();
         self.store.upsert_class(&class, now_micros()).await?;
         Ok(class)
     }

@@ -10,7 +10,7 @@ use super::tx::{self, TxError};
 use crate::domain::{
     Session, SessionFilter, SessionPatch, Settings, SettingsPatch, UserId, now_micros,
 };
-use crate::error::{Error, FieldViolation};
+use crate::error::Error;
 use crate::store::{Responses, SessionQuery};
 
 pub const DEFAULT_PAGE_SIZE: i32 = 20;
@@ -229,19 +229,17 @@ impl PracticeService {
                 .filter(|(_, owner)| *owner == user.get())
                 .map(|(id, _)| id)
                 .collect();
-            let violations: Vec<FieldViolation> = ids
+            // A missing example, or another user's, is NOT_FOUND, as a
+            // missing reference is in a create.
+            if let Some((i, id)) = ids
                 .iter()
                 .enumerate()
-                .filter(|(_, id)| !owned.contains(id) && !linked.contains(id))
-                .map(|(i, id)| {
-                    FieldViolation::new(
-                        format!("few_shot_example_ids[{i}]"),
-                        format!("example {id} not found"),
-                    )
-                })
-                .collect();
-            if !violations.is_empty() {
-                return Err(Error::invalid(violations).into());
+                .find(|(_, id)| !owned.contains(id) && !linked.contains(id))
+            {
+                return Err(Error::NotFound(format!(
+                    "few_shot_example_ids[{i}]: example {id} not found"
+                ))
+                .into());
             }
             tx.replace_links(setting_id, ids, now).await?;
         }

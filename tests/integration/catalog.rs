@@ -215,18 +215,6 @@ async fn bad_catalog_objects_are_refused(backend: Backend) {
         ),
         (
             "/internal/practice/classes/3",
-            r#"{"name": "c", "members": [{"user_id": 1, "role": "s"}, {"user_id": 1, "role": "t"}]}"#,
-            "members[1].user_id",
-            "400",
-        ),
-        (
-            "/internal/practice/classes/3",
-            r#"{"name": "c", "models": [{"model_name": "a"}, {"model_name": "a"}]}"#,
-            "models[1].model_name",
-            "400",
-        ),
-        (
-            "/internal/practice/classes/3",
             r#"{"class_id": 4, "name": "c"}"#,
             "class_id",
             "400",
@@ -256,6 +244,22 @@ async fn bad_catalog_objects_are_refused(backend: Backend) {
             .collect();
         assert_eq!(fields, [field], "{path} {body}: {e}");
     }
+    // A member or model listed twice counts once: the first listing.
+    let r = app
+        .http(
+            "PUT",
+            "/internal/practice/classes/3",
+            Some(&admin),
+            Some(r#"{"name": "c", "members": [{"user_id": 1, "role": "s"}, {"user_id": 1, "role": "t"}], "models": [{"model_name": "a", "enabled": true}, {"model_name": "a"}]}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let class = r.json();
+    assert_eq!(class["members"], json!([{"user_id": 1, "role": "s"}]));
+    assert_eq!(
+        class["models"],
+        json!([{"model_name": "a", "enabled": true}])
+    );
     // An agent's examples must exist.
     let r = app.http("PUT", "/internal/practice/agents/8", Some(&admin), Some(r#"{"owner_user_id": 1, "name": "a", "style_preset": "accurate", "example_ids": [999]}"#)).await;
     assert_eq!(r.status, 404, "{}", r.text);

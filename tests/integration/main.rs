@@ -27,6 +27,7 @@ mod idempotency;
 mod limits;
 mod node_clients;
 mod scale_out;
+mod schemathesis;
 mod session_access;
 mod sessions;
 mod shutdown;

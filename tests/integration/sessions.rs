@@ -372,15 +372,17 @@ async fn settings_replace_links_in_order(backend: Backend) {
 
     // Someone else's example, a missing one, a bad preset: refused, nothing written.
     let before = app.counts().await;
-    for (bad, field) in [
+    for (bad, field, code) in [
         (
             ids(&[mine_1.example_id, others.example_id]),
             "few_shot_example_ids[1]",
+            Code::NotFound,
         ),
-        (ids(&[999]), "few_shot_example_ids[0]"),
+        (ids(&[999]), "few_shot_example_ids[0]", Code::NotFound),
         (
             ids(&[mine_1.example_id, mine_1.example_id]),
             "few_shot_example_ids[1]",
+            Code::InvalidArgument,
         ),
     ] {
         let status = app
@@ -394,7 +396,7 @@ async fn settings_replace_links_in_order(backend: Backend) {
             )
             .await
             .unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert_eq!(status.code(), code, "{status:?}");
         assert!(status.message().contains(field), "{status:?}");
     }
     let status = app

@@ -60,8 +60,9 @@ impl Transcoder {
     ) -> Result<Self, String> {
         let pool = DescriptorPool::decode(descriptors).map_err(|e| e.to_string())?;
         let routes = Routes::from_pool(&pool)?;
-        let openapi =
-            serde_json::to_vec_pretty(&openapi::document(&routes)).map_err(|e| e.to_string())?;
+        let rules = crate::api::validation::Rules::from_pool(&pool)?;
+        let openapi = serde_json::to_vec_pretty(&openapi::document(&routes, rules))
+            .map_err(|e| e.to_string())?;
         Ok(Self {
             routes,
             openapi: openapi.into(),

@@ -10,6 +10,7 @@ use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value as Json, json};
 
 use super::routes::{BodyRule, Route, Routes};
+use crate::api::validation::{Check, Rules};
 
 /// Which side of the wire a schema describes.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -27,11 +28,87 @@ fn schema_name(m: &MessageDescriptor, side: Side) -> String {
 
 struct Builder {
     schemas: BTreeMap<String, Json>,
+    /// The request rules, published as JSON Schema keywords.
+    rules: Rules,
+}
+
+/// A 64-bit integer's decimal string form, for a minimum of 0 or 1. The
+/// string form is held to 18 digits, safely inside the range.
+fn int64_pattern(min: Option<i64>) -> &'static str {
+    match min {
+        Some(1) => "^[1-9][0-9]{0,17}$",
+        Some(0) => "^(0|[1-9][0-9]{0,17})$",
+        _ => "^-?[0-9]{1,18}$",
+    }
+}
+
+/// Adds the rules' keywords to a request value's schema.
+fn constrain(schema: &mut Json, checks: &[Check], kind: &Kind) {
+    for check in checks {
+        match check {
+            Check::Min(n) => {
+                schema["minimum"] = json!(n);
+                if matches!(kind, Kind::Int64 | Kind::Sint64 | Kind::Sfixed64) {
+                    schema["pattern"] = json!(int64_pattern(Some(*n)));
+                }
+            }
+            Check::Max(n) => schema["maximum"] = json!(n),
+            Check::MinChars(n) => schema["minLength"] = json!(n),
+            Check::MaxChars(n) => schema["maxLength"] = json!(n),
+            Check::Pattern(re) => schema["pattern"] = json!(re.as_str()),
+            Check::OneOf(values) => schema["enum"] = json!(values),
+            Check::MinItems(n) => schema["minItems"] = json!(n),
+            Check::MaxItems(n) => schema["maxItems"] = json!(n),
+            Check::Unique => schema["uniqueItems"] = json!(true),
+            Check::Items(item) => constrain(&mut schema["items"], item, kind),
+        }
+    }
+}
+
+/// The free-form fields (`google.protobuf.Value`, `ListValue`) whose shape
+/// the session edit rules fix (`domain::session_edit`), which `buf.validate`
+/// can't declare on such types: what those rules accept, from their limits.
+fn free_form_shape(f: &FieldDescriptor) -> Option<Json> {
+    use crate::domain::session::{MAX_NOTES_CHARS, MAX_TITLE_CHARS};
+    use crate::domain::session_edit::MAX_FEW_SHOT_EXAMPLES;
+    Some(match f.full_name() {
+        "practice.v1.UpdateSessionRequest.title" => json!({
+            "type": ["string", "null"], "maxLength": MAX_TITLE_CHARS,
+            "pattern": "^[^\\x00-\\x1F\\x7F-\\x9F]*$",
+        }),
+        "practice.v1.UpdateSessionRequest.notes" => {
+            json!({"type": ["string", "null"], "maxLength": MAX_NOTES_CHARS})
+        }
+        "practice.v1.UpdateSessionSettingsRequest.few_shot_example_ids" => json!({
+            "type": ["array", "null"], "maxItems": MAX_FEW_SHOT_EXAMPLES, "uniqueItems": true,
+            // A list value's numbers are doubles: integers are exact up to 2^53.
+            "items": {"type": "integer", "minimum": 1, "maximum": (1i64 << 53) - 1},
+        }),
+        _ => return None,
+    })
+}
+
+/// Does a field without presence have to be sent: do its rules refuse the
+/// value it has when absent?
+fn must_be_sent(f: &FieldDescriptor, checks: &[Check]) -> bool {
+    if f.supports_presence() || f.is_list() || f.is_map() {
+        return false;
+    }
+    checks.iter().any(|c| match c {
+        Check::Min(n) => *n > 0,
+        Check::MinChars(n) => *n > 0,
+        Check::Pattern(re) => !re.is_match(""),
+        Check::OneOf(values) => !values.iter().any(String::is_empty),
+        _ => false,
+    })
 }
 
 fn nullable(schema: Json) -> Json {
     match schema {
         Json::Object(mut o) => {
+            if let Some(Json::Array(values)) = o.get_mut("enum") {
+                values.push(Json::Null);
+            }
             if let Some(Json::String(t)) = o.get("type").cloned() {
                 o.insert("type".into(), json!([t, "null"]));
                 Json::Object(o)
@@ -51,7 +128,7 @@ impl Builder {
     fn scalar(&mut self, kind: &Kind, side: Side) -> Json {
         match kind {
             Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
-                json!({"type": "integer", "format": "int32"})
+                json!({"type": "integer", "format": "int32", "minimum": i32::MIN, "maximum": i32::MAX})
             }
             Kind::Uint32 | Kind::Fixed32 => {
                 json!({"type": "integer", "format": "uint32", "minimum": 0})
@@ -59,9 +136,11 @@ impl Builder {
             Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 | Kind::Uint64 | Kind::Fixed64 => {
                 match side {
                     Side::Response => json!({"type": "integer", "format": "int64"}),
-                    Side::Request => {
-                        json!({"type": ["integer", "string"], "format": "int64", "pattern": "^-?[0-9]+$"})
-                    }
+                    Side::Request => json!({
+                        "type": ["integer", "string"], "format": "int64",
+                        "pattern": int64_pattern(None),
+                        "minimum": i64::MIN, "maximum": i64::MAX,
+                    }),
                 }
             }
             Kind::Double | Kind::Float => json!({"type": "number"}),
@@ -113,8 +192,22 @@ impl Builder {
         } else {
             self.scalar(&f.kind(), side)
         };
-        // In requests null means absent for every field; in responses only
-        // fields with presence may be null.
+        let mut schema = schema;
+        if side == Side::Request
+            && let Some(shape) = free_form_shape(f)
+        {
+            return shape;
+        }
+        if side == Side::Request {
+            let checks = self.rules.of(f).to_vec();
+            constrain(&mut schema, &checks, &f.kind());
+            // A required field can't be null (null means absent).
+            if must_be_sent(f, &checks) {
+                return schema;
+            }
+        }
+        // In requests null means absent for every other field; in responses
+        // only fields with presence may be null.
         if side == Side::Request || (f.supports_presence() && !f.is_list() && !f.is_map()) {
             nullable(schema)
         } else {
@@ -131,13 +224,13 @@ impl Builder {
                 continue;
             }
             properties.insert(f.name().to_owned(), self.field(&f, side));
-            if side == Side::Response {
+            if side == Side::Response || must_be_sent(&f, self.rules.of(&f)) {
                 required.push(json!(f.name()));
             }
         }
         let mut schema =
             json!({"type": "object", "properties": properties, "additionalProperties": false});
-        if side == Side::Response {
+        if !required.is_empty() {
             schema["required"] = Json::Array(required);
         }
         schema
@@ -163,7 +256,20 @@ impl Builder {
         let mut parameters = Vec::new();
         for name in &path_fields {
             if let Some(f) = input.get_field_by_name(name) {
-                parameters.push(json!({"name": name, "in": "path", "required": true, "schema": self.scalar(&f.kind(), Side::Request)}));
+                let mut schema = self.scalar(&f.kind(), Side::Request);
+                constrain(&mut schema, self.rules.of(&f), &f.kind());
+                if f.name() == "page_token" {
+                    // A page token is opaque: valid only as the server issued
+                    // it, which no schema can say. The document allows the
+                    // first page's (empty) one; any other value is one the
+                    // server gave out, or refused.
+                    schema = json!({
+                        "type": "string", "pattern": "^$",
+                        "description": "empty for the first page, then the previous page's next_page_token",
+                    });
+                }
+                parameters
+                    .push(json!({"name": name, "in": "path", "required": true, "schema": schema}));
             }
         }
         let mut operation = json!({
@@ -176,9 +282,11 @@ impl Builder {
             BodyRule::Whole => {
                 let name = format!("{}.Body", schema_name(&input, Side::Request));
                 let schema = self.message(&input, Side::Request, &path_fields);
+                // No body is an empty request: fine unless a field must be sent.
+                let needs_body = schema.get("required").is_some();
                 self.schemas.insert(name.clone(), schema);
                 operation["requestBody"] = json!({
-                    "required": false,
+                    "required": needs_body,
                     "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}},
                 });
             }
@@ -200,11 +308,22 @@ impl Builder {
                 if bound || f.is_map() || is_message {
                     continue;
                 }
-                let schema = if f.is_list() {
+                let mut schema = if f.is_list() {
                     json!({"type": "array", "items": self.scalar(&f.kind(), Side::Request)})
                 } else {
                     self.scalar(&f.kind(), Side::Request)
                 };
+                constrain(&mut schema, self.rules.of(&f), &f.kind());
+                if f.name() == "page_token" {
+                    // A page token is opaque: valid only as the server issued
+                    // it, which no schema can say. The document allows the
+                    // first page's (empty) one; any other value is one the
+                    // server gave out, or refused.
+                    schema = json!({
+                        "type": "string", "pattern": "^$",
+                        "description": "empty for the first page, then the previous page's next_page_token",
+                    });
+                }
                 parameters.push(
                     json!({"name": f.name(), "in": "query", "required": false, "schema": schema}),
                 );
@@ -226,9 +345,10 @@ impl Builder {
     }
 }
 
-pub fn document(routes: &Routes) -> Json {
+pub fn document(routes: &Routes, rules: Rules) -> Json {
     let mut builder = Builder {
         schemas: BTreeMap::new(),
+        rules,
     };
     let mut paths: BTreeMap<String, Map<String, Json>> = BTreeMap::new();
     // Unary routes first: a streaming RPC that shares one adds its events to
@@ -300,7 +420,8 @@ mod tests {
     #[test]
     fn documents_the_session_routes() {
         let pool = prost_reflect::DescriptorPool::decode(FILE_DESCRIPTOR_SET).unwrap();
-        let doc = document(&Routes::from_pool(&pool).unwrap());
+        let rules = Rules::from_pool(&pool).unwrap();
+        let doc = document(&Routes::from_pool(&pool).unwrap(), rules);
         assert_eq!(doc["openapi"], "3.1.0");
         let post = &doc["paths"]["/user/practice/sessions"]["post"];
         assert_eq!(post["operationId"], "PracticeService_CreateSession");
