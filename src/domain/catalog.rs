@@ -4,15 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use super::rules;
-use crate::error::Error;
-
-pub const STYLE_PRESETS: [&str; 3] = ["accurate", "balanced", "creative"];
-pub const MAX_NAME_CHARS: usize = 200;
-pub const MAX_LONG_TEXT_CHARS: usize = 20_000;
 /// As `practice.v1.Class.models` declares it.
 pub const MAX_CLASS_MODELS: usize = 50;
-pub const MAX_AGENT_EXAMPLES: usize = 50;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Class {
@@ -56,17 +49,6 @@ pub struct Project {
     pub name: String,
 }
 
-impl Project {
-    pub fn validate(&self) -> Result<(), Error> {
-        let mut v = Vec::new();
-        rules::positive_id("project_id", self.project_id, &mut v);
-        rules::positive_id("owner_user_id", self.owner_user_id, &mut v);
-        rules::optional_id("class_id", self.class_id, &mut v);
-        rules::text("name", &self.name, true, MAX_NAME_CHARS, true, &mut v);
-        rules::finish(v)
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Knowledge {
     pub knowledge_id: i64,
@@ -74,18 +56,6 @@ pub struct Knowledge {
     pub project_id: Option<i64>,
     pub class_id: Option<i64>,
     pub title: String,
-}
-
-impl Knowledge {
-    pub fn validate(&self) -> Result<(), Error> {
-        let mut v = Vec::new();
-        rules::positive_id("knowledge_id", self.knowledge_id, &mut v);
-        rules::positive_id("owner_user_id", self.owner_user_id, &mut v);
-        rules::optional_id("project_id", self.project_id, &mut v);
-        rules::optional_id("class_id", self.class_id, &mut v);
-        rules::text("title", &self.title, true, MAX_NAME_CHARS, true, &mut v);
-        rules::finish(v)
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -123,49 +93,6 @@ impl Agent {
             _ => unreachable!("json! of an object literal is an object"),
         }
     }
-
-    pub fn validate(&self) -> Result<(), Error> {
-        let mut violations = Vec::new();
-        rules::positive_id("agent_id", self.agent_id, &mut violations);
-        rules::positive_id("owner_user_id", self.owner_user_id, &mut violations);
-        rules::optional_id("class_id", self.class_id, &mut violations);
-        rules::text(
-            "name",
-            &self.name,
-            true,
-            MAX_NAME_CHARS,
-            true,
-            &mut violations,
-        );
-        if let Some(d) = &self.description {
-            rules::text(
-                "description",
-                d,
-                false,
-                MAX_LONG_TEXT_CHARS,
-                false,
-                &mut violations,
-            );
-        }
-        if let Some(p) = &self.system_prompt {
-            rules::text(
-                "system_prompt",
-                p,
-                false,
-                MAX_LONG_TEXT_CHARS,
-                false,
-                &mut violations,
-            );
-        }
-        rules::distinct_ids(
-            "example_ids",
-            &self.example_ids,
-            MAX_AGENT_EXAMPLES,
-            &mut violations,
-        );
-        rules::style_preset(&self.style_preset, &mut violations);
-        rules::finish(violations)
-    }
 }
 
 /// A user's few-shot example as stored.
@@ -191,32 +118,6 @@ pub struct NewExample {
     pub meta: Map<String, Value>,
 }
 
-impl NewExample {
-    pub fn validate(&self) -> Result<(), Error> {
-        let mut v = Vec::new();
-        if let Some(t) = &self.title {
-            rules::text("title", t, false, MAX_NAME_CHARS, true, &mut v);
-        }
-        rules::text(
-            "input_text",
-            &self.input_text,
-            true,
-            MAX_LONG_TEXT_CHARS,
-            false,
-            &mut v,
-        );
-        rules::text(
-            "output_text",
-            &self.output_text,
-            true,
-            MAX_LONG_TEXT_CHARS,
-            false,
-            &mut v,
-        );
-        rules::finish(v)
-    }
-}
-
 /// The fields an update changes; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExamplePatch {
@@ -226,22 +127,6 @@ pub struct ExamplePatch {
     pub output_text: Option<String>,
     pub is_active: Option<bool>,
     pub meta: Option<Map<String, Value>>,
-}
-
-impl ExamplePatch {
-    pub fn validate(&self) -> Result<(), Error> {
-        let mut v = Vec::new();
-        if let Some(Some(t)) = &self.title {
-            rules::text("title", t, false, MAX_NAME_CHARS, true, &mut v);
-        }
-        if let Some(t) = &self.input_text {
-            rules::text("input_text", t, true, MAX_LONG_TEXT_CHARS, false, &mut v);
-        }
-        if let Some(t) = &self.output_text {
-            rules::text("output_text", t, true, MAX_LONG_TEXT_CHARS, false, &mut v);
-        }
-        rules::finish(v)
-    }
 }
 
 #[cfg(test)]
@@ -270,24 +155,5 @@ mod tests {
         assert_eq!(snap["example_ids"], json!([4, 2]));
         assert_eq!(snap["updated_at"], "2023-11-14T22:13:20.123456Z");
         assert_eq!(snap.as_object().unwrap().len(), 9);
-    }
-
-    #[test]
-    fn style_preset_is_one_of_three() {
-        let mut agent = Agent {
-            agent_id: 1,
-            owner_user_id: 1,
-            class_id: None,
-            name: "a".into(),
-            description: None,
-            system_prompt: None,
-            style_preset: "creative".into(),
-            style_params: Map::new(),
-            generation_params: Map::new(),
-            example_ids: vec![],
-        };
-        assert!(agent.validate().is_ok());
-        agent.style_preset = "wild".into();
-        assert!(agent.validate().is_err());
     }
 }

@@ -4,15 +4,10 @@
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::rules;
 use super::session::Session;
-use crate::error::Error;
 
-pub const MAX_PROMPT_CHARS: usize = 32_000;
-/// More models than any class allows (`catalog::MAX_CLASS_MODELS`).
-pub const MAX_PROMPT_MODELS: usize = 50;
-
-/// A prompt whose fields keep every rule that needs no database.
+/// A prompt. Its fields' rules are declared on `SendPromptRequest` in the
+/// proto and checked before any use case runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewPrompt {
     pub session_id: i64,
@@ -22,35 +17,6 @@ pub struct NewPrompt {
 }
 
 impl NewPrompt {
-    pub fn parse(
-        session_id: i64,
-        prompt_text: String,
-        session_model_ids: Vec<i64>,
-    ) -> Result<Self, Error> {
-        let mut violations = Vec::new();
-        rules::positive_id("session_id", session_id, &mut violations);
-        rules::text(
-            "prompt_text",
-            &prompt_text,
-            true,
-            MAX_PROMPT_CHARS,
-            false,
-            &mut violations,
-        );
-        rules::distinct_ids(
-            "session_model_ids",
-            &session_model_ids,
-            MAX_PROMPT_MODELS,
-            &mut violations,
-        );
-        rules::finish(violations)?;
-        Ok(Self {
-            session_id,
-            prompt_text,
-            session_model_ids,
-        })
-    }
-
     /// A digest of the request, to tell a replay from a different request
     /// that reuses an idempotency key (never equal to a create's digest).
     pub fn fingerprint(&self) -> String {
@@ -210,24 +176,6 @@ pub fn estimate_tokens(text: &str) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prompts_are_checked_before_anything_runs() {
-        assert!(NewPrompt::parse(1, "hi".into(), vec![]).is_ok());
-        for (id, text, models) in [
-            (0, "hi", vec![]),
-            (1, "  ", vec![]),
-            (1, "hi", vec![2, 2]),
-            (1, "hi", vec![0]),
-        ] {
-            assert!(
-                NewPrompt::parse(id, text.into(), models.clone()).is_err(),
-                "{id} {text:?} {models:?}"
-            );
-        }
-        let long = "x".repeat(MAX_PROMPT_CHARS + 1);
-        assert!(NewPrompt::parse(1, long, vec![]).is_err());
-    }
 
     #[test]
     fn presets_give_temperatures_and_system_prompts() {

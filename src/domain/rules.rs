@@ -1,22 +1,9 @@
-//! Small field checks shared by every validated value; each adds a field
-//! violation rather than failing fast, so a client sees every problem at once.
+//! Field checks on the free-form fields whose shape the proto's annotations
+//! can't declare (a `google.protobuf.Value` title, a `ListValue` of example
+//! ids); each adds a field violation rather than failing fast, so a client
+//! sees every problem at once. Every other field's rules are the proto's.
 
 use crate::error::FieldViolation;
-
-pub fn positive_id(field: &str, id: i64, out: &mut Vec<FieldViolation>) {
-    if id < 1 {
-        out.push(FieldViolation::new(
-            field,
-            format!("must be >= 1, got {id}"),
-        ));
-    }
-}
-
-pub fn optional_id(field: &str, id: Option<i64>, out: &mut Vec<FieldViolation>) {
-    if let Some(id) = id {
-        positive_id(field, id, out);
-    }
-}
 
 /// A text field: `required` means not empty (after trimming); `max` counts
 /// characters; `single_line` also refuses control characters.
@@ -71,17 +58,6 @@ pub fn distinct_ids(field: &str, ids: &[i64], max: usize, out: &mut Vec<FieldVio
                 format!("duplicate id {id}; each may appear once"),
             ));
         }
-    }
-}
-
-/// One of the style presets.
-pub fn style_preset(value: &str, out: &mut Vec<FieldViolation>) {
-    let presets = super::catalog::STYLE_PRESETS;
-    if !presets.contains(&value) {
-        out.push(FieldViolation::new(
-            "style_preset",
-            format!("must be one of {}, got {value:?}", presets.join(", ")),
-        ));
     }
 }
 

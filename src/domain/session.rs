@@ -4,10 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::rules;
-use crate::error::Error;
-
-pub const MAX_KNOWLEDGE_IDS: usize = 50;
+/// As `CreateSessionRequest.title` declares it; UpdateSession keeps it too.
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_NOTES_CHARS: usize = 20_000;
 pub const DEFAULT_STYLE_PRESET: &str = "accurate";
@@ -23,8 +20,9 @@ pub struct CreateSessionInput {
     pub notes: Option<String>,
 }
 
-/// A create request whose fields keep every rule that needs no database.
-/// Only `parse` makes one, so holding it is proof the checks passed.
+/// A create request. Its fields' rules are declared on
+/// `CreateSessionRequest` in the proto and checked before any use case runs;
+/// what is left needs the database (`service::practice`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSession(CreateSessionInput);
 
@@ -37,41 +35,8 @@ impl std::ops::Deref for NewSession {
 }
 
 impl NewSession {
-    /// Checks every field and reports all violations at once.
-    pub fn parse(input: CreateSessionInput) -> Result<Self, Error> {
-        let mut violations = Vec::new();
-        rules::optional_id("class_id", input.class_id, &mut violations);
-        rules::optional_id("project_id", input.project_id, &mut violations);
-        rules::optional_id("agent_id", input.agent_id, &mut violations);
-        rules::distinct_ids(
-            "knowledge_ids",
-            &input.knowledge_ids,
-            MAX_KNOWLEDGE_IDS,
-            &mut violations,
-        );
-        if let Some(title) = &input.title {
-            rules::text(
-                "title",
-                title,
-                false,
-                MAX_TITLE_CHARS,
-                true,
-                &mut violations,
-            );
-        }
-        if let Some(notes) = &input.notes {
-            rules::text(
-                "notes",
-                notes,
-                false,
-                MAX_NOTES_CHARS,
-                false,
-                &mut violations,
-            );
-        }
-
-        rules::finish(violations)?;
-        Ok(NewSession(input))
+    pub fn new(input: CreateSessionInput) -> Self {
+        NewSession(input)
     }
 
     /// A digest of the request, to tell a replay from a different request
@@ -159,80 +124,16 @@ pub struct Response {
 mod tests {
     use super::*;
 
-    fn fields(err: Error) -> Vec<String> {
-        match err {
-            Error::InvalidArgument { violations, .. } => {
-                violations.into_iter().map(|v| v.field).collect()
-            }
-            other => panic!("expected InvalidArgument, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn accepts_an_empty_request() {
-        assert!(NewSession::parse(CreateSessionInput::default()).is_ok());
-    }
-
-    #[test]
-    fn reports_every_violation() {
-        let err = NewSession::parse(CreateSessionInput {
-            class_id: Some(0),
-            project_id: Some(-3),
-            knowledge_ids: vec![1, 1, 0],
-            agent_id: Some(0),
-            title: Some("a\nb".into()),
-            notes: Some("x".repeat(MAX_NOTES_CHARS + 1)),
-        })
-        .unwrap_err();
-        assert_eq!(
-            fields(err),
-            [
-                "class_id",
-                "project_id",
-                "agent_id",
-                "knowledge_ids[1]",
-                "knowledge_ids[2]",
-                "title",
-                "notes"
-            ]
-        );
-    }
-
-    #[test]
-    fn bounds_count_characters_not_bytes() {
-        let ok = CreateSessionInput {
-            title: Some("가".repeat(MAX_TITLE_CHARS)),
-            knowledge_ids: (1..=50).collect(),
-            ..Default::default()
-        };
-        assert!(NewSession::parse(ok).is_ok());
-        let too_long = CreateSessionInput {
-            title: Some("가".repeat(MAX_TITLE_CHARS + 1)),
-            ..Default::default()
-        };
-        assert_eq!(fields(NewSession::parse(too_long).unwrap_err()), ["title"]);
-        let too_many = CreateSessionInput {
-            knowledge_ids: (1..=51).collect(),
-            ..Default::default()
-        };
-        assert_eq!(
-            fields(NewSession::parse(too_many).unwrap_err()),
-            ["knowledge_ids"]
-        );
-    }
-
     #[test]
     fn fingerprint_tells_requests_apart() {
-        let a = NewSession::parse(CreateSessionInput {
+        let a = NewSession::new(CreateSessionInput {
             title: Some("a".into()),
             ..Default::default()
-        })
-        .unwrap();
-        let b = NewSession::parse(CreateSessionInput {
+        });
+        let b = NewSession::new(CreateSessionInput {
             notes: Some("a".into()),
             ..Default::default()
-        })
-        .unwrap();
+        });
         assert_eq!(a.fingerprint(), a.clone().fingerprint());
         assert_ne!(a.fingerprint(), b.fingerprint());
     }

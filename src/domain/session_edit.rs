@@ -43,13 +43,11 @@ pub struct SettingsPatch {
 }
 
 impl SettingsPatch {
-    /// The rules that need no database; which examples may be linked is
-    /// the use case's to check.
+    /// The rules on the example list (a free-form list, which the proto's
+    /// annotations can't describe); which examples may be linked is the use
+    /// case's to check, and the preset's rule is the proto's.
     pub fn validate(&self) -> Result<(), Error> {
         let mut v = Vec::new();
-        if let Some(preset) = &self.style_preset {
-            rules::style_preset(preset, &mut v);
-        }
         if let Some(ids) = &self.few_shot_example_ids {
             rules::distinct_ids("few_shot_example_ids", ids, MAX_FEW_SHOT_EXAMPLES, &mut v);
         }
@@ -62,15 +60,6 @@ impl SettingsPatch {
 pub struct SessionFilter {
     pub class_id: Option<i64>,
     pub project_id: Option<i64>,
-}
-
-impl SessionFilter {
-    pub fn validate(&self) -> Result<(), Error> {
-        let mut v = Vec::new();
-        rules::optional_id("class_id", self.class_id, &mut v);
-        rules::optional_id("project_id", self.project_id, &mut v);
-        rules::finish(v)
-    }
 }
 
 #[cfg(test)]
@@ -90,7 +79,6 @@ mod tests {
         };
         assert!(clear.validate().is_ok());
         let bad = SettingsPatch {
-            style_preset: Some("loud".into()),
             few_shot_example_ids: Some(vec![1, 1, 0]),
             ..Default::default()
         };
@@ -100,11 +88,7 @@ mod tests {
         let fields: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(
             fields,
-            [
-                "style_preset",
-                "few_shot_example_ids[1]",
-                "few_shot_example_ids[2]"
-            ]
+            ["few_shot_example_ids[1]", "few_shot_example_ids[2]"]
         );
     }
 }

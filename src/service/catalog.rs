@@ -33,13 +33,11 @@ impl CatalogService {
     }
 
     pub async fn upsert_project(&self, project: Project) -> Result<Project, Error> {
-        project.validate()?;
         self.store.upsert_project(&project, now_micros()).await?;
         Ok(project)
     }
 
     pub async fn upsert_knowledge(&self, knowledge: Knowledge) -> Result<Knowledge, Error> {
-        knowledge.validate()?;
         self.store
             .upsert_knowledge(&knowledge, now_micros())
             .await?;
@@ -48,7 +46,6 @@ impl CatalogService {
 
     /// Replaces the agent; every example id must name an existing example.
     pub async fn upsert_agent(&self, agent: Agent) -> Result<Agent, Error> {
-        agent.validate()?;
         let now = now_micros();
         let mut attempt = 1;
         loop {

@@ -45,7 +45,7 @@ impl PracticeService {
         input: CreateSessionInput,
         idempotency_key: Option<IdempotencyKey>,
     ) -> Result<Session, Error> {
-        let new = NewSession::parse(input)?;
+        let new = NewSession::new(input);
         let key = idempotency_key.as_ref().map(IdempotencyKey::as_str);
         let now = now_micros();
         let span = tracing::info_span!(
@@ -81,7 +81,6 @@ impl PracticeService {
     }
 
     pub async fn get_session(&self, user: UserId, session_id: i64) -> Result<Session, Error> {
-        super::paging::check_id("session_id", session_id)?;
         let span = tracing::info_span!(
             "db.query",
             db.system = self.store.backend(),

@@ -26,6 +26,7 @@ mod http_json;
 mod idempotency;
 mod limits;
 mod node_clients;
+mod request_rules;
 mod scale_out;
 mod schemathesis;
 mod session_access;

@@ -59,7 +59,11 @@ impl PracticeApi {
         let deadline = Deadline::of(&request, self.prompt_timeout);
         let r = request.into_inner();
         tracing::Span::current().record("session_id", r.session_id);
-        let prompt = NewPrompt::parse(r.session_id, r.prompt_text, r.session_model_ids)?;
+        let prompt = NewPrompt {
+            session_id: r.session_id,
+            prompt_text: r.prompt_text,
+            session_model_ids: r.session_model_ids,
+        };
         Ok(self
             .conversation
             .send_prompt(user, prompt, key, deadline)
