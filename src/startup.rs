@@ -145,7 +145,11 @@ impl Application {
     ) -> anyhow::Result<()> {
         let limits = self.config.limits.clone();
         let practice = PracticeApi::new(
-            PracticeService::new(self.store.clone(), self.config.default_models.clone()),
+            PracticeService::new(
+                self.store.clone(),
+                self.config.default_models.clone(),
+                limits.max_response_bytes,
+            ),
             ExampleService::new(self.store.clone()),
             ConversationService::new(
                 self.store.clone(),

@@ -4,6 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
+use super::rules;
+use crate::error::Error;
+
 /// As `practice.v1.Class.models` declares it.
 pub const MAX_CLASS_MODELS: usize = 50;
 
@@ -74,6 +77,15 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// The size of its free-form objects (the other fields' rules are the
+    /// proto's).
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut v = Vec::new();
+        rules::free_form("style_params", Some(&self.style_params), &mut v);
+        rules::free_form("generation_params", Some(&self.generation_params), &mut v);
+        rules::finish(v)
+    }
+
     /// The frozen copy of the agent a session keeps in its settings, so later
     /// changes to the agent never change an existing session.
     pub fn snapshot(&self, updated_at: &DateTime<Utc>) -> Map<String, Value> {
@@ -107,6 +119,23 @@ pub struct Example {
     pub updated_at: DateTime<Utc>,
     pub title: Option<String>,
     pub meta: Map<String, Value>,
+}
+
+impl NewExample {
+    /// The size of `meta` (the other fields' rules are the proto's).
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut v = Vec::new();
+        rules::free_form("meta", Some(&self.meta), &mut v);
+        rules::finish(v)
+    }
+}
+
+impl ExamplePatch {
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut v = Vec::new();
+        rules::free_form("meta", self.meta.as_ref(), &mut v);
+        rules::finish(v)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,28 @@
 //! ids); each adds a field violation rather than failing fast, so a client
 //! sees every problem at once. Every other field's rules are the proto's.
 
+use serde_json::{Map, Value};
+
 use crate::error::FieldViolation;
+
+/// The most a free-form object (`meta`, `style_params`,
+/// `generation_params`) may hold, as compact JSON. Sessions embed these
+/// objects, so their size decides whether a session fits in one response.
+pub const MAX_FREE_FORM_BYTES: usize = 16 * 1024;
+
+/// A free-form object within `MAX_FREE_FORM_BYTES`.
+pub fn free_form(field: &str, value: Option<&Map<String, Value>>, out: &mut Vec<FieldViolation>) {
+    let Some(value) = value else {
+        return;
+    };
+    let size = serde_json::to_vec(value).map_or(usize::MAX, |v| v.len());
+    if size > MAX_FREE_FORM_BYTES {
+        out.push(FieldViolation::new(
+            field,
+            format!("at most {MAX_FREE_FORM_BYTES} bytes of JSON, got {size}"),
+        ));
+    }
+}
 
 /// A text field: `required` means not empty (after trimming); `max` counts
 /// characters; `single_line` also refuses control characters.

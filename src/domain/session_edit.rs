@@ -48,6 +48,8 @@ impl SettingsPatch {
     /// case's to check, and the preset's rule is the proto's.
     pub fn validate(&self) -> Result<(), Error> {
         let mut v = Vec::new();
+        rules::free_form("style_params", self.style_params.as_ref(), &mut v);
+        rules::free_form("generation_params", self.generation_params.as_ref(), &mut v);
         if let Some(ids) = &self.few_shot_example_ids {
             rules::distinct_ids("few_shot_example_ids", ids, MAX_FEW_SHOT_EXAMPLES, &mut v);
         }

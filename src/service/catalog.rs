@@ -46,6 +46,7 @@ impl CatalogService {
 
     /// Replaces the agent; every example id must name an existing example.
     pub async fn upsert_agent(&self, agent: Agent) -> Result<Agent, Error> {
+        agent.validate()?;
         let now = now_micros();
         let mut attempt = 1;
         loop {

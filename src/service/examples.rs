@@ -60,6 +60,7 @@ impl ExampleService {
     }
 
     pub async fn create(&self, user: UserId, example: NewExample) -> Result<Example, Error> {
+        example.validate()?;
         let now = now_micros();
         let example_id = self.store.create_example(user, &example, now).await?;
         Ok(Example {
@@ -110,6 +111,7 @@ impl ExampleService {
         id: i64,
         patch: ExamplePatch,
     ) -> Result<Example, Error> {
+        patch.validate()?;
         self.store
             .update_example(user, id, &patch, now_micros())
             .await?

@@ -22,6 +22,9 @@ use crate::store::{AgentRecord, Responses, SessionRows, Store, WriteTx};
 pub struct PracticeService {
     pub(super) store: Arc<dyn Store>,
     default_models: Arc<[String]>,
+    /// The largest reply the server sends: a session that wouldn't fit is
+    /// refused before it is committed.
+    max_response_bytes: usize,
 }
 
 /// What one run of the create transaction produced.
@@ -32,10 +35,15 @@ enum Created {
 }
 
 impl PracticeService {
-    pub fn new(store: Arc<dyn Store>, default_models: Vec<String>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        default_models: Vec<String>,
+        max_response_bytes: usize,
+    ) -> Self {
         Self {
             store,
             default_models: default_models.into(),
+            max_response_bytes,
         }
     }
 
@@ -125,6 +133,16 @@ impl PracticeService {
             None => None,
         };
         let settings = SettingsPlan::from_agent(agent);
+        // Nothing is committed that the server would then refuse to send.
+        let size = settings.estimated_size(new, &model_names);
+        if size > self.max_response_bytes {
+            return Err(Error::FailedPrecondition(format!(
+                "the session would be about {size} bytes, more than the {} a reply may carry: \
+                 its agent's few-shot examples are too large; link fewer or shorter examples",
+                self.max_response_bytes
+            ))
+            .into());
+        }
         let example_ids: Vec<i64> = settings.examples.iter().map(|e| e.example_id).collect();
         let ids = tx
             .insert_session(&SessionRows {
@@ -271,6 +289,27 @@ struct SettingsPlan {
 }
 
 impl SettingsPlan {
+    /// An upper estimate of the new session's encoded size: its texts and
+    /// free-form objects as JSON, plus a quarter for protobuf's framing of
+    /// `Struct`s and a fixed allowance per row.
+    fn estimated_size(&self, new: &NewSession, model_names: &[String]) -> usize {
+        let json =
+            |m: &Map<String, serde_json::Value>| serde_json::to_vec(m).map_or(0, |v| v.len());
+        let text = |t: &Option<String>| t.as_ref().map_or(0, String::len);
+        let examples: usize = self
+            .examples
+            .iter()
+            .map(|e| {
+                e.input_text.len() + e.output_text.len() + text(&e.title) + json(&e.meta) + 128
+            })
+            .sum();
+        let objects =
+            json(&self.style_params) + json(&self.generation_params) + json(&self.agent_snapshot);
+        let models: usize = model_names.iter().map(|m| m.len() + 64).sum();
+        let size = examples + objects + models + text(&new.title) + text(&new.notes) + 1024;
+        size + size / 4
+    }
+
     fn from_agent(agent: Option<AgentRecord>) -> Self {
         let Some(AgentRecord {
             agent,

@@ -242,3 +242,57 @@ async fn every_response_has_a_request_id() {
     let resp = app.client().await.create_session(req).await.unwrap();
     assert_eq!(resp.metadata().get("x-request-id").unwrap(), "grpc-123");
 }
+
+/// Sessions embed their few-shot examples: a create whose session would
+/// not fit in one reply is refused before anything is committed, and
+/// free-form objects are bounded where they come in.
+async fn nothing_is_committed_that_can_not_be_sent(backend: Backend) {
+    let app = app!(backend);
+    const ME: i64 = 42;
+    app.class(1, &[ME], &[("m", true)]).await;
+    // 30 examples of 2 × 20,000 four-byte characters: about 4.8 MB.
+    let big = "😀".repeat(20_000);
+    let examples = practice_service::service::ExampleService::new(app.store.clone());
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let e = practice_service::domain::NewExample {
+            title: Some(format!("big {i}")),
+            input_text: big.clone(),
+            output_text: big.clone(),
+            is_active: true,
+            meta: Default::default(),
+        };
+        let user = practice_service::domain::UserId::new(ME).unwrap();
+        ids.push(examples.create(user, e).await.unwrap().example_id);
+    }
+    app.agent(1, ME, Some(1), &ids).await;
+    app.agent(2, ME, Some(1), &ids[..3]).await;
+    let mut create = common::in_class(1);
+    create.agent_id = Some(1);
+    let status = app.refused(ME, create, Code::FailedPrecondition).await;
+    assert!(status.message().contains("too large"), "{status:?}");
+    // A smaller agent's session is created, and reads back whole.
+    let mut create = common::in_class(1);
+    create.agent_id = Some(2);
+    let session = app.create(ME, create).await.unwrap();
+    assert_eq!(app.get(ME, session.session_id).await.unwrap(), session);
+
+    // meta over 16 KiB is a field violation.
+    let meta = serde_json::json!({"blob": "x".repeat(17 * 1024)});
+    let body = serde_json::json!({"input_text": "a", "output_text": "b", "meta": meta});
+    let r = app
+        .http(
+            "POST",
+            "/user/practice/examples",
+            Some(&token(ME)),
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(
+        r.json()["details"][0]["field_violations"][0]["field"],
+        "meta"
+    );
+}
+
+on_both_backends!(nothing_is_committed_that_can_not_be_sent);

@@ -156,7 +156,7 @@ fn check_session(s: &Session, c: &Call) -> anyhow::Result<()> {
 
 impl Target {
     pub fn raw(store: Arc<dyn Store>) -> Self {
-        Target::Raw(PracticeService::new(store, Vec::new()))
+        Target::Raw(PracticeService::new(store, Vec::new(), 4 * 1024 * 1024))
     }
 
     pub async fn connect(
