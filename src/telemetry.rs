@@ -22,6 +22,13 @@ pub struct TelemetryGuard {
 impl TelemetryGuard {
     /// Flushes and stops the exporter. Blocking: call it off the async
     /// workers (it is quick when nothing is queued).
+    /// Exports the spans ended so far.
+    pub async fn flush(&self) {
+        if let Some(provider) = self.provider.clone() {
+            let _ = tokio::task::spawn_blocking(move || provider.force_flush()).await;
+        }
+    }
+
     pub async fn shutdown(self) {
         if let Some(provider) = self.provider {
             let _ = tokio::task::spawn_blocking(move || {

@@ -125,6 +125,22 @@ async fn one_server_span_per_rpc_on_every_protocol() {
             }
         }
     }
+    // A span ends when its request's last piece of work lets go of it,
+    // which on a busy machine can be after the client has its answer:
+    // flush until every trace's server span has arrived (bounded).
+    for _ in 0..100 {
+        telemetry.flush().await;
+        let seen = collector.0.lock().unwrap().clone();
+        let arrived = traces.iter().all(|(_, id)| {
+            seen.iter().any(|s| {
+                s.trace_id == hex(id) && s.name == "practice.v1.PracticeService/CreateSession"
+            })
+        });
+        if arrived {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     drop(app);
     telemetry.shutdown().await;
 
