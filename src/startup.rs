@@ -14,6 +14,7 @@ use tonic::transport::server::TcpIncoming;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::api::grpc::{CatalogApi, PracticeApi};
+use crate::api::layers::admit::AdmitLayer;
 use crate::api::layers::auth::AuthLayer;
 use crate::api::layers::connect::{ConnectLayer, ConnectProtocol};
 use crate::api::layers::grpc_web_json::GrpcWebJsonLayer;
@@ -177,6 +178,12 @@ impl Application {
         .map_err(|e| anyhow::anyhow!("reading the RPCs: {e}"))?;
         let connect =
             ConnectProtocol::new(rpcs.clone(), self.auth.clone(), self.config.max_body_bytes);
+        let admit = AdmitLayer::new(
+            self.auth.clone(),
+            rpcs.clone(),
+            limits.request_timeout,
+            self.config.max_body_bytes,
+        );
         let grpc_web_json =
             GrpcWebJsonLayer::new(rpcs, self.auth.clone(), self.config.max_body_bytes);
 
@@ -203,8 +210,8 @@ impl Application {
             .concurrency_limit_per_connection(limits.max_per_connection)
             // Outermost first. Request ids and CORS before anything else
             // (preflights never reach authentication); probes before
-            // shedding (a busy server must not look dead); shedding before
-            // any work; Connect and the JSON transcoder outside gRPC-Web
+            // shedding (a busy server must not look dead); bodies arrive
+            // before a request counts as in flight; shedding before any work; Connect and the JSON transcoder outside gRPC-Web
             // (which answers any plain HTTP/1 request with 400); then, for
             // every protocol alike, the RPC span and deadline,
             // authentication, the request's rules, the routes.
@@ -212,6 +219,7 @@ impl Application {
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(cors_layer(&self.config.cors_origins))
             .layer(HealthLayer::new(readiness))
+            .layer(admit)
             .layer(ShedLayer::new(limits.max_in_flight))
             .layer(ConnectLayer::new(connect))
             .layer(TranscodeLayer::new(transcoder))

@@ -32,6 +32,7 @@ mod schemathesis;
 mod session_access;
 mod sessions;
 mod shutdown;
+mod slow_bodies;
 mod sqlite_wal;
 mod tls;
 mod transcode_fuzz;

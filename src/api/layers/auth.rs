@@ -106,6 +106,15 @@ pub(crate) async fn authenticate(
     Ok(principal)
 }
 
+/// Does the request carry a token this server accepts (whatever the path
+/// needs)? For layers that only decide how much to trust a request.
+pub(crate) async fn has_valid_token(auth: &Authenticator, headers: &http::HeaderMap) -> bool {
+    match bearer(headers) {
+        Ok(token) => auth.verify(token).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
 /// The authenticated caller of `path` for a layer that reads the body itself
 /// (so it authenticates first); `None` for public RPCs.
 pub(crate) async fn caller(
