@@ -26,6 +26,7 @@ use tower::Service;
 
 use super::auth::has_valid_token;
 use super::rpcs::{Rpcs, Shape};
+use super::transcode::declares_body;
 use super::transcode::errors::plain_error;
 use super::{BoxFuture, Middleware, MiddlewareLayer};
 use crate::auth::Authenticator;
@@ -55,16 +56,6 @@ impl AdmitLayer {
             limit: body_limit + FRAMING,
         })))
     }
-}
-
-/// Does the request say it has a body?
-fn declares_body(headers: &http::HeaderMap) -> bool {
-    headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|n| n > 0)
 }
 
 /// A refusal in the caller's protocol: a gRPC status for gRPC clients, the

@@ -81,7 +81,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// Does the request declare a body?
-fn declares_body(headers: &HeaderMap) -> bool {
+pub(crate) fn declares_body(headers: &HeaderMap) -> bool {
     headers.contains_key(header::TRANSFER_ENCODING)
         || headers
             .get(header::CONTENT_LENGTH)
