@@ -133,7 +133,7 @@ impl Config {
     /// or a map in tests).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let addr = get("PRACTICE_ADDR").unwrap_or_else(|| DEFAULT_ADDR.into());
-        let addr = addr.parse().map_err(|e| {
+        let addr: SocketAddr = addr.parse().map_err(|e| {
             bad(
                 "PRACTICE_ADDR",
                 format!("{e} (want host:port, e.g. {DEFAULT_ADDR})"),
@@ -227,8 +227,30 @@ impl Config {
             }
         };
 
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        // The development secret is a file on this machine: fine for a
+        // local SQLite run, never for a server others reach or share.
+        if matches!(jwt_key, JwtKey::Development) {
+            if !addr.ip().is_loopback() {
+                return Err(bad(
+                    "development mode",
+                    format!(
+                        "no JWT key is configured, so only a loopback PRACTICE_ADDR is served (got {addr}); \
+                         set PRACTICE_JWT_SECRET, PRACTICE_JWT_PUBLIC_KEY_FILE or PRACTICE_JWKS"
+                    ),
+                ));
+            }
+            if database_url.starts_with("postgres") {
+                return Err(bad(
+                    "development mode",
+                    "no JWT key is configured, which is for a local SQLite database only; \
+                     set PRACTICE_JWT_SECRET, PRACTICE_JWT_PUBLIC_KEY_FILE or PRACTICE_JWKS to use PostgreSQL",
+                ));
+            }
+        }
+
         Ok(Config {
-            database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+            database_url,
             addr,
             jwt_key,
             jwt_issuer: get("PRACTICE_JWT_ISSUER"),
@@ -277,6 +299,14 @@ mod tests {
         assert_eq!(c.addr.to_string(), DEFAULT_ADDR);
         assert!(matches!(c.jwt_key, JwtKey::Development));
         assert_eq!(c.default_models, ["gpt-4o-mini"]);
+        // Development keys only on loopback, and only with SQLite.
+        for (k, v) in [
+            ("PRACTICE_ADDR", "0.0.0.0:8080"),
+            ("DATABASE_URL", "postgres://localhost/practice"),
+        ] {
+            let err = format!("{:?}", config(&[(k, v)]).unwrap_err());
+            assert!(err.contains("PRACTICE_JWT_SECRET"), "{err}");
+        }
         assert_eq!(c.jwt_leeway, Duration::from_secs(30));
     }
 

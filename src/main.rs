@@ -80,7 +80,11 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = Config::from_env()?;
+    // A configuration error is one line naming the variable and the fix.
+    let config = Config::from_env().map_err(|e| match e {
+        practice_service::error::Error::Internal(cause) => cause,
+        other => anyhow::anyhow!(other.to_string()),
+    })?;
     let telemetry = telemetry::init(config.log_format);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
