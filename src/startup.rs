@@ -160,6 +160,7 @@ impl Application {
             self.config.conversation.prompt_timeout,
         );
         let catalog = CatalogApi::new(CatalogService::new(self.store.clone()));
+        let key_expiry = crate::service::spawn_key_expiry(self.store.clone());
         let (health, health_service, readiness) = GrpcHealth::start(self.store.clone()).await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -272,6 +273,7 @@ impl Application {
                 tracing::warn!(grace = ?limits.shutdown_grace, "grace period over; closing the remaining connections");
             }
         }
+        key_expiry.abort();
         tracing::info!("stopped");
         Ok(())
     }

@@ -122,6 +122,22 @@ pub struct Example {
 }
 
 impl NewExample {
+    /// A digest of the request, to tell a replay from a different request
+    /// that reuses an idempotency key.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let canonical = json!([
+            "example",
+            self.title,
+            self.input_text,
+            self.output_text,
+            self.is_active,
+            self.meta
+        ]);
+        let digest = Sha256::digest(canonical.to_string().as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The size of `meta` (the other fields' rules are the proto's).
     pub fn validate(&self) -> Result<(), Error> {
         let mut v = Vec::new();

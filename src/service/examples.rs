@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use base64::Engine;
 
-use crate::domain::{Example, ExamplePatch, NewExample, UserId, now_micros};
+use super::keys;
+use super::tx::{self, TxError};
+use crate::domain::{Example, ExamplePatch, IdempotencyKey, NewExample, UserId, now_micros};
 use crate::error::Error;
 use crate::store::Store;
 
@@ -59,10 +61,33 @@ impl ExampleService {
         Self { store }
     }
 
-    pub async fn create(&self, user: UserId, example: NewExample) -> Result<Example, Error> {
+    /// Creates the example. With an idempotency key, the key is claimed in
+    /// the same transaction: a replay answers the example the first request
+    /// made, as it is now.
+    pub async fn create(
+        &self,
+        user: UserId,
+        example: NewExample,
+        idempotency_key: Option<IdempotencyKey>,
+    ) -> Result<Example, Error> {
         example.validate()?;
         let now = now_micros();
-        let example_id = self.store.create_example(user, &example, now).await?;
+        let example_id = match &idempotency_key {
+            None => self.store.create_example(user, &example, now).await?,
+            Some(key) => {
+                let mut attempt = 1;
+                let created = loop {
+                    match self.create_once(user, &example, key.as_str(), now).await {
+                        Err(e) if tx::retry(&e, &mut attempt) => continue,
+                        other => break other?,
+                    }
+                };
+                match created {
+                    Ok(id) => id,
+                    Err(earlier) => return self.get(user, earlier).await,
+                }
+            }
+        };
         Ok(Example {
             example_id,
             user_id: user.get(),
@@ -74,6 +99,30 @@ impl ExampleService {
             title: example.title,
             meta: example.meta,
         })
+    }
+
+    /// One run of a keyed create's transaction: `Ok(Ok(id))` for a new
+    /// example, `Ok(Err(id))` for the one an earlier request made.
+    async fn create_once(
+        &self,
+        user: UserId,
+        example: &NewExample,
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Result<i64, i64>, TxError> {
+        let mut tx = self.store.begin_write().await?;
+        if let Some(earlier) = keys::claim(&mut *tx, user, key, &example.fingerprint(), now).await?
+        {
+            let id = earlier.example_id.ok_or_else(|| {
+                Error::internal(anyhow::anyhow!(
+                    "an idempotency key's request made no example"
+                ))
+            })?;
+            return Ok(Err(id));
+        }
+        let id = tx.insert_example(user, example, now, Some(key)).await?;
+        tx.commit().await?;
+        Ok(Ok(id))
     }
 
     pub async fn get(&self, user: UserId, id: i64) -> Result<Example, Error> {

@@ -17,6 +17,7 @@ pub const KEY_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 pub struct Earlier {
     pub session_id: Option<i64>,
     pub prompt_id: Option<i64>,
+    pub example_id: Option<i64>,
 }
 
 /// Claims the key inside the create's transaction. `Some` when an earlier
@@ -43,6 +44,7 @@ pub async fn claim(
         KeyClaim::Held {
             session_id: None,
             prompt_id: None,
+            example_id: None,
             ..
         } => Err(Error::Aborted(
             "a request with this Idempotency-Key is still in progress; retry shortly".into(),
@@ -51,10 +53,28 @@ pub async fn claim(
         KeyClaim::Held {
             session_id,
             prompt_id,
+            example_id,
             ..
         } => Ok(Some(Earlier {
             session_id,
             prompt_id,
+            example_id,
         })),
     }
+}
+
+/// Deletes expired keys now and then, so the table holds only live ones.
+pub fn spawn_expiry(store: std::sync::Arc<dyn crate::store::Store>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            let before = crate::domain::now_micros() - KEY_LIFETIME;
+            match store.delete_expired_keys(before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(deleted = n, "expired idempotency keys deleted"),
+                Err(e) => tracing::warn!(error = %e, "could not delete expired idempotency keys"),
+            }
+        }
+    })
 }

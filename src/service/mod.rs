@@ -13,3 +13,5 @@ pub use catalog::CatalogService;
 pub use conversation::ConversationService;
 pub use examples::ExampleService;
 pub use practice::PracticeService;
+
+pub use keys::spawn_expiry as spawn_key_expiry;

@@ -134,6 +134,7 @@ pub enum KeyClaim {
         request_hash: String,
         session_id: Option<i64>,
         prompt_id: Option<i64>,
+        example_id: Option<i64>,
     },
 }
 
@@ -357,6 +358,9 @@ pub trait Store: Send + Sync + 'static {
         prompt_id: i64,
     ) -> Result<Vec<Response>, StoreError>;
 
+    /// Deletes idempotency keys claimed before `before`; how many.
+    async fn delete_expired_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
     async fn table_counts(&self) -> Result<TableCounts, StoreError>;
 }
 
@@ -440,6 +444,16 @@ pub trait WriteTx: Send {
         &mut self,
         rows: &PromptRows<'_>,
     ) -> Result<Option<Vec<i64>>, StoreError>;
+
+    /// Writes the user's new example, linked to the idempotency key the
+    /// request carried; its id.
+    async fn insert_example(
+        &mut self,
+        user: UserId,
+        example: &NewExample,
+        now: DateTime<Utc>,
+        idempotency_key: Option<&str>,
+    ) -> Result<i64, StoreError>;
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

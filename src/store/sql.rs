@@ -15,8 +15,15 @@ WHERE idempotency_keys.created_at_us < $5
 RETURNING user_id";
 
 pub const HELD_KEY: &str = "\
-SELECT request_hash, session_id, prompt_id FROM idempotency_keys
+SELECT request_hash, session_id, prompt_id, example_id FROM idempotency_keys
 WHERE user_id = $1 AND idem_key = $2";
+
+pub const LINK_KEY_TO_EXAMPLE: &str =
+    "UPDATE idempotency_keys SET example_id = $3 WHERE user_id = $1 AND idem_key = $2";
+
+/// Keys past their lifetime (the claim takes over an expired key too; this
+/// keeps the table from growing with keys nobody reuses).
+pub const DELETE_EXPIRED_KEYS: &str = "DELETE FROM idempotency_keys WHERE created_at_us < $1";
 
 // --- agents ---
 

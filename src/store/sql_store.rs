@@ -400,6 +400,14 @@ where
         Ok(rows.into_iter().map(ResponseRow::into_response).collect())
     }
 
+    async fn delete_expired_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(sql::DELETE_EXPIRED_KEYS)
+            .bind(before.timestamp_micros())
+            .execute(&self.write)
+            .await?;
+        Ok(DB::rows_affected(&done))
+    }
+
     async fn table_counts(&self) -> Result<TableCounts, StoreError> {
         let row: CountsRow = sqlx::query_as(sql::TABLE_COUNTS)
             .fetch_one(&self.read)

@@ -12,7 +12,7 @@ use super::{
     AgentRecord, KeyClaim, PromptRows, SessionIds, SessionRows, StoreError, VisibleRefs, WriteTx,
     sql,
 };
-use crate::domain::{Agent, SettingsPatch, UserId};
+use crate::domain::{Agent, NewExample, SettingsPatch, UserId};
 
 type JsonMap = serde_json::Map<String, serde_json::Value>;
 
@@ -29,6 +29,7 @@ where
     usize: sqlx::ColumnIndex<DB::Row>,
     i64: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB> + for<'r> sqlx::Decode<'r, DB>,
     Option<i64>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
+    bool: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
     String: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB> + for<'r> sqlx::Decode<'r, DB>,
     for<'a> &'a str: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
     for<'a> Option<&'a str>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
@@ -56,16 +57,21 @@ where
         if claimed.is_some() {
             return Ok(KeyClaim::Claimed);
         }
-        let (request_hash, session_id, prompt_id): (String, Option<i64>, Option<i64>) =
-            sqlx::query_as(sql::HELD_KEY)
-                .bind(user.get())
-                .bind(key)
-                .fetch_one(&mut *self.0)
-                .await?;
+        let (request_hash, session_id, prompt_id, example_id): (
+            String,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        ) = sqlx::query_as(sql::HELD_KEY)
+            .bind(user.get())
+            .bind(key)
+            .fetch_one(&mut *self.0)
+            .await?;
         Ok(KeyClaim::Held {
             request_hash,
             session_id,
             prompt_id,
+            example_id,
         })
     }
 
@@ -238,6 +244,34 @@ where
                 .await?;
         }
         Ok(Some(ids))
+    }
+
+    async fn insert_example(
+        &mut self,
+        user: UserId,
+        e: &NewExample,
+        now: DateTime<Utc>,
+        idempotency_key: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        let id: i64 = sqlx::query_scalar(sql::CREATE_EXAMPLE)
+            .bind(user.get())
+            .bind(e.title.as_deref())
+            .bind(e.input_text.as_str())
+            .bind(e.output_text.as_str())
+            .bind(e.is_active)
+            .bind(Json(&e.meta))
+            .bind(now)
+            .fetch_one(&mut *self.0)
+            .await?;
+        if let Some(key) = idempotency_key {
+            sqlx::query(sql::LINK_KEY_TO_EXAMPLE)
+                .bind(user.get())
+                .bind(key)
+                .bind(id)
+                .execute(&mut *self.0)
+                .await?;
+        }
+        Ok(id)
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

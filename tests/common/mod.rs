@@ -281,7 +281,7 @@ impl TestApp {
             meta: obj(serde_json::json!({"source": "test", "rank": 3})),
         };
         ExampleService::new(self.store.clone())
-            .create(UserId::new(user).unwrap(), e)
+            .create(UserId::new(user).unwrap(), e, None)
             .await
             .unwrap()
     }

@@ -151,7 +151,91 @@ async fn concurrent_duplicates_create_one_session(backend: Backend) {
     assert_eq!(counts.idempotency_keys, 1);
 }
 
+/// CreateExample over JSON with a key; the status and the body.
+async fn example_with_key(
+    app: &common::TestApp,
+    user: i64,
+    key: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let r = app
+        .http_with(
+            "POST",
+            "/user/practice/examples",
+            Some(&token(user)),
+            Some(body),
+            &[("idempotency-key", key)],
+        )
+        .await;
+    let status = r.status;
+    (status, serde_json::from_str(&r.text).unwrap())
+}
+
+async fn example_count(app: &common::TestApp, user: i64) -> usize {
+    let r = app
+        .http("GET", "/user/practice/examples", Some(&token(user)), None)
+        .await;
+    r.json()["examples"].as_array().unwrap().len()
+}
+
+async fn create_example_honours_the_key(backend: Backend) {
+    let app = app!(backend);
+    let body = r#"{"input_text": "Fix: its raining", "output_text": "It is raining."}"#;
+    let (status, first) = example_with_key(&app, 42, "ex-1", body).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, again) = example_with_key(&app, 42, "ex-1", body).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again, first);
+    assert_eq!(example_count(&app, 42).await, 1);
+    // Another request with the same key is a conflict naming the key.
+    let other = r#"{"input_text": "Fix: their here", "output_text": "They are here."}"#;
+    let (status, err) = example_with_key(&app, 42, "ex-1", other).await;
+    assert_eq!(status, 409, "{err}");
+    assert!(err["message"].as_str().unwrap().contains("ex-1"));
+    assert_eq!(example_count(&app, 42).await, 1);
+    // Keys are per user.
+    let (status, theirs) = example_with_key(&app, 43, "ex-1", body).await;
+    assert_eq!(status, 200);
+    assert_ne!(theirs["example_id"], first["example_id"]);
+
+    // Concurrent duplicates make one example.
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            let url = format!("{}/user/practice/examples", app.url());
+            tokio::spawn(async move {
+                common::http_client()
+                    .post(url)
+                    .bearer_auth(token(44))
+                    .header("content-type", "application/json")
+                    .header("idempotency-key", "ex-race")
+                    .body(r#"{"input_text": "a", "output_text": "b"}"#)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    for call in calls {
+        let status = call.await.unwrap();
+        assert!(status == 200 || status == 409, "{status}");
+    }
+    assert_eq!(example_count(&app, 44).await, 1);
+
+    // Expired keys are deleted (the background task runs this sweep).
+    let keys = app.counts().await.idempotency_keys;
+    assert!(keys >= 3);
+    let later = practice_service::domain::now_micros() + chrono::TimeDelta::seconds(1);
+    assert_eq!(
+        app.store.delete_expired_keys(later).await.unwrap() as i64,
+        keys
+    );
+    assert_eq!(app.counts().await.idempotency_keys, 0);
+}
+
 on_both_backends!(
+    create_example_honours_the_key,
     replay_returns_the_original,
     same_key_different_request_conflicts,
     keys_are_per_user,

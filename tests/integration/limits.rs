@@ -263,7 +263,7 @@ async fn nothing_is_committed_that_can_not_be_sent(backend: Backend) {
             meta: Default::default(),
         };
         let user = practice_service::domain::UserId::new(ME).unwrap();
-        ids.push(examples.create(user, e).await.unwrap().example_id);
+        ids.push(examples.create(user, e, None).await.unwrap().example_id);
     }
     app.agent(1, ME, Some(1), &ids).await;
     app.agent(2, ME, Some(1), &ids[..3]).await;

@@ -21,9 +21,16 @@ async fn the_openapi_document_tells_the_truth() {
         );
         return;
     }
+    // Generous timeouts: the suite's other tests share the machine, and a
+    // 503 from a busy database would read as a server error.
     let app = app!(
         common::Backend::Sqlite,
-        &[("PRACTICE_DEV_MODEL_DELAY_MS", "0")]
+        &[
+            ("PRACTICE_DEV_MODEL_DELAY_MS", "0"),
+            ("PRACTICE_REQUEST_TIMEOUT_MS", "60000"),
+            ("PRACTICE_DB_ACQUIRE_TIMEOUT_MS", "30000"),
+            ("PRACTICE_DB_STATEMENT_TIMEOUT_MS", "30000"),
+        ]
     );
     // A class the user is in, so some creates and prompts succeed.
     app.class(1, &[42], &[("m-a", true), ("m-b", true)]).await;

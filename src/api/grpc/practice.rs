@@ -219,6 +219,7 @@ impl PracticeRpc for PracticeApi {
         request: Request<pb::CreateExampleRequest>,
     ) -> Result<Response<pb::Example>, Status> {
         let user = principal(&request)?.user_id()?;
+        let key = idempotency_key(&request)?;
         let r = request.into_inner();
         let example = NewExample {
             title: r.title,
@@ -227,7 +228,7 @@ impl PracticeRpc for PracticeApi {
             is_active: r.is_active.unwrap_or(true),
             meta: r.meta.map(struct_to_json).unwrap_or_default(),
         };
-        let created = self.examples.create(user, example).await?;
+        let created = self.examples.create(user, example, key).await?;
         Ok(Response::new(example_to_proto(created)))
     }
 

@@ -129,7 +129,7 @@ async fn seed(store: &Arc<dyn Store>) -> anyhow::Result<()> {
         };
         example_ids.push(
             ExampleService::new(store.clone())
-                .create(UserId::new(1).unwrap(), e)
+                .create(UserId::new(1).unwrap(), e, None)
                 .await?
                 .example_id,
         );

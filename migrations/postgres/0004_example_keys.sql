@@ -1,0 +1,3 @@
+-- CreateExample honours Idempotency-Key: the key names the example made.
+ALTER TABLE idempotency_keys
+    ADD COLUMN example_id BIGINT REFERENCES examples (example_id) ON DELETE CASCADE;
