@@ -2,6 +2,7 @@
 //! token says about its caller.
 
 mod dev_secret;
+mod jwks;
 mod keys;
 
 use std::time::Duration;
@@ -10,7 +11,8 @@ use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
 use serde::Deserialize;
 
 pub use dev_secret::{dev_secret_path, load_or_create_dev_secret};
-pub use keys::{DEFAULT_MIN_REFRESH, KeySource, Keys};
+pub use jwks::{DEFAULT_MIN_REFRESH, KeySource, MAX_JWKS_BYTES};
+pub use keys::Keys;
 
 use crate::domain::UserId;
 use crate::error::Error;

@@ -14,7 +14,7 @@ fn now() -> u64 {
     get_current_timestamp()
 }
 
-fn claims(sub: &str) -> Value {
+pub(super) fn claims(sub: &str) -> Value {
     json!({"sub": sub, "exp": now() + 600})
 }
 
@@ -27,7 +27,7 @@ fn hs256(claims: &Value, secret: &[u8]) -> String {
     .unwrap()
 }
 
-fn signed(alg: Algorithm, kid: Option<&str>, pem: &str, claims: &Value) -> String {
+pub(super) fn signed(alg: Algorithm, kid: Option<&str>, pem: &str, claims: &Value) -> String {
     let pem = std::fs::read(common::fixture(pem)).unwrap();
     let key = match alg {
         Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem),
@@ -43,7 +43,7 @@ fn signed(alg: Algorithm, kid: Option<&str>, pem: &str, claims: &Value) -> Strin
 
 /// Calls CreateSession with this Authorization value (none if `None`).
 /// A bearer RS256 token for user 42, signed with the JWKS test key `rsa-1`.
-fn rsa_bearer() -> String {
+pub(super) fn rsa_bearer() -> String {
     format!(
         "Bearer {}",
         signed(
@@ -55,7 +55,10 @@ fn rsa_bearer() -> String {
     )
 }
 
-async fn call(app: &common::TestApp, authorization: Option<String>) -> Result<(), tonic::Status> {
+pub(super) async fn call(
+    app: &common::TestApp,
+    authorization: Option<String>,
+) -> Result<(), tonic::Status> {
     let mut req = tonic::Request::new(CreateSessionRequest::default());
     if let Some(value) = authorization {
         req.metadata_mut()
@@ -64,7 +67,11 @@ async fn call(app: &common::TestApp, authorization: Option<String>) -> Result<()
     app.client().await.create_session(req).await.map(|_| ())
 }
 
-async fn assert_refused(app: &common::TestApp, authorization: Option<String>, why: &str) {
+pub(super) async fn assert_refused(
+    app: &common::TestApp,
+    authorization: Option<String>,
+    why: &str,
+) {
     let before = app.counts().await;
     let status = call(app, authorization).await.expect_err(why);
     assert_eq!(status.code(), Code::Unauthenticated, "{why}: {status:?}");

@@ -24,6 +24,7 @@ mod faults;
 mod grpc_web;
 mod http_json;
 mod idempotency;
+mod jwks_server;
 mod limits;
 mod node_clients;
 mod request_rules;
