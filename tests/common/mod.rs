@@ -134,6 +134,27 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<
     Some(spawn_app_at(database_url, dir, extra).await)
 }
 
+/// Why the server refuses to start with these settings (on a fresh SQLite
+/// database, on a free port); panics if it starts.
+pub async fn start_error(extra: &[(&str, String)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars: HashMap<String, String> = HashMap::from([
+        (
+            "DATABASE_URL".to_owned(),
+            format!("sqlite:{}", dir.path().join("db").display()),
+        ),
+        ("PRACTICE_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+    ]);
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.clone());
+    }
+    let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("the settings parse");
+    match Application::build(config).await {
+        Ok(_) => panic!("the server started with {extra:?}"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
 /// Starts the server on a given database.
 pub async fn spawn_app_at(
     database_url: String,

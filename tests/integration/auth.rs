@@ -14,7 +14,7 @@ fn now() -> u64 {
     get_current_timestamp()
 }
 
-pub(super) fn claims(sub: &str) -> Value {
+fn claims(sub: &str) -> Value {
     json!({"sub": sub, "exp": now() + 600})
 }
 
@@ -27,7 +27,7 @@ fn hs256(claims: &Value, secret: &[u8]) -> String {
     .unwrap()
 }
 
-pub(super) fn signed(alg: Algorithm, kid: Option<&str>, pem: &str, claims: &Value) -> String {
+fn signed(alg: Algorithm, kid: Option<&str>, pem: &str, claims: &Value) -> String {
     let pem = std::fs::read(common::fixture(pem)).unwrap();
     let key = match alg {
         Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem),
@@ -39,6 +39,14 @@ pub(super) fn signed(alg: Algorithm, kid: Option<&str>, pem: &str, claims: &Valu
     let mut header = Header::new(alg);
     header.kid = kid.map(str::to_owned);
     encode(&header, claims, &key).unwrap()
+}
+
+/// A bearer ES256 token for user 42 naming `kid`.
+pub(super) fn ec_bearer(kid: &str) -> String {
+    format!(
+        "Bearer {}",
+        signed(Algorithm::ES256, Some(kid), "ec_private.pem", &claims("42"))
+    )
 }
 
 /// Calls CreateSession with this Authorization value (none if `None`).
@@ -432,20 +440,7 @@ async fn jwks_url_is_refetched_for_new_kids_at_a_bounded_rate() {
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
     for _ in 0..5 {
         call(&app, Some(ec.clone())).await.unwrap();
-        assert_refused(
-            &app,
-            Some(format!(
-                "Bearer {}",
-                signed(
-                    Algorithm::ES256,
-                    Some("made-up"),
-                    "ec_private.pem",
-                    &claims("42")
-                )
-            )),
-            "made-up kid",
-        )
-        .await;
+        assert_refused(&app, Some(ec_bearer("made-up")), "made-up kid").await;
     }
     assert_eq!(
         fetches.load(Ordering::SeqCst),

@@ -412,23 +412,11 @@ async fn an_invalid_models_file_stops_the_start_with_line_and_reason() {
         "[models.a]\nbase_url = \"http://h/v1\"\ntimeout = 5\n",
     )
     .unwrap();
-    let vars = [
+    let err = common::start_error(&[
         ("PRACTICE_JWT_SECRET", common::SECRET.to_owned()),
         ("PRACTICE_MODELS_FILE", path.display().to_string()),
-        (
-            "DATABASE_URL",
-            format!("sqlite:{}", dir.path().join("db").display()),
-        ),
-        ("PRACTICE_ADDR", "127.0.0.1:0".to_owned()),
-    ];
-    let config = practice_service::config::Config::from_lookup(|k| {
-        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    let Err(err) = practice_service::startup::Application::build(config).await else {
-        panic!("a bad models file must stop the start");
-    };
-    let err = format!("{err:#}");
+    ])
+    .await;
     assert!(err.contains("line 3") && err.contains("timeout"), "{err}");
 }
 

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::Backend;
-use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::auth::{assert_refused, call, claims, rsa_bearer, signed};
+use super::auth::{assert_refused, call, rsa_bearer};
 
 /// How the key server answers fetches after the first.
 #[derive(Clone, Copy)]
@@ -66,15 +65,7 @@ fn rsa_only() -> String {
 }
 
 fn unknown_kid() -> String {
-    format!(
-        "Bearer {}",
-        signed(
-            Algorithm::ES256,
-            Some("made-up"),
-            "ec_private.pem",
-            &claims("42")
-        )
-    )
+    super::auth::ec_bearer("made-up")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,21 +130,6 @@ async fn an_oversized_key_set_is_refused() {
     let mut set: Value = serde_json::from_str(&rsa_only()).unwrap();
     set["padding"] = json!("x".repeat(practice_service::auth::MAX_JWKS_BYTES));
     let url = key_server(set.to_string(), Later::Stall, Arc::new(AtomicUsize::new(0))).await;
-    let dir = tempfile::tempdir().unwrap();
-    let vars = [
-        ("PRACTICE_JWKS", url),
-        (
-            "DATABASE_URL",
-            format!("sqlite:{}", dir.path().join("db").display()),
-        ),
-        ("PRACTICE_ADDR", "127.0.0.1:0".to_owned()),
-    ];
-    let config = practice_service::config::Config::from_lookup(|k| {
-        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    let Err(err) = practice_service::startup::Application::build(config).await else {
-        panic!("an oversized JWKS must stop the start");
-    };
-    assert!(format!("{err:#}").contains("larger than"), "{err:#}");
+    let err = common::start_error(&[("PRACTICE_JWKS", url)]).await;
+    assert!(err.contains("larger than"), "{err}");
 }
