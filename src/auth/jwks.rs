@@ -3,7 +3,7 @@
 //! Verifying a token never waits for a fetch: the current key set is read
 //! without a lock that a fetch holds. A token with an unknown `kid` may
 //! cause one refetch, at most every `min_refresh`, and only one at a time
-//! (others with unknown `kid`s wait for it; tokens with known `kid`s don't).
+//! (other unknown `kid`s are refused meanwhile; known ones verify as usual).
 //! The set is also refreshed on a timer (the server's `Cache-Control:
 //! max-age`, within bounds), so a key removed upstream stops being trusted.
 //! Fetches follow no redirect, read at most `MAX_JWKS_BYTES`, and time out.
@@ -124,8 +124,14 @@ impl Jwks {
         if let Some(entry) = self.keys().keys.get(kid) {
             return Ok(entry.clone());
         }
-        // Unknown: one refetch at a time, at a bounded rate.
-        let mut last = self.refetch.lock().await;
+        let unknown =
+            || Error::Unauthenticated("the bearer token's signing key (kid) is not trusted".into());
+        // Unknown: one refetch at a time, at a bounded rate. While one runs,
+        // other unknown kids are refused at once rather than queued behind
+        // a key server that may be slow.
+        let Ok(mut last) = self.refetch.try_lock() else {
+            return Err(unknown());
+        };
         if let Some(entry) = self.keys().keys.get(kid) {
             return Ok(entry.clone()); // a fetch that just ended brought it
         }
@@ -136,9 +142,7 @@ impl Jwks {
             }
         }
         drop(last);
-        self.keys().keys.get(kid).cloned().ok_or_else(|| {
-            Error::Unauthenticated("the bearer token's signing key (kid) is not trusted".into())
-        })
+        self.keys().keys.get(kid).cloned().ok_or_else(unknown)
     }
 
     /// Loads the key set and swaps it in; how long until the next refresh.

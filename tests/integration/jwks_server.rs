@@ -15,7 +15,7 @@ use super::auth::{assert_refused, call, rsa_bearer};
 
 /// How the key server answers fetches after the first.
 #[derive(Clone, Copy)]
-enum Later {
+pub(super) enum Later {
     /// The same set, after a long pause.
     Stall,
     /// A redirect to another server.
@@ -23,7 +23,7 @@ enum Later {
 }
 
 /// Serves `first` to the first fetch, then behaves as `later`.
-async fn key_server(first: String, later: Later, fetches: Arc<AtomicUsize>) -> String {
+pub(super) async fn key_server(first: String, later: Later, fetches: Arc<AtomicUsize>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
         "http://127.0.0.1:{}/jwks.json",
@@ -57,14 +57,14 @@ async fn key_server(first: String, later: Later, fetches: Arc<AtomicUsize>) -> S
     url
 }
 
-fn rsa_only() -> String {
+pub(super) fn rsa_only() -> String {
     let full: Value =
         serde_json::from_str(&std::fs::read_to_string(common::fixture("jwks.json")).unwrap())
             .unwrap();
     json!({"keys": [full["keys"][0].clone()]}).to_string()
 }
 
-fn unknown_kid() -> String {
+pub(super) fn unknown_kid() -> String {
     super::auth::ec_bearer("made-up")
 }
 

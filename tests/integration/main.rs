@@ -22,6 +22,7 @@ mod deploy;
 mod examples;
 mod faults;
 mod grpc_web;
+mod hostile;
 mod http_json;
 mod idempotency;
 mod jwks_server;

@@ -1,0 +1,128 @@
+//! Hostile neighbours: the attacks of the hardening work at once against
+//! one server (stalled bodies, huge bad lists, a flood of unknown `kid`s
+//! behind a stalling key server, a probe flood), while a normal client
+//! creates and reads sessions. The normal client must be served every time
+//! and the server's memory must stay bounded. Latency is printed, not
+//! asserted (tests don't assert timings; the benchmark measures them).
+
+use crate::common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use common::{Backend, http_client};
+use tokio::io::AsyncWriteExt;
+
+use super::auth::rsa_bearer;
+use super::jwks_server::{Later, key_server, rsa_only, unknown_kid};
+
+fn rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap()
+        / 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_normal_client_is_served_among_hostile_neighbours() {
+    let url = key_server(rsa_only(), Later::Stall, Arc::new(AtomicUsize::new(0))).await;
+    let app = app!(
+        Backend::Sqlite,
+        &[
+            ("PRACTICE_JWT_SECRET", ""),
+            ("PRACTICE_JWKS", &url),
+            ("PRACTICE_JWKS_MIN_REFRESH_MS", "1000"),
+            ("PRACTICE_MAX_IN_FLIGHT", "32"),
+            ("PRACTICE_REQUEST_TIMEOUT_MS", "5000"),
+            ("PRACTICE_DB_ACQUIRE_TIMEOUT_MS", "2000"),
+            ("PRACTICE_DB_STATEMENT_TIMEOUT_MS", "2000"),
+        ]
+    );
+    let rss_before = rss_mib();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut attackers = Vec::new();
+
+    // Stalled bodies: 100 connections that never finish their body.
+    let mut stalled = Vec::new();
+    for _ in 0..100 {
+        let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let head = format!(
+            "POST /user/practice/sessions HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\n\
+             content-type: application/json\r\ncontent-length: 1000\r\n\r\n{{",
+            rsa_bearer()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        stalled.push(s);
+    }
+    // Huge bad lists, unknown kids and probes, in loops.
+    let big = Arc::new(format!(
+        r#"{{"knowledge_ids": [{}]}}"#,
+        vec!["0"; 170_000].join(",")
+    ));
+    for attack in 0..6 {
+        let (stop, base, big) = (stop.clone(), app.url(), big.clone());
+        attackers.push(tokio::spawn(async move {
+            let client = http_client();
+            while !stop.load(Ordering::Relaxed) {
+                let r = match attack {
+                    0 | 1 => client
+                        .post(format!("{base}/user/practice/sessions"))
+                        .header("authorization", rsa_bearer())
+                        .header("content-type", "application/json")
+                        .body(big.to_string()),
+                    2 | 3 => client
+                        .post(format!("{base}/user/practice/sessions"))
+                        .header("authorization", unknown_kid())
+                        .header("content-type", "application/json")
+                        .body("{}"),
+                    _ => client.get(format!("{base}/readyz")),
+                };
+                let _ = r.send().await.map(|r| r.status());
+            }
+        }));
+    }
+
+    // The normal client.
+    let mut latencies = Vec::new();
+    for i in 0..20 {
+        let start = Instant::now();
+        let r = http_client()
+            .post(format!("{}/user/practice/sessions", app.url()))
+            .header("authorization", rsa_bearer())
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"title": "normal {i}"}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "create {i}: {}", r.text().await.unwrap());
+        let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        let id = body["session_id"].clone();
+        let r = http_client()
+            .get(format!("{}/user/practice/sessions/{id}", app.url()))
+            .header("authorization", rsa_bearer())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "read {i}");
+        latencies.push(start.elapsed());
+    }
+    stop.store(true, Ordering::Relaxed);
+    for a in attackers {
+        a.await.unwrap();
+    }
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    eprintln!(
+        "hostile neighbours: normal create+read p99 {p99:?} (max {:?})",
+        latencies.last()
+    );
+    let growth = rss_mib().saturating_sub(rss_before);
+    assert!(growth < 150, "RSS grew by {growth} MiB");
+    assert_eq!(app.counts().await.sessions, 20);
+    drop(stalled);
+}
