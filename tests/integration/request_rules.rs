@@ -148,6 +148,94 @@ async fn each_rule_holds_on_every_protocol(backend: Backend) {
     assert_eq!(violation_fields(&status), ["prompt_text"]);
 }
 
+/// Every rule of CreateSessionRequest, alone and together, over gRPC.
+async fn bad_fields_are_invalid_argument(backend: Backend) {
+    let app = app!(backend);
+    let cases: Vec<(CreateSessionRequest, Vec<&str>)> = vec![
+        (common::in_class(0), vec!["class_id"]),
+        (
+            CreateSessionRequest {
+                project_id: Some(-1),
+                ..Default::default()
+            },
+            vec!["project_id"],
+        ),
+        (common::with_agent(0), vec!["agent_id"]),
+        (
+            CreateSessionRequest {
+                knowledge_ids: vec![1, 0],
+                ..Default::default()
+            },
+            vec!["knowledge_ids[1]"],
+        ),
+        (
+            CreateSessionRequest {
+                knowledge_ids: vec![2, 3, 2],
+                ..Default::default()
+            },
+            vec!["knowledge_ids[2]"],
+        ),
+        (
+            CreateSessionRequest {
+                knowledge_ids: (1..=51).collect(),
+                ..Default::default()
+            },
+            vec!["knowledge_ids"],
+        ),
+        (
+            CreateSessionRequest {
+                title: Some("x".repeat(201)),
+                ..Default::default()
+            },
+            vec!["title"],
+        ),
+        (
+            CreateSessionRequest {
+                title: Some("tab\there".into()),
+                ..Default::default()
+            },
+            vec!["title"],
+        ),
+        (
+            CreateSessionRequest {
+                title: Some("bell\u{7}".into()),
+                ..Default::default()
+            },
+            vec!["title"],
+        ),
+        (
+            CreateSessionRequest {
+                notes: Some("n".repeat(20_001)),
+                ..Default::default()
+            },
+            vec!["notes"],
+        ),
+        (
+            CreateSessionRequest {
+                class_id: Some(0),
+                title: Some("\n".into()),
+                ..Default::default()
+            },
+            vec!["class_id", "title"],
+        ),
+    ];
+    for (req, fields) in cases {
+        let status = app.refused(ME, req, Code::InvalidArgument).await;
+        assert_eq!(violation_fields(&status), fields);
+    }
+    // The bounds themselves are allowed.
+    app.create(
+        ME,
+        CreateSessionRequest {
+            title: Some("é".repeat(200)),
+            notes: Some("n".repeat(20_000)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+}
+
 async fn a_field_can_not_be_given_twice_or_retarget_the_path(backend: Backend) {
     let app = app!(backend);
     let t = token(ME);
@@ -335,6 +423,7 @@ async fn a_huge_bad_list_costs_little() {
 }
 
 on_both_backends!(
+    bad_fields_are_invalid_argument,
     each_rule_holds_on_every_protocol,
     a_field_can_not_be_given_twice_or_retarget_the_path,
     deep_nesting_is_a_plain_400_on_every_protocol,
