@@ -19,7 +19,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use tonic::body::Body;
 use tower::Service;
@@ -27,8 +27,7 @@ use tower::Service;
 use super::auth::has_valid_token;
 use super::rpcs::{Rpcs, Shape};
 use super::transcode::declares_body;
-use super::transcode::errors::plain_error;
-use super::{BoxFuture, Middleware, MiddlewareLayer};
+use super::{BoxFuture, Middleware, MiddlewareLayer, early_refusal};
 use crate::auth::Authenticator;
 
 /// Room for framing around the largest message (gRPC and Connect
@@ -58,16 +57,6 @@ impl AdmitLayer {
     }
 }
 
-/// A refusal in the caller's protocol: a gRPC status for gRPC clients, the
-/// JSON error shape for everyone else.
-fn refuse(grpc: bool, http: StatusCode, status: tonic::Status) -> Response<Body> {
-    if grpc {
-        status.into_http()
-    } else {
-        plain_error(http, status.code(), status.message())
-    }
-}
-
 impl Middleware for Admit {
     fn call<S>(&self, mut inner: S, request: Request<Body>) -> BoxFuture<Response<Body>, Infallible>
     where
@@ -87,41 +76,34 @@ impl Middleware for Admit {
             if !has_valid_token(&this.auth, request.headers()).await {
                 return inner.call(request).await;
             }
-            let grpc = request
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|ct| ct.starts_with("application/grpc"));
             let (parts, body) = request.into_parts();
+            let refuse = |http, status| Ok(early_refusal(&parts.headers, http, status));
             let read = tokio::time::timeout(this.timeout, Limited::new(body, this.limit).collect());
             let bytes = match read.await {
                 Ok(Ok(collected)) => collected.to_bytes(),
                 Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                    return Ok(refuse(
-                        grpc,
+                    return refuse(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         tonic::Status::resource_exhausted(format!(
                             "the request body is larger than {} bytes",
                             this.limit - FRAMING
                         )),
-                    ));
+                    );
                 }
                 Ok(Err(_)) => {
-                    return Ok(refuse(
-                        grpc,
+                    return refuse(
                         StatusCode::BAD_REQUEST,
                         tonic::Status::invalid_argument("the request body could not be read"),
-                    ));
+                    );
                 }
                 Err(_) => {
-                    return Ok(refuse(
-                        grpc,
+                    return refuse(
                         StatusCode::REQUEST_TIMEOUT,
                         tonic::Status::deadline_exceeded(format!(
                             "the request body did not arrive within {} ms",
                             this.timeout.as_millis()
                         )),
-                    ));
+                    );
                 }
             };
             inner

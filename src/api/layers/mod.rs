@@ -44,6 +44,24 @@ pub async fn drain(body: Body) {
     let _ = tokio::time::timeout(DRAIN_TIME, Limited::new(body, DRAIN_LIMIT).collect()).await;
 }
 
+/// A refusal by a layer in front of every protocol: a gRPC status for gRPC
+/// and gRPC-Web clients, the JSON error shape with `http` for everyone else.
+pub fn early_refusal(
+    headers: &http::HeaderMap,
+    http: http::StatusCode,
+    status: tonic::Status,
+) -> Response<Body> {
+    let grpc = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    if grpc {
+        status.into_http()
+    } else {
+        transcode::errors::plain_error(http, status.code(), status.message())
+    }
+}
+
 /// The future every layer here answers with.
 pub type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 

@@ -7,14 +7,12 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::{Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode};
 use tokio::sync::Semaphore;
 use tonic::body::Body;
 use tower::Service;
 
-use super::{BoxFuture, Middleware, MiddlewareLayer};
-
-use super::transcode::errors::plain_error;
+use super::{BoxFuture, Middleware, MiddlewareLayer, early_refusal};
 
 /// Refuses work past a number of requests in flight.
 #[derive(Clone)]
@@ -46,21 +44,12 @@ impl Middleware for Shed {
         let probe = request.uri().path().starts_with("/grpc.health.v1.Health/");
         let permit = self.permits.clone().try_acquire_owned();
         if permit.is_err() && !probe {
-            let grpc = request
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|ct| ct.starts_with("application/grpc"));
             tracing::warn!("shedding load: too many requests in flight");
-            let response = if grpc {
-                tonic::Status::resource_exhausted(MESSAGE).into_http()
-            } else {
-                plain_error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    tonic::Code::ResourceExhausted,
-                    MESSAGE,
-                )
-            };
+            let response = early_refusal(
+                request.headers(),
+                StatusCode::TOO_MANY_REQUESTS,
+                tonic::Status::resource_exhausted(MESSAGE),
+            );
             return Box::pin(async move { Ok(response) });
         }
         Box::pin(async move {
