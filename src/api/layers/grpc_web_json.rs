@@ -105,21 +105,8 @@ impl Inner {
             }
         };
         let bytes = unary::read_body(body, self.body_limit + 5).await?;
-        let message = match bytes.first() {
-            Some(0) if bytes.len() >= 5 => {
-                let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
-                bytes
-                    .get(5..5 + len)
-                    .ok_or_else(|| Status::invalid_argument("the request frame is cut short"))?
-            }
-            Some(flag) if *flag != 0 => {
-                return Err(Status::unimplemented(
-                    "compressed gRPC-Web messages are not supported",
-                ));
-            }
-            _ => return Err(Status::invalid_argument("the request has no message frame")),
-        };
-        let body = unary::grpc_body(&rpc.json_to_proto(message)?);
+        let message = unary::first_message(&bytes)?;
+        let body = unary::grpc_body(&rpc.json_to_proto(&message)?);
         unary::request(path, &parts.headers, principal, body)
     }
 

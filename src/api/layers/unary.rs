@@ -100,6 +100,28 @@ pub fn next_message(pending: &mut BytesMut) -> Result<Option<Bytes>, tonic::Stat
     Ok(Some(message.split_off(5).freeze()))
 }
 
+/// The first message of a request body held whole (a unary or
+/// server-streaming request has exactly one), without copying it.
+/// Compressed messages are not taken: in-process calls never send them,
+/// and no client of this port is offered request compression.
+pub fn first_message(bytes: &Bytes) -> Result<Bytes, tonic::Status> {
+    match bytes.first() {
+        Some(0) if bytes.len() >= 5 => {
+            let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+            bytes
+                .get(5..5 + len)
+                .map(|_| bytes.slice(5..5 + len))
+                .ok_or_else(|| tonic::Status::invalid_argument("the request frame is cut short"))
+        }
+        Some(flag) if *flag != 0 => Err(tonic::Status::unimplemented(
+            "compressed request messages are not supported",
+        )),
+        _ => Err(tonic::Status::invalid_argument(
+            "the request has no message frame",
+        )),
+    }
+}
+
 /// One encoded message as a gRPC request body.
 pub fn grpc_body(message: &[u8]) -> Body {
     Body::new(Full::new(frame(message)))

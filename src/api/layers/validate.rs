@@ -81,10 +81,9 @@ impl Middleware for Validate {
                     return Ok(status.into_http());
                 }
             };
-            let mut pending = bytes::BytesMut::from(&bytes[..]);
             // A compressed or malformed frame is left to the gRPC server,
             // which refuses it.
-            if let Ok(Some(message)) = unary::next_message(&mut pending)
+            if let Ok(message) = unary::first_message(&bytes)
                 && let Err(err) = this.check(input, message)
             {
                 return Ok(Status::from(err).into_http());
