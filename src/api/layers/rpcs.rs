@@ -41,11 +41,8 @@ impl Rpc {
         )
         .and_then(|m| de.end().map(|()| m))
         .map_err(|e| {
-            if e.to_string().starts_with("recursion limit exceeded") {
-                return Status::invalid_argument(format!(
-                    "free-form objects and lists may nest at most {} levels",
-                    super::validate::MAX_NESTING
-                ));
+            if super::validate::is_json_nesting_error(&e) {
+                return Status::invalid_argument(super::validate::nested_too_deeply());
             }
             Status::invalid_argument(format!(
                 "the JSON message is not a valid {}: {e}",

@@ -27,6 +27,18 @@ use crate::error::{Error, MAX_VIOLATIONS};
 /// The deepest nesting of free-form objects and lists a request may carry.
 pub const MAX_NESTING: usize = 32;
 
+/// What a request nested past `MAX_NESTING` is told, on every protocol.
+pub fn nested_too_deeply() -> String {
+    format!("free-form objects and lists may nest at most {MAX_NESTING} levels")
+}
+
+/// Is this JSON parser error serde_json's nesting guard (which stops at
+/// 128 levels, past `MAX_NESTING`)? Such a request gets
+/// `nested_too_deeply`, not the parser's words.
+pub fn is_json_nesting_error(e: &dyn std::fmt::Display) -> bool {
+    e.to_string().starts_with("recursion limit exceeded")
+}
+
 #[derive(Clone)]
 pub struct Validate(Arc<Inner>);
 
@@ -106,10 +118,7 @@ impl Inner {
         let mut shape = Shape::default();
         shape.walk(&message, 0);
         if shape.deepest > MAX_NESTING {
-            return Err(Error::invalid_field(
-                "",
-                format!("free-form objects and lists may nest at most {MAX_NESTING} levels"),
-            ));
+            return Err(Error::invalid_field("", nested_too_deeply()));
         }
         // One more than are listed, so the error can say there were more;
         // the search stops there, whatever the input's size.
@@ -131,8 +140,7 @@ struct Shape {
 impl Shape {
     /// `depth` counts the free-form objects and lists around `message`.
     fn walk(&mut self, message: &DynamicMessage, depth: usize) {
-        let name = message.descriptor().full_name().to_owned();
-        let depth = match name.as_str() {
+        let depth = match message.descriptor().full_name() {
             "google.protobuf.Struct" | "google.protobuf.ListValue" => depth + 1,
             _ => depth,
         };

@@ -30,17 +30,10 @@ pub fn find_field(message: &MessageDescriptor, name: &str) -> Option<FieldDescri
 /// A request body's JSON. Nesting past the free-form limit is refused with
 /// the same plain message on every protocol, not the parser's.
 pub fn parse_body(bytes: &[u8]) -> Result<Json, Error> {
-    let nested_too_deeply = || {
-        Error::invalid_field(
-            "body",
-            format!(
-                "free-form objects and lists may nest at most {} levels",
-                crate::api::layers::validate::MAX_NESTING
-            ),
-        )
-    };
+    use crate::api::layers::validate::{MAX_NESTING, is_json_nesting_error, nested_too_deeply};
+    let nested_too_deeply = || Error::invalid_field("body", nested_too_deeply());
     let value: Json = serde_json::from_slice(bytes).map_err(|e| {
-        if e.to_string().starts_with("recursion limit exceeded") {
+        if is_json_nesting_error(&e) {
             nested_too_deeply()
         } else {
             Error::invalid_field("body", format!("not valid JSON: {e}"))
@@ -48,7 +41,7 @@ pub fn parse_body(bytes: &[u8]) -> Result<Json, Error> {
     })?;
     // The body object and the message field holding a free-form value are
     // two levels that don't count.
-    if depth(&value) > crate::api::layers::validate::MAX_NESTING + 2 {
+    if depth(&value) > MAX_NESTING + 2 {
         return Err(nested_too_deeply());
     }
     Ok(value)
