@@ -16,7 +16,8 @@ use tonic::body::Body;
 use tower::Service;
 
 use super::auth::caller;
-use super::connect::stream::{ConnectStreamBody, Envelopes, StreamEnd};
+use super::connect::stream::{Envelopes, StreamEnd};
+use super::reframe::ReframedBody;
 use super::rpcs::{Rpcs, Shape};
 use super::{BoxFuture, Middleware, MiddlewareLayer, unary};
 use crate::auth::Authenticator;
@@ -144,7 +145,7 @@ impl Inner {
             gzip: false,
             end: StreamEnd::GrpcWeb,
         };
-        let body = ConnectStreamBody::new(grpc.into_body(), None, envelopes);
+        let body = ReframedBody::new(grpc.into_body(), None, envelopes);
         let mut response = Response::new(Body::new(body));
         response
             .headers_mut()

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod connect;
 pub mod grpc_web_json;
 pub mod health;
+pub mod reframe;
 pub mod rpc;
 pub mod rpcs;
 pub mod shed;

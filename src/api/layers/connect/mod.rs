@@ -26,6 +26,7 @@ use tower::Service;
 
 use self::wire::{Codec, Compression};
 use super::auth::caller;
+use super::reframe::ReframedBody;
 use super::rpcs::{Rpcs, Shape};
 use super::{BoxFuture, Middleware, MiddlewareLayer, unary};
 use crate::auth::Authenticator;
@@ -206,9 +207,7 @@ impl ConnectProtocol {
             gzip,
             end: stream::StreamEnd::Connect,
         };
-        let mut response = Response::new(Body::new(stream::ConnectStreamBody::new(
-            reply, early, envelopes,
-        )));
+        let mut response = Response::new(Body::new(ReframedBody::new(reply, early, envelopes)));
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,

@@ -5,20 +5,16 @@
 //! trailers become Connect's end-of-stream envelope (flag 0x02, a JSON object
 //! with the error, if any, and the trailing metadata). With the JSON codec
 //! or gzip, each reply message is re-enveloped: decoded and written as
-//! canonical JSON, and/or compressed.
-
-use std::pin::Pin;
-use std::task::{Context, Poll};
+//! canonical JSON, and/or compressed. (`reframe::ReframedBody` reads the
+//! reply; `Envelopes` says how it is written.)
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::HeaderMap;
-use http_body::{Body as HttpBody, Frame};
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 use serde_json::{Map, Value as Json, json};
 use tonic::Status;
-use tonic::body::Body;
 
-use super::super::unary;
+use super::super::reframe::Reframe;
 use super::wire::{self, Compression};
 
 /// The flag of a compressed envelope.
@@ -59,10 +55,6 @@ pub enum StreamEnd {
 }
 
 impl Envelopes {
-    fn passthrough(&self) -> bool {
-        self.json.is_none() && !self.gzip
-    }
-
     /// One reply message as the client's envelope.
     fn envelope(&self, message: &[u8], out: &mut BytesMut) -> Result<(), Status> {
         let mut payload = match &self.json {
@@ -116,99 +108,23 @@ pub fn end_of_stream(status: Option<&Status>, trailers: &HeaderMap) -> Bytes {
     buf.freeze()
 }
 
-/// A gRPC reply body read as a Connect stream body.
-pub struct ConnectStreamBody {
-    inner: Body,
-    /// A Trailers-Only reply's status, sent as the only envelope.
-    early: Option<Status>,
-    envelopes: Envelopes,
-    /// Reply bytes not yet a whole gRPC message (when re-enveloping).
-    pending: BytesMut,
-    ended: bool,
-}
-
-impl ConnectStreamBody {
-    pub fn new(inner: Body, early: Option<Status>, envelopes: Envelopes) -> Self {
-        Self {
-            inner,
-            early,
-            envelopes,
-            pending: BytesMut::new(),
-            ended: false,
-        }
+impl Reframe for Envelopes {
+    fn passthrough(&self) -> bool {
+        self.json.is_none() && !self.gzip
     }
 
-    /// The whole messages in `pending`, re-enveloped.
-    fn reenvelope(&mut self) -> Result<BytesMut, Status> {
-        let mut out = BytesMut::new();
-        while let Some(message) = unary::next_message(&mut self.pending)? {
-            self.envelopes.envelope(&message, &mut out)?;
-        }
-        Ok(out)
+    fn message(&self, message: &[u8], out: &mut BytesMut) -> Result<(), Status> {
+        self.envelope(message, out)
     }
 
-    fn end(&mut self, status: Option<&Status>, trailers: &HeaderMap) -> Frame<Bytes> {
-        self.ended = true;
-        match self.envelopes.end {
-            StreamEnd::Connect => Frame::data(end_of_stream(status, trailers)),
+    fn end(&self, status: Option<&Status>, trailers: &HeaderMap) -> Option<Bytes> {
+        Some(match self.end {
+            StreamEnd::Connect => end_of_stream(status, trailers),
             StreamEnd::GrpcWeb => {
                 let ok = Status::ok("");
-                Frame::data(super::super::grpc_web_json::trailer_frame(
-                    status.unwrap_or(&ok),
-                ))
+                super::super::grpc_web_json::trailer_frame(status.unwrap_or(&ok))
             }
-        }
-    }
-}
-
-impl HttpBody for ConnectStreamBody {
-    type Data = Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        if self.ended {
-            return Poll::Ready(None);
-        }
-        if let Some(status) = self.early.take() {
-            return Poll::Ready(Some(Ok(self.end(Some(&status), &HeaderMap::new()))));
-        }
-        loop {
-            let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(frame))) => frame,
-                Poll::Ready(Some(Err(status))) => {
-                    return Poll::Ready(Some(Ok(self.end(Some(&status), &HeaderMap::new()))));
-                }
-                Poll::Ready(None) => {
-                    let status = Status::internal("the RPC ended without a status");
-                    return Poll::Ready(Some(Ok(self.end(Some(&status), &HeaderMap::new()))));
-                }
-            };
-            let data = match frame.into_trailers() {
-                Ok(trailers) => {
-                    let status = Status::from_header_map(&trailers);
-                    return Poll::Ready(Some(Ok(self.end(status.as_ref(), &trailers))));
-                }
-                Err(frame) => match frame.into_data() {
-                    Ok(data) => data,
-                    Err(_) => continue,
-                },
-            };
-            if self.envelopes.passthrough() {
-                return Poll::Ready(Some(Ok(Frame::data(data))));
-            }
-            self.pending.extend_from_slice(&data);
-            match self.reenvelope() {
-                Ok(out) if out.is_empty() => continue,
-                Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out.freeze())))),
-                Err(status) => {
-                    return Poll::Ready(Some(Ok(self.end(Some(&status), &HeaderMap::new()))));
-                }
-            }
-        }
+        })
     }
 }
 

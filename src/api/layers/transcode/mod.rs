@@ -40,6 +40,7 @@ use self::fields::insert_field;
 use self::json::{JsonOut, parse_message};
 use self::routes::{BodyRule, Lookup, Route, Routes};
 use self::template::Captures;
+use super::reframe::ReframedBody;
 use super::unary;
 use crate::api::layers::auth::{authenticate, policy};
 use crate::auth::Authenticator;
@@ -286,7 +287,12 @@ where
     {
         return status_response(&status);
     }
-    let mut response = Response::new(Body::new(sse::SseBody::new(reply.into_body(), output)));
+    let events = sse::Events { output };
+    let mut response = Response::new(Body::new(ReframedBody::new(
+        reply.into_body(),
+        None,
+        events,
+    )));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

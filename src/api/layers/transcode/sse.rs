@@ -7,19 +7,14 @@
 //! the whole message. A stream that ends with an error adds an `error`
 //! event whose data is the `google.rpc.Status`.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
-use http_body::{Body as HttpBody, Frame};
 use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage, Value};
 use tonic::Status;
-use tonic::body::Body;
 
 use super::errors::status_json;
 use super::json::JsonOut;
-use crate::api::layers::unary;
+use crate::api::layers::reframe::Reframe;
 
 /// Does the client ask for Server-Sent Events?
 pub fn wants_events(headers: &HeaderMap) -> bool {
@@ -63,86 +58,27 @@ fn write_event(name: &str, data: &[u8], out: &mut BytesMut) {
     out.extend_from_slice(b"\n\n");
 }
 
-/// A gRPC reply body read as an event stream.
-pub struct SseBody {
-    inner: Body,
-    output: MessageDescriptor,
-    /// Reply bytes not yet a whole message.
-    pending: BytesMut,
-    ended: bool,
+/// A server stream's messages as events (read by `reframe::ReframedBody`).
+pub struct Events {
+    pub output: MessageDescriptor,
 }
 
-impl SseBody {
-    pub fn new(inner: Body, output: MessageDescriptor) -> Self {
-        Self {
-            inner,
-            output,
-            pending: BytesMut::new(),
-            ended: false,
-        }
+impl Reframe for Events {
+    fn message(&self, bytes: &[u8], out: &mut BytesMut) -> Result<(), Status> {
+        let message = DynamicMessage::decode(self.output.clone(), bytes)
+            .map_err(|_| Status::internal("a reply message could not be decoded"))?;
+        let (name, data) = event(&message);
+        write_event(&name, &data, out);
+        Ok(())
     }
 
-    /// The events of the whole messages received so far.
-    fn events(&mut self) -> Result<BytesMut, Status> {
+    /// An `error` event if the RPC failed, else nothing.
+    fn end(&self, status: Option<&Status>, _trailers: &HeaderMap) -> Option<Bytes> {
+        let status = status.filter(|s| s.code() != tonic::Code::Ok)?;
         let mut out = BytesMut::new();
-        while let Some(bytes) = unary::next_message(&mut self.pending)? {
-            let message = DynamicMessage::decode(self.output.clone(), bytes)
-                .map_err(|_| Status::internal("a reply message could not be decoded"))?;
-            let (name, data) = event(&message);
-            write_event(&name, &data, &mut out);
-        }
-        Ok(out)
-    }
-
-    /// The last frame: an `error` event if the RPC failed, else nothing.
-    fn end(&mut self, status: Option<Status>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        self.ended = true;
-        match status.filter(|s| s.code() != tonic::Code::Ok) {
-            Some(status) => {
-                let mut out = BytesMut::new();
-                let data = serde_json::to_vec(&status_json(&status)).expect("JSON serializes");
-                write_event("error", &data, &mut out);
-                Poll::Ready(Some(Ok(Frame::data(out.freeze()))))
-            }
-            None => Poll::Ready(None),
-        }
-    }
-}
-
-impl HttpBody for SseBody {
-    type Data = Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        if self.ended {
-            return Poll::Ready(None);
-        }
-        loop {
-            let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(frame))) => frame,
-                Poll::Ready(Some(Err(status))) => return self.end(Some(status)),
-                Poll::Ready(None) => {
-                    return self.end(Some(Status::internal("the RPC ended without a status")));
-                }
-            };
-            let data = match frame.into_trailers() {
-                Ok(trailers) => return self.end(Status::from_header_map(&trailers)),
-                Err(frame) => match frame.into_data() {
-                    Ok(data) => data,
-                    Err(_) => continue,
-                },
-            };
-            self.pending.extend_from_slice(&data);
-            match self.events() {
-                Ok(out) if out.is_empty() => continue,
-                Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out.freeze())))),
-                Err(status) => return self.end(Some(status)),
-            }
-        }
+        let data = serde_json::to_vec(&status_json(status)).expect("JSON serializes");
+        write_event("error", &data, &mut out);
+        Some(out.freeze())
     }
 }
 
