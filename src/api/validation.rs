@@ -9,6 +9,8 @@
 //! Semantics follow protovalidate: a field with presence (`optional`, a
 //! message) is checked only when set; lengths count characters.
 
+mod list_sizes;
+
 use std::collections::HashMap;
 
 use prost_reflect::{
@@ -16,6 +18,7 @@ use prost_reflect::{
 };
 
 use crate::error::FieldViolation;
+use list_sizes::ListLimits;
 
 /// The patterns the protos use, with the words a client reads for them.
 const PATTERN_WORDS: [(&str, &str); 3] = [
@@ -50,6 +53,7 @@ pub enum Check {
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
     by_message: HashMap<String, Vec<(FieldDescriptor, Vec<Check>)>>,
+    lists: ListLimits,
 }
 
 impl Rules {
@@ -71,7 +75,33 @@ impl Rules {
                 by_message.insert(message.full_name().to_owned(), fields);
             }
         }
-        Ok(Self { by_message })
+        let mut rules = Self {
+            by_message,
+            lists: ListLimits::default(),
+        };
+        rules.lists = ListLimits::new(pool, &rules);
+        Ok(rules)
+    }
+
+    /// The first list in `bytes`, an encoded `desc`, past its `max_items`,
+    /// found without decoding the message: the check to run before
+    /// `check`, so an oversized list costs no more than its bytes.
+    pub fn oversized_list(
+        &self,
+        desc: &prost_reflect::MessageDescriptor,
+        bytes: &[u8],
+    ) -> Option<FieldViolation> {
+        self.lists.oversized(desc, bytes)
+    }
+
+    /// `oversized_list` for a JSON request object, before it is parsed into
+    /// a message.
+    pub fn oversized_json_list(
+        &self,
+        desc: &prost_reflect::MessageDescriptor,
+        object: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<FieldViolation> {
+        self.lists.oversized_json(desc, object)
     }
 
     /// The rules of one field, if it has any.
@@ -217,10 +247,14 @@ fn broken(check: &Check, value: &Value) -> Option<String> {
             format!("at least {min} items")
         }
         (Check::MaxItems(max), Value::List(items)) if items.len() as u64 > *max => {
-            format!("at most {max} items, got {}", items.len())
+            too_many_items(*max, items.len() as u64)
         }
         _ => return None,
     })
+}
+
+fn too_many_items(max: u64, items: u64) -> String {
+    format!("at most {max} items, got {items}")
 }
 
 fn as_i64(v: &Value) -> Option<i64> {
@@ -392,6 +426,76 @@ mod tests {
         let too_many = check((1..=200_000).collect());
         assert_eq!(too_many.len(), 1);
         assert_eq!(too_many[0].field, "knowledge_ids");
+    }
+
+    #[test]
+    fn oversized_lists_are_found_on_the_wire_as_the_decoded_check_finds_them() {
+        let (pool, rules) = rules();
+        let on_wire = |m: &dyn Fn() -> Vec<u8>, name: &str| {
+            let desc = pool.get_message_by_name(name).unwrap();
+            let bytes = m();
+            let decoded = DynamicMessage::decode(desc.clone(), &bytes[..]).unwrap();
+            let found = rules.oversized_list(&desc, &bytes);
+            // Found on the wire: the same words as the decoded check's.
+            if let Some(v) = &found {
+                let checked = &rules.check(&decoded, 1)[0];
+                assert_eq!(
+                    (&v.field, &v.description),
+                    (&checked.field, &checked.description)
+                );
+            }
+            found.map(|v| format!("{}: {}", v.field, v.description))
+        };
+        let create = |ids: Vec<i64>| {
+            move || {
+                pb::CreateSessionRequest {
+                    title: Some("t".into()),
+                    knowledge_ids: ids.clone(),
+                    ..Default::default()
+                }
+                .encode_to_vec()
+            }
+        };
+        let name = "practice.v1.CreateSessionRequest";
+        // Packed, with items of several widths.
+        assert_eq!(on_wire(&create(vec![1; 50]), name), None);
+        assert_eq!(
+            on_wire(&create(vec![i64::MAX; 51]), name).as_deref(),
+            Some("knowledge_ids: at most 50 items, got 51")
+        );
+        // The same list as one record per item (a valid encoding too),
+        // and split over two packed records: items are counted over all.
+        let mut unpacked = Vec::new();
+        for _ in 0..51 {
+            unpacked.extend([3 << 3, 7]);
+        }
+        let mut two_runs = create(vec![7; 30])();
+        two_runs.extend(create(vec![7; 30])());
+        for bytes in [unpacked, two_runs] {
+            let desc = pool.get_message_by_name(name).unwrap();
+            let v = rules.oversized_list(&desc, &bytes).unwrap();
+            assert_eq!(v.field, "knowledge_ids");
+        }
+        // Lists of messages count records.
+        let class = |members: usize| {
+            move || {
+                pb::Class {
+                    class_id: 1,
+                    name: "c".into(),
+                    members: vec![pb::ClassMember::default(); members],
+                    models: vec![],
+                }
+                .encode_to_vec()
+            }
+        };
+        assert_eq!(on_wire(&class(10_000), "practice.v1.Class"), None);
+        assert_eq!(
+            on_wire(&class(10_001), "practice.v1.Class").as_deref(),
+            Some("members: at most 10000 items, got 10001")
+        );
+        // What can't be scanned is left to the decoder.
+        let desc = pool.get_message_by_name(name).unwrap();
+        assert!(rules.oversized_list(&desc, &[0x1a, 0xff]).is_none());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod llm;
 pub mod pg;
+pub mod process;
 mod requests;
 
 #[allow(unused_imports)]

@@ -2,16 +2,13 @@
 //! completed with OK or never started — and exits 0.
 
 use crate::common;
+use common::process::spawn_server;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use practice_service::proto::practice::v1::CreateSessionRequest;
 use practice_service::proto::practice::v1::practice_service_client::PracticeServiceClient;
-use practice_service::store::{self, StoreOptions};
 
 /// A refusal of a request the server never started: the connection was
 /// closing or the stream was refused. A stream the client opened after the
@@ -40,46 +37,8 @@ fn never_started(status: &tonic::Status) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite:{}", dir.path().join("shutdown.db").display());
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_practice-service"))
-        .current_dir(dir.path())
-        .env("DATABASE_URL", &db)
-        .env("PRACTICE_ADDR", "127.0.0.1:0")
-        .env("PRACTICE_JWT_SECRET", common::SECRET)
-        .env("PRACTICE_SHUTDOWN_GRACE_MS", "5000")
-        .env("RUST_LOG", "info")
-        .env("PRACTICE_LOG_FORMAT", "json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    // The port the server bound: from its own "serving" log line. The rest
-    // of its log is kept for the checks at the end.
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("the server logs where it serves");
-            let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if event["message"] == "serving" {
-                break format!("http://{}", event["addr"].as_str().unwrap());
-            }
-        }
-    })
-    .await
-    .expect("the server starts within 30 s");
-    let rest_of_log = tokio::spawn(async move {
-        let mut log = String::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            log.push_str(&line);
-            log.push('\n');
-        }
-        log
-    });
+    let mut server = spawn_server(dir.path(), &[("PRACTICE_SHUTDOWN_GRACE_MS", "5000")]).await;
+    let url = server.url.clone();
     let mut client = None;
     for _ in 0..100 {
         if let Ok(c) = PracticeServiceClient::connect(url.clone()).await {
@@ -122,7 +81,7 @@ async fn sigterm_drains_and_exits_zero() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let pid = child.id().unwrap().to_string();
+    let pid = server.child.id().unwrap().to_string();
     assert!(
         std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -130,24 +89,20 @@ async fn sigterm_drains_and_exits_zero() {
             .unwrap()
             .success()
     );
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+    let status = tokio::time::timeout(Duration::from_secs(15), server.child.wait())
         .await
         .expect("exits within the grace period")
         .unwrap();
     for t in tasks {
         t.await.unwrap();
     }
-    let mut stderr = rest_of_log.await.unwrap();
-    if let Some(mut e) = child.stderr.take() {
-        use tokio::io::AsyncReadExt;
-        let _ = e.read_to_string(&mut stderr).await;
-    }
+    // What the exited server left in its database, then what it logged.
+    let counts = server.counts().await;
+    let stderr = server.output().await;
     assert_eq!(status.code(), Some(0), "exit code; stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     // What was acknowledged is exactly what was written.
-    let store = store::connect(&db, &StoreOptions::default()).await.unwrap();
-    let counts = store.table_counts().await.unwrap();
     let ok = ok.load(std::sync::atomic::Ordering::SeqCst);
     assert!(ok > 0, "some requests completed before the signal");
     assert_eq!(counts.sessions, ok, "every OK is stored, nothing else is");

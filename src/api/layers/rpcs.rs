@@ -33,6 +33,11 @@ impl Rpc {
     /// A canonical proto3 JSON request to its binary encoding. Unknown
     /// fields are ignored, as Connect's and gRPC-Web's own servers do.
     pub fn json_to_proto(&self, bytes: &[u8]) -> Result<Bytes, Status> {
+        if super::validate::holds_too_many_json_values(bytes) {
+            return Err(Status::invalid_argument(
+                super::validate::too_many_json_values(),
+            ));
+        }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let message = DynamicMessage::deserialize_with_options(
             self.input.clone(),

@@ -39,6 +39,48 @@ pub fn is_json_nesting_error(e: &dyn std::fmt::Display) -> bool {
     e.to_string().starts_with("recursion limit exceeded")
 }
 
+/// The most values (objects, lists, their items and members, scalars) a
+/// JSON request may hold. Parsing costs tens of bytes per value, so this,
+/// not the body size, is what bounds a JSON request's memory. Far above
+/// any valid request: the largest, a class with 10,000 members, holds
+/// about 30,000.
+pub const MAX_JSON_VALUES: usize = 50_000;
+
+/// What a JSON request past `MAX_JSON_VALUES` is told, on every protocol.
+pub fn too_many_json_values() -> String {
+    format!("a JSON request may hold at most {MAX_JSON_VALUES} values")
+}
+
+/// Does this JSON text hold more than `MAX_JSON_VALUES` values? Counted
+/// before parsing, in one pass without allocating: every value but the
+/// first follows a comma or opens a container, so commas plus opening
+/// brackets plus one is never below the count.
+pub fn holds_too_many_json_values(bytes: &[u8]) -> bool {
+    let (mut count, mut in_string, mut escaped) = (1usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b',' | b'[' | b'{' => {
+                count += 1;
+                if count > MAX_JSON_VALUES {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 #[derive(Clone)]
 pub struct Validate(Arc<Inner>);
 
@@ -108,6 +150,9 @@ impl Middleware for Validate {
 
 impl Inner {
     fn check(&self, input: MessageDescriptor, bytes: bytes::Bytes) -> Result<(), Error> {
+        if let Some(violation) = self.rules.oversized_list(&input, &bytes) {
+            return Err(Error::invalid(vec![violation]));
+        }
         let message = DynamicMessage::decode(input, bytes).map_err(|_| {
             Error::invalid_field(
                 "",
@@ -128,6 +173,31 @@ impl Inner {
         } else {
             Err(Error::invalid(violations))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_values_are_never_undercounted() {
+        let list = |n: usize| format!("[{}]", vec!["0"; n].join(","));
+        assert!(!holds_too_many_json_values(
+            list(MAX_JSON_VALUES - 1).as_bytes()
+        ));
+        assert!(holds_too_many_json_values(list(MAX_JSON_VALUES).as_bytes()));
+        // Commas and brackets inside strings, escaped quotes included, are
+        // text, not values.
+        let text = format!(r#"{{"a": "\"{}"}}"#, ",[{".repeat(MAX_JSON_VALUES));
+        assert!(!holds_too_many_json_values(text.as_bytes()));
+        // The largest valid request fits: a class with 10,000 members.
+        let member = r#"{"user_id": 12345, "role": "student"}"#;
+        let class = format!(
+            r#"{{"name": "c", "members": [{}]}}"#,
+            vec![member; 10_000].join(",")
+        );
+        assert!(!holds_too_many_json_values(class.as_bytes()));
     }
 }
 

@@ -30,8 +30,14 @@ pub fn find_field(message: &MessageDescriptor, name: &str) -> Option<FieldDescri
 /// A request body's JSON. Nesting past the free-form limit is refused with
 /// the same plain message on every protocol, not the parser's.
 pub fn parse_body(bytes: &[u8]) -> Result<Json, Error> {
-    use crate::api::layers::validate::{MAX_NESTING, is_json_nesting_error, nested_too_deeply};
+    use crate::api::layers::validate::{
+        MAX_NESTING, holds_too_many_json_values, is_json_nesting_error, nested_too_deeply,
+        too_many_json_values,
+    };
     let nested_too_deeply = || Error::invalid_field("body", nested_too_deeply());
+    if holds_too_many_json_values(bytes) {
+        return Err(Error::invalid_field("body", too_many_json_values()));
+    }
     let value: Json = serde_json::from_slice(bytes).map_err(|e| {
         if is_json_nesting_error(&e) {
             nested_too_deeply()

@@ -1,0 +1,232 @@
+//! `max_items`, checked on the encoded message before it is decoded.
+//! Decoding builds a value for every item, tens of bytes each, so a 1 MiB
+//! body of one-byte items would cost tens of MiB before the rule could
+//! refuse it. Counting items on the wire costs nothing but the scan.
+
+use std::collections::{HashMap, HashSet};
+
+use prost::bytes::Buf;
+use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
+use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor};
+
+use super::{Check, Rules, too_many_items};
+use crate::error::FieldViolation;
+
+/// How deep the scan follows messages inside messages; past that, the
+/// decoder's own recursion limit refuses the request.
+const MAX_DEPTH: usize = 32;
+
+/// For each message that holds a sized list, itself or in a message it
+/// holds: the fields worth looking at, by field number.
+#[derive(Debug, Clone, Default)]
+pub struct ListLimits {
+    by_message: HashMap<String, HashMap<u32, Look>>,
+}
+
+#[derive(Debug, Clone)]
+struct Look {
+    field: FieldDescriptor,
+    /// The field's `max_items`.
+    max: Option<u64>,
+    /// The field holds messages that hold sized lists.
+    look_inside: bool,
+}
+
+impl ListLimits {
+    pub fn new(pool: &DescriptorPool, rules: &Rules) -> Self {
+        let max_of = |field: &FieldDescriptor| {
+            rules.of(field).iter().find_map(|c| match c {
+                Check::MaxItems(max) => Some(*max),
+                _ => None,
+            })
+        };
+        // Which messages hold a sized list, to a fixed point: a message
+        // holds one if a field of it is sized or holds such a message.
+        let mut holders = HashSet::new();
+        loop {
+            let before = holders.len();
+            for message in pool.all_messages() {
+                let holds = message.fields().any(|f| {
+                    max_of(&f).is_some()
+                        || message_of(&f).is_some_and(|m| holders.contains(m.full_name()))
+                });
+                if holds {
+                    holders.insert(message.full_name().to_owned());
+                }
+            }
+            if holders.len() == before {
+                break;
+            }
+        }
+        let mut by_message = HashMap::new();
+        for message in pool
+            .all_messages()
+            .filter(|m| holders.contains(m.full_name()))
+        {
+            let looks: HashMap<u32, Look> = message
+                .fields()
+                .filter_map(|field| {
+                    let max = max_of(&field);
+                    let look_inside =
+                        message_of(&field).is_some_and(|m| holders.contains(m.full_name()));
+                    (max.is_some() || look_inside).then(|| {
+                        (
+                            field.number(),
+                            Look {
+                                field,
+                                max,
+                                look_inside,
+                            },
+                        )
+                    })
+                })
+                .collect();
+            by_message.insert(message.full_name().to_owned(), looks);
+        }
+        Self { by_message }
+    }
+
+    /// The first list in `bytes`, an encoded `desc`, holding more items than
+    /// its `max_items`. A message that can't be scanned is left to the
+    /// decoder, which refuses it.
+    pub fn oversized(&self, desc: &MessageDescriptor, bytes: &[u8]) -> Option<FieldViolation> {
+        self.scan(desc, bytes, "", 0).ok().flatten()
+    }
+
+    fn scan(
+        &self,
+        desc: &MessageDescriptor,
+        mut buf: &[u8],
+        prefix: &str,
+        depth: usize,
+    ) -> Result<Option<FieldViolation>, ()> {
+        let Some(looks) = self.by_message.get(desc.full_name()) else {
+            return Ok(None);
+        };
+        if depth > MAX_DEPTH {
+            return Ok(None);
+        }
+        // Items seen so far, by field number: a list may arrive in pieces.
+        let mut counts: HashMap<u32, u64> = HashMap::new();
+        while buf.has_remaining() {
+            let (number, wire_type) = decode_key(&mut buf).map_err(drop)?;
+            let Some(look) = looks.get(&number) else {
+                skip_field(wire_type, number, &mut buf, DecodeContext::default()).map_err(drop)?;
+                continue;
+            };
+            let path = format!("{prefix}{}", look.field.name());
+            let seen = counts.entry(number).or_default();
+            let items = if wire_type == WireType::LengthDelimited {
+                let len = usize::try_from(decode_varint(&mut buf).map_err(drop)?).map_err(drop)?;
+                if len > buf.remaining() {
+                    return Err(());
+                }
+                let (payload, rest) = buf.split_at(len);
+                buf = rest;
+                if let Some(message) = message_of(&look.field) {
+                    if look.look_inside {
+                        let inner = match look.field.is_list() {
+                            true => format!("{path}[{seen}]."),
+                            false => format!("{path}."),
+                        };
+                        if let Some(v) = self.scan(&message, payload, &inner, depth + 1)? {
+                            return Ok(Some(v));
+                        }
+                    }
+                    1
+                } else {
+                    packed_items(&look.field.kind(), payload)
+                }
+            } else {
+                skip_field(wire_type, number, &mut buf, DecodeContext::default()).map_err(drop)?;
+                1
+            };
+            *seen += items;
+            if let Some(max) = look.max.filter(|max| *seen > *max) {
+                return Ok(Some(FieldViolation::new(path, too_many_items(max, *seen))));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl ListLimits {
+    /// The first list in a JSON request object for `desc` holding more items
+    /// than its `max_items`: the same check for the JSON routes, before the
+    /// object becomes a message.
+    pub fn oversized_json(
+        &self,
+        desc: &MessageDescriptor,
+        object: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<FieldViolation> {
+        self.scan_json(desc, object, "", 0)
+    }
+
+    fn scan_json(
+        &self,
+        desc: &MessageDescriptor,
+        object: &serde_json::Map<String, serde_json::Value>,
+        prefix: &str,
+        depth: usize,
+    ) -> Option<FieldViolation> {
+        use serde_json::Value as Json;
+        let looks = self.by_message.get(desc.full_name())?;
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        // In field order, as the decoded check reports them.
+        for look in desc.fields().filter_map(|f| looks.get(&f.number())) {
+            let field = &look.field;
+            let Some(value) = object
+                .get(field.json_name())
+                .or_else(|| object.get(field.name()))
+            else {
+                continue;
+            };
+            let path = format!("{prefix}{}", field.name());
+            if let (Some(max), Json::Array(items)) = (look.max, value)
+                && items.len() as u64 > max
+            {
+                let items = items.len() as u64;
+                return Some(FieldViolation::new(path, too_many_items(max, items)));
+            }
+            let Some(message) = message_of(field).filter(|_| look.look_inside) else {
+                continue;
+            };
+            let found = match value {
+                Json::Object(inner) => {
+                    self.scan_json(&message, inner, &format!("{path}."), depth + 1)
+                }
+                Json::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+                    let inner = item.as_object()?;
+                    self.scan_json(&message, inner, &format!("{path}[{i}]."), depth + 1)
+                }),
+                _ => None,
+            };
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+}
+
+fn message_of(field: &FieldDescriptor) -> Option<MessageDescriptor> {
+    match field.kind() {
+        Kind::Message(m) if !field.is_map() => Some(m),
+        _ => None,
+    }
+}
+
+/// Items in one length-delimited record of a list of `kind`: a packed run
+/// of numbers, or one string or bytes item.
+fn packed_items(kind: &Kind, payload: &[u8]) -> u64 {
+    let n = match kind {
+        Kind::String | Kind::Bytes => 1,
+        Kind::Fixed32 | Kind::Sfixed32 | Kind::Float => payload.len() / 4,
+        Kind::Fixed64 | Kind::Sfixed64 | Kind::Double => payload.len() / 8,
+        // Varints: each ends at a byte below 0x80.
+        _ => payload.iter().filter(|b| **b < 0x80).count(),
+    };
+    n as u64
+}
