@@ -16,7 +16,7 @@ use crate::domain::{
     FewShotLink, IdempotencyKey, NewSession, Session, SessionModel, Settings, UserId, now_micros,
 };
 use crate::error::Error;
-use crate::store::{AgentRecord, Responses, SessionRows, Store, WriteTx};
+use crate::store::{AgentRecord, Asked, References, Responses, SessionRows, Store, VisibleRefs};
 
 #[derive(Clone)]
 pub struct PracticeService {
@@ -123,11 +123,21 @@ impl PracticeService {
             return Ok(Created::Replay(id));
         }
 
-        let model_names = self.session_models(&mut *tx, user, new).await?;
+        let asked = Asked {
+            class_id: new.class_id,
+            project_id: new.project_id,
+            knowledge_ids: &new.knowledge_ids,
+            agent_id: new.agent_id,
+        };
+        let found = match asked.refs() || asked.agent_id.is_some() {
+            true => tx.references(user, &asked).await?,
+            false => References::default(),
+        };
+        let model_names = self.session_models(new, found.refs)?;
         let agent = match new.agent_id {
             Some(agent_id) => Some(
-                tx.agent_with_examples(user, agent_id)
-                    .await?
+                found
+                    .agent
                     .ok_or_else(|| Error::NotFound(format!("agent {agent_id} not found")))?,
             ),
             None => None,
@@ -229,18 +239,7 @@ impl PracticeService {
     /// caller may not see reads as a missing one) and returns the session's
     /// models: the class's enabled ones in its order, or the defaults for a
     /// session without a class.
-    async fn session_models(
-        &self,
-        tx: &mut dyn WriteTx,
-        user: UserId,
-        new: &NewSession,
-    ) -> Result<Vec<String>, Error> {
-        if new.class_id.is_none() && new.project_id.is_none() && new.knowledge_ids.is_empty() {
-            return Ok(self.default_models.to_vec());
-        }
-        let refs = tx
-            .visible_refs(user, new.class_id, new.project_id, &new.knowledge_ids)
-            .await?;
+    fn session_models(&self, new: &NewSession, refs: VisibleRefs) -> Result<Vec<String>, Error> {
         if let Some(class_id) = new.class_id
             && refs.class_models.is_none()
         {

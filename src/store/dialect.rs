@@ -7,8 +7,8 @@
 use async_trait::async_trait;
 use sqlx::{Database, Pool, Transaction};
 
-use super::rows::RefRow;
-use super::{SessionIds, SessionRows};
+use super::rows::{AgentExampleRow, RefRow};
+use super::{Asked, SessionIds, SessionRows};
 
 #[async_trait]
 pub trait Dialect: Database {
@@ -27,14 +27,13 @@ pub trait Dialect: Database {
     /// Begins a write transaction on the write pool.
     async fn begin_write(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error>;
 
-    /// The rows of the visible-references query (see `rows::RefRow`).
-    async fn visible_refs(
+    /// The rows of the visible-references query (see `rows::RefRow`) and
+    /// of the agent query (`sql::AGENT_WITH_EXAMPLES`), for what is asked.
+    async fn references(
         conn: &mut Self::Connection,
         user: i64,
-        class_id: Option<i64>,
-        project_id: Option<i64>,
-        knowledge_ids: &[i64],
-    ) -> Result<Vec<RefRow>, sqlx::Error>;
+        asked: &Asked<'_>,
+    ) -> Result<(Vec<RefRow>, Vec<AgentExampleRow>), sqlx::Error>;
 
     /// `(example_id, user_id)` of those of `ids` not deleted.
     async fn example_owners(

@@ -138,6 +138,30 @@ pub enum KeyClaim {
     },
 }
 
+/// The references a create names (`WriteTx::references`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Asked<'a> {
+    pub class_id: Option<i64>,
+    pub project_id: Option<i64>,
+    pub knowledge_ids: &'a [i64],
+    pub agent_id: Option<i64>,
+}
+
+impl Asked<'_> {
+    /// Are any of the class, project or knowledge items asked for?
+    pub fn refs(&self) -> bool {
+        self.class_id.is_some() || self.project_id.is_some() || !self.knowledge_ids.is_empty()
+    }
+}
+
+/// What `WriteTx::references` found.
+#[derive(Debug, Clone, Default)]
+pub struct References {
+    pub refs: VisibleRefs,
+    /// The agent, if one was asked for and the caller may use it.
+    pub agent: Option<AgentRecord>,
+}
+
 /// The references of a create request as the caller may see them; what is
 /// missing here either doesn't exist or isn't visible to the caller.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -382,22 +406,15 @@ pub trait WriteTx: Send {
         expired_before: DateTime<Utc>,
     ) -> Result<KeyClaim, StoreError>;
 
-    /// The class (with its enabled models), project and knowledge items the
-    /// caller may see, in one round trip.
-    async fn visible_refs(
+    /// What a create refers to, as the caller may see it: the class (with
+    /// its enabled models), the project and the knowledge items, and the
+    /// agent with its examples. One round trip on SQLite, where each is a
+    /// hop to the connection's thread; one query per part asked elsewhere.
+    async fn references(
         &mut self,
         user: UserId,
-        class_id: Option<i64>,
-        project_id: Option<i64>,
-        knowledge_ids: &[i64],
-    ) -> Result<VisibleRefs, StoreError>;
-
-    /// The agent if it exists and the caller may use it, with its examples.
-    async fn agent_with_examples(
-        &mut self,
-        user: UserId,
-        agent_id: i64,
-    ) -> Result<Option<AgentRecord>, StoreError>;
+        asked: &Asked<'_>,
+    ) -> Result<References, StoreError>;
 
     /// Writes a new session's rows in one call to the database.
     async fn insert_session(&mut self, rows: &SessionRows<'_>) -> Result<SessionIds, StoreError>;

@@ -12,9 +12,9 @@ use sqlx::types::Json;
 use sqlx::{Pool, Postgres, Transaction};
 
 use super::dialect::Dialect;
-use super::rows::RefRow;
+use super::rows::{AgentExampleRow, RefRow};
 use super::sql_store::SqlStore;
-use super::{SessionIds, SessionRows, StoreOptions};
+use super::{Asked, SessionIds, SessionRows, StoreOptions, sql};
 use crate::error::Error;
 
 pub type PgStore = SqlStore<Postgres>;
@@ -130,20 +130,35 @@ impl Dialect for Postgres {
         pool.begin().await
     }
 
-    async fn visible_refs(
+    /// The parts asked for, one query each.
+    async fn references(
         conn: &mut PgConnection,
         user: i64,
-        class_id: Option<i64>,
-        project_id: Option<i64>,
-        knowledge_ids: &[i64],
-    ) -> Result<Vec<RefRow>, sqlx::Error> {
-        sqlx::query_as(VISIBLE_REFS)
-            .bind(knowledge_ids)
-            .bind(user)
-            .bind(class_id)
-            .bind(project_id)
-            .fetch_all(conn)
-            .await
+        asked: &Asked<'_>,
+    ) -> Result<(Vec<RefRow>, Vec<AgentExampleRow>), sqlx::Error> {
+        let refs = match asked.refs() {
+            true => {
+                sqlx::query_as(VISIBLE_REFS)
+                    .bind(asked.knowledge_ids)
+                    .bind(user)
+                    .bind(asked.class_id)
+                    .bind(asked.project_id)
+                    .fetch_all(&mut *conn)
+                    .await?
+            }
+            false => Vec::new(),
+        };
+        let agent = match asked.agent_id {
+            Some(agent_id) => {
+                sqlx::query_as(sql::AGENT_WITH_EXAMPLES)
+                    .bind(agent_id)
+                    .bind(user)
+                    .fetch_all(conn)
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        Ok((refs, agent))
     }
 
     async fn example_owners(

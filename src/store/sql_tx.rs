@@ -9,8 +9,7 @@ use sqlx::{QueryBuilder, Transaction};
 use super::dialect::Dialect;
 use super::rows::{self, AgentExampleRow};
 use super::{
-    AgentRecord, KeyClaim, PromptRows, SessionIds, SessionRows, StoreError, VisibleRefs, WriteTx,
-    sql,
+    Asked, KeyClaim, PromptRows, References, SessionIds, SessionRows, StoreError, WriteTx, sql,
 };
 use crate::domain::{Agent, NewExample, SettingsPatch, UserId};
 
@@ -75,29 +74,16 @@ where
         })
     }
 
-    async fn visible_refs(
+    async fn references(
         &mut self,
         user: UserId,
-        class_id: Option<i64>,
-        project_id: Option<i64>,
-        knowledge_ids: &[i64],
-    ) -> Result<VisibleRefs, StoreError> {
-        let rows =
-            DB::visible_refs(&mut self.0, user.get(), class_id, project_id, knowledge_ids).await?;
-        Ok(rows::visible_refs(rows))
-    }
-
-    async fn agent_with_examples(
-        &mut self,
-        user: UserId,
-        agent_id: i64,
-    ) -> Result<Option<AgentRecord>, StoreError> {
-        let rows: Vec<AgentExampleRow> = sqlx::query_as(sql::AGENT_WITH_EXAMPLES)
-            .bind(agent_id)
-            .bind(user.get())
-            .fetch_all(&mut *self.0)
-            .await?;
-        Ok(rows::agent_record(rows))
+        asked: &Asked<'_>,
+    ) -> Result<References, StoreError> {
+        let (refs, agent) = DB::references(&mut self.0, user.get(), asked).await?;
+        Ok(References {
+            refs: rows::visible_refs(refs),
+            agent: rows::agent_record(agent),
+        })
     }
 
     async fn insert_session(&mut self, rows: &SessionRows<'_>) -> Result<SessionIds, StoreError> {

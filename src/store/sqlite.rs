@@ -24,12 +24,12 @@ use sqlx::sqlite::{
 };
 use sqlx::sqlite::{SqliteConnection, SqliteQueryResult};
 use sqlx::types::Json;
-use sqlx::{Pool, Sqlite, Transaction};
+use sqlx::{FromRow, Pool, Row, Sqlite, Transaction};
 
 use super::dialect::Dialect;
-use super::rows::RefRow;
+use super::rows::{AgentExampleRow, RefRow};
 use super::sql_store::SqlStore;
-use super::{SessionIds, SessionRows, StoreOptions};
+use super::{Asked, SessionIds, SessionRows, StoreOptions, sql};
 use crate::error::Error;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -101,8 +101,9 @@ async fn checkpoint_in_background(pool: SqlitePool) {
 }
 
 /// The class (`$3`) with its enabled models, the project (`$4`) with its
-/// class, and the knowledge items (`$1`, a JSON array) that the caller
-/// (`$2`) may see, tagged by part (see `rows::RefRow`).
+/// class, and the knowledge items (`$5`, a JSON array) that the caller
+/// (`$2`) may see, tagged by part (see `rows::RefRow`). `$1` is the agent
+/// of `sql::AGENT_WITH_EXAMPLES`, which runs before it in `REFERENCES`.
 const VISIBLE_REFS: &str = "\
 WITH mine AS (
     SELECT m.class_id FROM class_members m JOIN classes c ON c.class_id = m.class_id
@@ -117,7 +118,7 @@ WHERE p.project_id = $4 AND p.deleted_at IS NULL
   AND (p.owner_user_id = $2 OR p.class_id IN (SELECT class_id FROM mine))
 UNION ALL
 SELECT 3, 0, k.knowledge_id, NULL FROM knowledge_items k
-WHERE k.knowledge_id IN (SELECT value FROM json_each($1)) AND k.deleted_at IS NULL
+WHERE k.knowledge_id IN (SELECT value FROM json_each($5)) AND k.deleted_at IS NULL
   AND (k.owner_user_id = $2
        OR k.class_id IN (SELECT class_id FROM mine)
        OR k.project_id IN (SELECT p.project_id FROM projects p WHERE p.deleted_at IS NULL
@@ -128,19 +129,23 @@ const EXAMPLE_OWNERS: &str = "\
 SELECT example_id, user_id FROM examples
 WHERE example_id IN (SELECT value FROM json_each($1)) AND deleted_at IS NULL";
 
+/// The agent and the visible references, two statements sent as one: each
+/// call is a hop to the connection's thread and back, which costs more
+/// than either query.
+static REFERENCES: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{};\n{VISIBLE_REFS}", sql::AGENT_WITH_EXAMPLES));
+
 /// One INSERT into the `new_sessions` view writes every row of a new session
-/// (its trigger is in migrations/sqlite/0002): one call to the connection's
-/// worker thread instead of six.
+/// (its trigger is in migrations/sqlite/0002), then a SELECT reads the ids
+/// it gave the rows: the largest in each table, since the transaction still
+/// holds the write lock. Links and models come as JSON arrays of
+/// `[sort_order, id]`. Both statements go as one call to the connection's
+/// thread, instead of one per row.
 const INSERT_SESSION: &str = "\
 INSERT INTO new_sessions (user_id, class_id, project_id, agent_id, title, notes, created_at,
                           knowledge_ids, style_preset, style_params, generation_params,
                           agent_snapshot, example_ids, model_names, idem_key)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
-
-/// The ids `new_sessions` just gave the rows: the largest in each table,
-/// since the transaction still holds the write lock. Links and models come
-/// as JSON arrays of `[sort_order, id]`.
-const NEW_SESSION_IDS: &str = "\
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15);
 SELECT s.session_id, st.setting_id,
        (SELECT json_group_array(json_array(l.sort_order, l.id)) FROM few_shot_links l
         WHERE l.setting_id = st.setting_id) AS link_ids,
@@ -190,20 +195,30 @@ impl Dialect for Sqlite {
         pool.begin_with("BEGIN IMMEDIATE").await
     }
 
-    async fn visible_refs(
+    /// Both queries in one call (see `REFERENCES`); the rows of each are
+    /// told apart by their columns.
+    async fn references(
         conn: &mut SqliteConnection,
         user: i64,
-        class_id: Option<i64>,
-        project_id: Option<i64>,
-        knowledge_ids: &[i64],
-    ) -> Result<Vec<RefRow>, sqlx::Error> {
-        sqlx::query_as(VISIBLE_REFS)
-            .bind(json_list(knowledge_ids))
+        asked: &Asked<'_>,
+    ) -> Result<(Vec<RefRow>, Vec<AgentExampleRow>), sqlx::Error> {
+        let rows = sqlx::query(REFERENCES.as_str())
+            .bind(asked.agent_id)
             .bind(user)
-            .bind(class_id)
-            .bind(project_id)
+            .bind(asked.class_id)
+            .bind(asked.project_id)
+            .bind(json_list(asked.knowledge_ids))
             .fetch_all(conn)
-            .await
+            .await?;
+        let (mut refs, mut agent) = (Vec::new(), Vec::new());
+        for row in &rows {
+            if row.try_column("part").is_ok() {
+                refs.push(RefRow::from_row(row)?);
+            } else {
+                agent.push(AgentExampleRow::from_row(row)?);
+            }
+        }
+        Ok((refs, agent))
     }
 
     async fn example_owners(
@@ -216,13 +231,12 @@ impl Dialect for Sqlite {
             .await
     }
 
-    /// The INSERT into the view, then one read of the new ids while the
-    /// transaction still holds the write lock.
+    /// The INSERT into the view and the read of the new ids, in one call.
     async fn insert_session(
         conn: &mut SqliteConnection,
         r: &SessionRows<'_>,
     ) -> Result<SessionIds, sqlx::Error> {
-        sqlx::query(INSERT_SESSION)
+        let ids: IdsRow = sqlx::query_as(INSERT_SESSION)
             .bind(r.user.get())
             .bind(r.new.class_id)
             .bind(r.new.project_id)
@@ -238,9 +252,8 @@ impl Dialect for Sqlite {
             .bind(json_list(r.example_ids))
             .bind(json_list(r.model_names))
             .bind(r.idempotency_key)
-            .execute(&mut *conn)
+            .fetch_one(conn)
             .await?;
-        let ids: IdsRow = sqlx::query_as(NEW_SESSION_IDS).fetch_one(conn).await?;
         Ok(SessionIds {
             session_id: ids.session_id,
             setting_id: ids.setting_id,

@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
@@ -18,10 +18,12 @@ use practice_service::store::Store;
 use prost::Message;
 use tonic::transport::Channel;
 
-use super::{KNOWLEDGE, SECRET, USERS};
+use super::{KNOWLEDGE, SECRET, USERS, naive};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
+    /// The obvious statements, one at a time, through sqlx (`naive.rs`).
+    Naive,
     Raw,
     Grpc,
     GrpcWeb,
@@ -33,6 +35,7 @@ pub enum Protocol {
 impl Protocol {
     pub fn name(self) -> &'static str {
         match self {
+            Protocol::Naive => "naive SQL (sqlx, no RPC)",
             Protocol::Raw => "raw (store, no RPC)",
             Protocol::Grpc => "grpc",
             Protocol::GrpcWeb => "grpc-web",
@@ -46,12 +49,15 @@ impl FromStr for Protocol {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s {
+            "naive" => Protocol::Naive,
             "raw" => Protocol::Raw,
             "grpc" => Protocol::Grpc,
             "grpc-web" => Protocol::GrpcWeb,
             "json" => Protocol::Json,
             "connect" => Protocol::Connect,
-            other => bail!("unknown protocol {other:?} (raw, grpc, grpc-web, json, connect)"),
+            other => {
+                bail!("unknown protocol {other:?} (naive, raw, grpc, grpc-web, json, connect)")
+            }
         })
     }
 }
@@ -88,12 +94,19 @@ impl Stats {
     }
 }
 
+/// Whether creates carry an idempotency key (`--idempotency-keys`).
+pub static SEND_KEYS: AtomicBool = AtomicBool::new(false);
+
+fn send_keys() -> bool {
+    SEND_KEYS.load(Ordering::Relaxed)
+}
+
 /// One create's inputs, unique per call: user, title, knowledge ids, key.
-struct Call {
-    user: i64,
-    title: String,
-    knowledge_ids: Vec<i64>,
-    key: String,
+pub struct Call {
+    pub user: i64,
+    pub title: String,
+    pub knowledge_ids: Vec<i64>,
+    pub key: String,
 }
 
 fn call(run: &str, i: u64) -> Call {
@@ -110,6 +123,8 @@ fn call(run: &str, i: u64) -> Call {
 }
 
 pub enum Target {
+    NaiveSqlite(sqlx::SqlitePool),
+    NaivePostgres(sqlx::PgPool),
     /// The create use case on the store, with no RPC in between.
     Raw(PracticeService),
     Grpc {
@@ -186,13 +201,39 @@ impl Target {
                 url: url.to_string(),
                 tokens: tokens(),
             },
-            Protocol::Raw => bail!("the raw target needs the store"),
+            Protocol::Raw | Protocol::Naive => bail!("the raw and naive targets need the database"),
         })
+    }
+
+    /// The naive baseline on its own pool: one connection on SQLite, as
+    /// many as the service's on PostgreSQL; the service's SQLite settings.
+    pub async fn naive(url: &str, pool_size: u32) -> anyhow::Result<Self> {
+        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+        if url.starts_with("sqlite:") {
+            let options = url
+                .parse::<SqliteConnectOptions>()?
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true);
+            let pool = sqlx::pool::PoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await?;
+            Ok(Target::NaiveSqlite(pool))
+        } else {
+            let pool = sqlx::pool::PoolOptions::new()
+                .max_connections(pool_size)
+                .connect(url)
+                .await?;
+            Ok(Target::NaivePostgres(pool))
+        }
     }
 
     async fn one(&self, run: &str, i: u64) -> anyhow::Result<()> {
         let c = call(run, i);
         match self {
+            Target::NaiveSqlite(pool) => naive::create(pool, &c).await.map(drop),
+            Target::NaivePostgres(pool) => naive::create(pool, &c).await.map(drop),
             Target::Raw(service) => {
                 let input = CreateSessionInput {
                     class_id: Some(1),
@@ -201,9 +242,11 @@ impl Target {
                     title: Some(c.title.clone()),
                     ..Default::default()
                 };
-                let key = IdempotencyKey::parse(c.key.as_bytes())?;
+                let key = send_keys()
+                    .then(|| IdempotencyKey::parse(c.key.as_bytes()))
+                    .transpose()?;
                 let user = UserId::new(c.user).ok_or_else(|| anyhow!("bad user"))?;
-                let s = service.create_session(user, input, Some(key)).await?;
+                let s = service.create_session(user, input, key).await?;
                 if s.models.len() != 3 || s.settings.few_shot_links.len() != 3 {
                     bail!("unexpected session");
                 }
@@ -216,7 +259,9 @@ impl Target {
                     "authorization",
                     format!("Bearer {}", tokens[(c.user - 1) as usize]).parse()?,
                 );
-                req.metadata_mut().insert("idempotency-key", c.key.parse()?);
+                if send_keys() {
+                    req.metadata_mut().insert("idempotency-key", c.key.parse()?);
+                }
                 let s = client.create_session(req).await?.into_inner();
                 check_session(&s, &c)
             }
@@ -251,8 +296,10 @@ impl Target {
                     let mut post = client
                         .post(format!("{url}{path}"))
                         .header("authorization", auth)
-                        .header("idempotency-key", &c.key)
                         .header("content-type", "application/json");
+                    if send_keys() {
+                        post = post.header("idempotency-key", &c.key);
+                    }
                     if *protocol == Protocol::Connect {
                         post = post.header("connect-protocol-version", "1");
                     }
@@ -271,10 +318,13 @@ impl Target {
                     framed.push(0);
                     framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
                     framed.extend_from_slice(&msg);
-                    let resp = client
+                    let mut post = client
                         .post(format!("{url}/practice.v1.PracticeService/CreateSession"))
-                        .header("authorization", auth)
-                        .header("idempotency-key", &c.key)
+                        .header("authorization", auth);
+                    if send_keys() {
+                        post = post.header("idempotency-key", &c.key);
+                    }
+                    let resp = post
                         .header("content-type", "application/grpc-web+proto")
                         .header("x-grpc-web", "1")
                         .body(framed)

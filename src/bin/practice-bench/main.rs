@@ -6,6 +6,7 @@
 //! `cargo run --release --bin practice-bench -- --help`
 
 mod load;
+mod naive;
 mod prompt;
 mod server;
 
@@ -26,6 +27,7 @@ use practice_service::service::{CatalogService, ExampleService};
 use practice_service::store::{self, Store, StoreOptions};
 
 use load::{Mode, Protocol, Stats, Target};
+use server::Cpu;
 
 #[derive(Parser, Debug)]
 #[command(about = "Load generator for practice-service's CreateSession")]
@@ -40,13 +42,18 @@ struct Args {
     /// take the disk's flush stalls out of the latency tails.
     #[arg(long)]
     pg_no_fsync: bool,
-    /// Protocols: raw, grpc, grpc-web, json.
+    /// Protocols: naive (plain statements through sqlx, no RPC), raw (the
+    /// create use case on the store, no RPC), grpc, grpc-web, json, connect.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "raw,grpc,grpc-web,json,connect"
+        default_value = "naive,raw,grpc,grpc-web,json,connect"
     )]
     protocols: Vec<String>,
+    /// Send an idempotency key with every create (the naive baseline has
+    /// none, so ratios compare the same work without it).
+    #[arg(long)]
+    idempotency_keys: bool,
     /// Requests in flight at once (closed loop).
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -162,23 +169,28 @@ struct Row {
     protocol: String,
     mode: String,
     stats: Stats,
-    cpu_us_per_req: Option<f64>,
+    /// CPU per create in µs: service, database, load generator.
+    cpu: Option<(f64, f64, f64)>,
     rss_mb: Option<f64>,
-    ratio: Option<(String, f64)>,
+    ratio: String,
 }
 
 fn print_table(rows: &[Row]) {
     println!(
-        "| db | protocol | mode | req/s | p50 ms | p99 ms | p999 ms | server CPU µs/req | server peak RSS MB | ratio |"
+        "| db | protocol | mode | req/s | p50 ms | p99 ms | p999 ms | CPU µs/req: service | database | load generator | server peak RSS MB | ratio |"
     );
-    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for r in rows {
-        let cpu = r.cpu_us_per_req.map_or("-".into(), |c| format!("{c:.0}"));
+        let cpu = r.cpu.map_or("- | - | -".into(), |(s, d, l)| {
+            let d = if d > 0.0 {
+                format!("{d:.0}")
+            } else {
+                "-".into()
+            };
+            format!("{s:.0} | {d} | {l:.0}")
+        });
         let rss = r.rss_mb.map_or("-".into(), |m| format!("{m:.1}"));
-        let ratio = r
-            .ratio
-            .as_ref()
-            .map_or("".into(), |(what, v)| format!("{v:.2} {what}"));
+        let ratio = &r.ratio;
         println!(
             "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {cpu} | {rss} | {ratio} |",
             r.db,
@@ -252,11 +264,17 @@ async fn main() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let measure = Duration::from_secs(args.duration);
     let warmup = Duration::from_secs(args.warmup);
-    eprintln!(
-        "machine: {} cores; concurrency {}, {} s per cell; SQLite: WAL, synchronous=NORMAL; PostgreSQL: {}",
+    load::SEND_KEYS.store(args.idempotency_keys, std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "machine: {} cores; concurrency {}, {} s per cell; idempotency keys {}; SQLite: WAL, synchronous=NORMAL; PostgreSQL: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.concurrency,
         args.duration,
+        if args.idempotency_keys {
+            "sent"
+        } else {
+            "not sent"
+        },
         match (&args.pg_url, args.pg_no_fsync) {
             (Some(_), _) => "the server given by --pg-url",
             (None, false) => "throwaway cluster, fsync and synchronous_commit on",
@@ -279,6 +297,9 @@ async fn main() -> anyhow::Result<()> {
         let mut targets = Vec::new();
         for protocol in &protocols {
             targets.push(Arc::new(match protocol {
+                Protocol::Naive => {
+                    Target::naive(&url, StoreOptions::default().max_connections).await?
+                }
                 Protocol::Raw => Target::raw(store.clone()),
                 p => Target::connect(*p, &server.url(), args.connections).await?,
             }));
@@ -286,14 +307,14 @@ async fn main() -> anyhow::Result<()> {
         let mode = Mode::Closed {
             concurrency: args.concurrency,
         };
-        let mut cells: Vec<Option<(Stats, u64)>> = protocols.iter().map(|_| None).collect();
+        let mut cells: Vec<Option<(Stats, Cpu)>> = protocols.iter().map(|_| None).collect();
         for round in 0..args.rounds.max(1) {
             for (i, protocol) in protocols.iter().enumerate() {
                 let run_id = format!("{db}-{}-{}-{round}", protocol.name(), std::process::id());
                 load::run(&targets[i], mode, warmup, &format!("{run_id}-w")).await?;
-                let before = server.cpu_ticks()?;
+                let before = server.cpu()?;
                 let stats = load::run(&targets[i], mode, measure, &run_id).await?;
-                let ticks = server.cpu_ticks()? - before;
+                let ticks = server.cpu()? - before;
                 match &mut cells[i] {
                     Some((total, total_ticks)) => {
                         total.merge(stats);
@@ -310,25 +331,30 @@ async fn main() -> anyhow::Result<()> {
                 .and_then(|i| cells[i].as_ref())
                 .map(|(s, _)| s.throughput())
         };
-        let (raw_rps, grpc_rps) = (rps(Protocol::Raw), rps(Protocol::Grpc));
+        let (naive_rps, grpc_rps) = (rps(Protocol::Naive), rps(Protocol::Grpc));
         for (protocol, cell) in protocols.iter().zip(cells) {
             let (stats, ticks) = cell.expect("every cell ran");
-            let server_side = *protocol != Protocol::Raw;
-            let ratio = match protocol {
-                Protocol::Raw => None,
-                Protocol::Grpc => {
-                    raw_rps.map(|raw| ("of raw".to_string(), stats.throughput() / raw))
-                }
-                _ => grpc_rps.map(|g| ("of gRPC".to_string(), stats.throughput() / g)),
-            };
+            let server_side = !matches!(protocol, Protocol::Raw | Protocol::Naive);
+            let mut ratio = Vec::new();
+            if let Some(naive) = naive_rps.filter(|_| *protocol != Protocol::Naive) {
+                ratio.push(format!("{:.2} of naive", stats.throughput() / naive));
+            }
+            if let Some(grpc) = grpc_rps.filter(|_| server_side && *protocol != Protocol::Grpc) {
+                ratio.push(format!("{:.2} of gRPC", stats.throughput() / grpc));
+            }
+            let per_req = |t: u64| server::ticks_to_us(t) / stats.ok as f64;
             rows.push(Row {
                 db: db.clone(),
                 protocol: protocol.name().into(),
                 mode: format!("closed c={}", args.concurrency),
-                cpu_us_per_req: server_side.then(|| server::ticks_to_us(ticks) / stats.ok as f64),
+                cpu: Some((
+                    per_req(ticks.service),
+                    per_req(ticks.database),
+                    per_req(ticks.load),
+                )),
                 rss_mb: server_side.then(|| server.peak_rss_mb()).flatten(),
                 stats,
-                ratio,
+                ratio: ratio.join(", "),
             });
         }
         if let Some(max) = grpc_rps
@@ -338,7 +364,7 @@ async fn main() -> anyhow::Result<()> {
             // so the service's own share of the tail shows.
             let rate = (max * args.open_fraction).max(1.0);
             for (i, protocol) in protocols.iter().enumerate() {
-                if !matches!(protocol, Protocol::Grpc | Protocol::Raw) {
+                if !matches!(protocol, Protocol::Grpc | Protocol::Naive) {
                     continue;
                 }
                 let run_id = format!("{db}-open-{}-{}", protocol.name(), std::process::id());
@@ -350,12 +376,12 @@ async fn main() -> anyhow::Result<()> {
                         "open {rate:.0}/s ({:.0}% of gRPC max)",
                         args.open_fraction * 100.0
                     ),
-                    cpu_us_per_req: None,
-                    rss_mb: (*protocol != Protocol::Raw)
+                    cpu: None,
+                    rss_mb: (*protocol == Protocol::Grpc)
                         .then(|| server.peak_rss_mb())
                         .flatten(),
                     stats,
-                    ratio: None,
+                    ratio: String::new(),
                 });
             }
         }

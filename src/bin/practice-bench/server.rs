@@ -57,14 +57,7 @@ impl Server {
 
     /// User plus system CPU time so far, in clock ticks.
     pub fn cpu_ticks(&self) -> anyhow::Result<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
-        // Fields after the parenthesised command name; utime and stime are
-        // the 14th and 15th fields of the whole line.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let utime: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
-        let stime: u64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-        Ok(utime + stime)
+        process_ticks(&self.pid().to_string()).context("the server's /proc/PID/stat")
     }
 
     /// The most resident memory the process has had (VmHWM), in MB.
@@ -75,8 +68,76 @@ impl Server {
         Some(kb / 1024.0)
     }
 
+    /// CPU so far, split by process: the service, the database (every
+    /// `postgres` process; SQLite runs inside its caller), this load
+    /// generator.
+    pub fn cpu(&self) -> anyhow::Result<Cpu> {
+        Ok(Cpu {
+            service: self.cpu_ticks()?,
+            database: postgres_ticks(),
+            load: process_ticks("self").unwrap_or(0),
+        })
+    }
+
     pub async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
+}
+
+/// CPU clock ticks by process; `after - before` is what a run cost.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    pub service: u64,
+    pub database: u64,
+    pub load: u64,
+}
+
+impl std::ops::Sub for Cpu {
+    type Output = Cpu;
+    fn sub(self, before: Cpu) -> Cpu {
+        Cpu {
+            service: self.service.saturating_sub(before.service),
+            database: self.database.saturating_sub(before.database),
+            load: self.load.saturating_sub(before.load),
+        }
+    }
+}
+
+impl std::ops::AddAssign for Cpu {
+    fn add_assign(&mut self, other: Cpu) {
+        self.service += other.service;
+        self.database += other.database;
+        self.load += other.load;
+    }
+}
+
+/// utime + stime of one process (`self` for this one), from /proc.
+fn process_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are
+    // the 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The CPU of every process named `postgres` (the postmaster and its
+/// backends, checkpointer, WAL writer ...). Pools keep their connections
+/// open through a run, so no backend's time leaves with it.
+fn postgres_ticks() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .filter_map(|pid| process_ticks(&pid))
+        .sum()
 }
