@@ -50,6 +50,10 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<SqliteStore, E
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .pragma("wal_autocheckpoint", WAL_FALLBACK_PAGES)
+        // Statement journals (a multi-row write inside a transaction, such
+        // as the session insert's trigger) and temporary B-trees in memory:
+        // on disk, each is a file created, written and deleted per call.
+        .pragma("temp_store", "memory")
         .busy_timeout(options.statement_timeout);
     // An in-memory database exists once per connection: pin it to one.
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
