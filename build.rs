@@ -5,6 +5,9 @@ use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    // sqlx::migrate! embeds the migrations; without this a new migration
+    // file doesn't rebuild the binary that carries them.
+    println!("cargo:rerun-if-changed=migrations");
     let mut compiler = protox::Compiler::new(["proto"])?;
     compiler
         .include_imports(true)

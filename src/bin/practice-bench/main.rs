@@ -42,6 +42,11 @@ struct Args {
     /// take the disk's flush stalls out of the latency tails.
     #[arg(long)]
     pg_no_fsync: bool,
+    /// PostgreSQL settings for the run, `name=value` (e.g.
+    /// `commit_delay=100`), set with ALTER SYSTEM and a reload before it:
+    /// for measuring durability settings against the same baseline.
+    #[arg(long, value_delimiter = ',')]
+    pg_set: Vec<String>,
     /// Protocols: naive (plain statements through sqlx, no RPC), raw (the
     /// create use case on the store, no RPC), grpc, grpc-web, json, connect.
     #[arg(
@@ -292,6 +297,9 @@ async fn main() -> anyhow::Result<()> {
         let store = store::connect(&url, &StoreOptions::default()).await?;
         store.migrate().await?;
         seed(&store).await?;
+        if db == "postgres" {
+            apply_pg_settings(&url, &args.pg_set).await?;
+        }
         let server = server::Server::start(&server_bin, &url).await?;
 
         let mut targets = Vec::new();
@@ -388,6 +396,31 @@ async fn main() -> anyhow::Result<()> {
         server.stop().await;
     }
     print_table(&rows);
+    Ok(())
+}
+
+/// `--pg-set`: each `name=value` with ALTER SYSTEM, then a reload; every
+/// setting measured here takes effect on reload.
+async fn apply_pg_settings(url: &str, settings: &[String]) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    for setting in settings {
+        let Some((name, value)) = setting.split_once('=') else {
+            bail!("--pg-set takes name=value, got {setting:?}");
+        };
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            bail!("not a setting name: {name:?}");
+        }
+        let value = value.replace('\'', "''");
+        // The name is checked above and the value quoted: a bench flag,
+        // written by whoever runs the bench.
+        let statement = format!("ALTER SYSTEM SET {name} = '{value}'");
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut conn)
+            .await?;
+        println!("PostgreSQL: {name} = {value}");
+    }
+    sqlx::query("SELECT pg_reload_conf()").execute(&mut conn).await?;
     Ok(())
 }
 
