@@ -133,12 +133,14 @@ impl Rules {
             if out.len() >= limit {
                 return;
             }
-            let path = format!("{prefix}{}", field.name());
+            // The path is written only for a field with rules or messages
+            // inside: most fields of a request have neither.
+            let path = || format!("{prefix}{}", field.name());
             let present = message.has_field(&field);
             if let Some((_, checks)) = rules.and_then(|r| r.iter().find(|(f, _)| *f == field))
                 && (present || !field.supports_presence())
             {
-                check_value(&message.get_field(&field), checks, &path, limit, out);
+                check_value(&message.get_field(&field), checks, &path(), limit, out);
             }
             if !present {
                 continue;
@@ -146,14 +148,14 @@ impl Rules {
             // Rules of the messages a field holds.
             match message.get_field(&field).as_ref() {
                 Value::Message(m) if self.by_message.contains_key(m.descriptor().full_name()) => {
-                    self.check_message(m, &format!("{path}."), limit, out);
+                    self.check_message(m, &format!("{}.", path()), limit, out);
                 }
                 Value::List(items) => {
                     for (i, item) in items.iter().enumerate() {
                         if let Value::Message(m) = item
                             && self.by_message.contains_key(m.descriptor().full_name())
                         {
-                            self.check_message(m, &format!("{path}[{i}]."), limit, out);
+                            self.check_message(m, &format!("{}[{i}].", path()), limit, out);
                         }
                     }
                 }

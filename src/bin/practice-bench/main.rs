@@ -420,7 +420,9 @@ async fn apply_pg_settings(url: &str, settings: &[String]) -> anyhow::Result<()>
             .await?;
         println!("PostgreSQL: {name} = {value}");
     }
-    sqlx::query("SELECT pg_reload_conf()").execute(&mut conn).await?;
+    sqlx::query("SELECT pg_reload_conf()")
+        .execute(&mut conn)
+        .await?;
     Ok(())
 }
 
