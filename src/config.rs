@@ -66,6 +66,10 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     pub log_format: LogFormat,
     pub db_max_connections: u32,
+    /// `PRACTICE_SQLITE_SYNCHRONOUS`: `full` (the default; every commit is
+    /// on disk before it is acknowledged) or `normal` (faster; a machine
+    /// crash can lose the last acknowledged writes).
+    pub sqlite_sync_every_commit: bool,
     /// Largest JSON request body (413 above) and gRPC request message
     /// (`OUT_OF_RANGE` above): the same order for every protocol.
     pub max_body_bytes: usize,
@@ -266,6 +270,16 @@ impl Config {
             cors_origins: list(&get("PRACTICE_CORS_ORIGINS").unwrap_or_default()),
             log_format,
             db_max_connections: number("PRACTICE_DB_MAX_CONNECTIONS", 16)? as u32,
+            sqlite_sync_every_commit: match get("PRACTICE_SQLITE_SYNCHRONOUS").as_deref() {
+                None | Some("full") => true,
+                Some("normal") => false,
+                Some(other) => {
+                    return Err(bad(
+                        "PRACTICE_SQLITE_SYNCHRONOUS",
+                        format!("{other:?} is not full or normal"),
+                    ));
+                }
+            },
             max_body_bytes,
             limits,
             tls,
@@ -308,6 +322,11 @@ mod tests {
             assert!(err.contains("PRACTICE_JWT_SECRET"), "{err}");
         }
         assert_eq!(c.jwt_leeway, Duration::from_secs(30));
+        // Every acknowledged SQLite commit is on disk unless asked otherwise.
+        assert!(c.sqlite_sync_every_commit);
+        let normal = config(&[("PRACTICE_SQLITE_SYNCHRONOUS", "normal")]).unwrap();
+        assert!(!normal.sqlite_sync_every_commit);
+        assert!(config(&[("PRACTICE_SQLITE_SYNCHRONOUS", "off")]).is_err());
     }
 
     #[test]

@@ -42,6 +42,12 @@ pub struct StoreOptions {
     pub acquire_timeout: std::time::Duration,
     /// The longest one statement may run (or, on SQLite, wait for a lock).
     pub statement_timeout: std::time::Duration,
+    /// SQLite: sync the WAL at every commit (`synchronous=FULL`), so an
+    /// acknowledged write survives a power loss or an OS crash. Off
+    /// (`NORMAL`), a crash of the machine (not of the process) can lose the
+    /// writes committed since the last checkpoint; the file stays
+    /// consistent. PostgreSQL's own settings decide there.
+    pub sync_every_commit: bool,
 }
 
 impl Default for StoreOptions {
@@ -50,6 +56,7 @@ impl Default for StoreOptions {
             max_connections: 16,
             acquire_timeout: std::time::Duration::from_secs(2),
             statement_timeout: std::time::Duration::from_secs(5),
+            sync_every_commit: true,
         }
     }
 }

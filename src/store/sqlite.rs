@@ -47,7 +47,10 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<SqliteStore, E
         .map_err(|e| Error::internal(anyhow::anyhow!("bad SQLite DATABASE_URL: {e}")))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
+        .synchronous(match options.sync_every_commit {
+            true => SqliteSynchronous::Full,
+            false => SqliteSynchronous::Normal,
+        })
         .foreign_keys(true)
         .pragma("wal_autocheckpoint", WAL_FALLBACK_PAGES)
         // Statement journals (a multi-row write inside a transaction, such

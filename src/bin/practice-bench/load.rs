@@ -14,7 +14,7 @@ use practice_service::domain::{IdempotencyKey, UserId};
 use practice_service::proto::practice::v1::practice_service_client::PracticeServiceClient;
 use practice_service::proto::practice::v1::{CreateSessionRequest, Session};
 use practice_service::service::PracticeService;
-use practice_service::store::Store;
+use practice_service::store::{Store, StoreOptions};
 use prost::Message;
 use tonic::transport::Channel;
 
@@ -206,14 +206,18 @@ impl Target {
     }
 
     /// The naive baseline on its own pool: one connection on SQLite, as
-    /// many as the service's on PostgreSQL; the service's SQLite settings.
-    pub async fn naive(url: &str, pool_size: u32) -> anyhow::Result<Self> {
+    /// many as the service's on PostgreSQL; the service's journal mode and
+    /// durability on SQLite, none of its other tuning.
+    pub async fn naive(url: &str, store: &StoreOptions) -> anyhow::Result<Self> {
         use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
         if url.starts_with("sqlite:") {
             let options = url
                 .parse::<SqliteConnectOptions>()?
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                .synchronous(match store.sync_every_commit {
+                    true => SqliteSynchronous::Full,
+                    false => SqliteSynchronous::Normal,
+                })
                 .foreign_keys(true);
             let pool = sqlx::pool::PoolOptions::new()
                 .max_connections(1)
@@ -222,7 +226,7 @@ impl Target {
             Ok(Target::NaiveSqlite(pool))
         } else {
             let pool = sqlx::pool::PoolOptions::new()
-                .max_connections(pool_size)
+                .max_connections(store.max_connections)
                 .connect(url)
                 .await?;
             Ok(Target::NaivePostgres(pool))

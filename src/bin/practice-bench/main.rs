@@ -42,6 +42,10 @@ struct Args {
     /// take the disk's flush stalls out of the latency tails.
     #[arg(long)]
     pg_no_fsync: bool,
+    /// SQLite's `synchronous` for the service and both baselines: `full`
+    /// (the service's default: every commit synced) or `normal`.
+    #[arg(long, default_value = "full")]
+    sqlite_synchronous: String,
     /// PostgreSQL settings for the run, `name=value` (e.g.
     /// `commit_delay=100`), set with ALTER SYSTEM and a reload before it:
     /// for measuring durability settings against the same baseline.
@@ -271,7 +275,7 @@ async fn main() -> anyhow::Result<()> {
     let warmup = Duration::from_secs(args.warmup);
     load::SEND_KEYS.store(args.idempotency_keys, std::sync::atomic::Ordering::Relaxed);
     println!(
-        "machine: {} cores; concurrency {}, {} s per cell; idempotency keys {}; SQLite: WAL, synchronous=NORMAL; PostgreSQL: {}",
+        "machine: {} cores; concurrency {}, {} s per cell; idempotency keys {}; SQLite: WAL, synchronous={}; PostgreSQL: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.concurrency,
         args.duration,
@@ -280,6 +284,7 @@ async fn main() -> anyhow::Result<()> {
         } else {
             "not sent"
         },
+        args.sqlite_synchronous.to_uppercase(),
         match (&args.pg_url, args.pg_no_fsync) {
             (Some(_), _) => "the server given by --pg-url",
             (None, false) => "throwaway cluster, fsync and synchronous_commit on",
@@ -287,6 +292,15 @@ async fn main() -> anyhow::Result<()> {
         }
     );
 
+    let sync_every_commit = match args.sqlite_synchronous.as_str() {
+        "full" => true,
+        "normal" => false,
+        other => bail!("--sqlite-synchronous is full or normal, not {other:?}"),
+    };
+    let options = StoreOptions {
+        sync_every_commit,
+        ..StoreOptions::default()
+    };
     if args.scenario == "prompt" {
         return prompt_scenario(&args, &server_bin).await;
     }
@@ -294,20 +308,18 @@ async fn main() -> anyhow::Result<()> {
     for db in &args.db {
         let dir = tempfile::tempdir()?;
         let url = database_url(db, &dir, &args.pg_url, args.pg_no_fsync).await?;
-        let store = store::connect(&url, &StoreOptions::default()).await?;
+        let store = store::connect(&url, &options).await?;
         store.migrate().await?;
         seed(&store).await?;
         if db == "postgres" {
             apply_pg_settings(&url, &args.pg_set).await?;
         }
-        let server = server::Server::start(&server_bin, &url).await?;
+        let server = server::Server::start(&server_bin, &url, &args.sqlite_synchronous).await?;
 
         let mut targets = Vec::new();
         for protocol in &protocols {
             targets.push(Arc::new(match protocol {
-                Protocol::Naive => {
-                    Target::naive(&url, StoreOptions::default().max_connections).await?
-                }
+                Protocol::Naive => Target::naive(&url, &options).await?,
                 Protocol::Raw => Target::raw(store.clone()),
                 p => Target::connect(*p, &server.url(), args.connections).await?,
             }));
@@ -439,7 +451,7 @@ async fn prompt_scenario(args: &Args, server_bin: &std::path::Path) -> anyhow::R
         let store = store::connect(&url, &StoreOptions::default()).await?;
         store.migrate().await?;
         seed(&store).await?;
-        let server = server::Server::start(server_bin, &url).await?;
+        let server = server::Server::start(server_bin, &url, &args.sqlite_synchronous).await?;
         let warm = Duration::from_secs(args.warmup);
         prompt::run(&server.url(), args.concurrency, warm).await?;
         let before = server.cpu_ticks()?;
