@@ -1,4 +1,6 @@
-//! SQLite, the embedded default: WAL, foreign keys on, a busy timeout, and
+//! SQLite, the embedded default: WAL, every commit synced unless the
+//! operator trades that away (`StoreOptions::sync_every_commit`), foreign
+//! keys on, a busy timeout, and
 //! write transactions that begin with `BEGIN IMMEDIATE` (a deferred
 //! read-then-write transaction fails with SQLITE_BUSY instead of waiting).
 //!
