@@ -16,6 +16,7 @@ mod sql;
 mod sql_store;
 mod sql_tx;
 mod sqlite;
+mod wal_sync;
 
 use std::sync::Arc;
 

@@ -4,6 +4,8 @@
 //! SQLite a pool of one connection, so writers queue in the pool rather than
 //! in SQLite's busy handler; on PostgreSQL the same pool).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -15,6 +17,7 @@ use super::rows::{
     SettingsRow,
 };
 use super::sql_tx::SqlWriteTx;
+use super::wal_sync::WalSync;
 use super::{
     CatalogKind, PagedSession, ResponseOutcome, Responses, SessionQuery, Store, StoreError,
     TableCounts, WriteTx, sql,
@@ -33,6 +36,9 @@ pub struct SqlStore<DB: Dialect> {
     /// Work the backend runs beside the pools (SQLite's WAL checkpoints);
     /// stopped with the store.
     background: Option<tokio::task::JoinHandle<()>>,
+    /// SQLite with every commit synced: the sync each write waits for
+    /// before it returns (see `wal_sync`).
+    sync: Option<Arc<WalSync>>,
 }
 
 impl<DB: Dialect> SqlStore<DB> {
@@ -40,12 +46,30 @@ impl<DB: Dialect> SqlStore<DB> {
         read: Pool<DB>,
         write: Pool<DB>,
         background: Option<tokio::task::JoinHandle<()>>,
+        sync: Option<Arc<WalSync>>,
     ) -> Self {
         Self {
             read,
             write,
             background,
+            sync,
         }
+    }
+
+    /// Waits until what this store committed is durable (a no-op where
+    /// each commit is durable by itself).
+    async fn synced(&self) -> Result<(), StoreError> {
+        durable(&self.sync).await
+    }
+}
+
+pub(super) async fn durable(sync: &Option<Arc<WalSync>>) -> Result<(), StoreError> {
+    match sync {
+        Some(sync) => sync
+            .durable()
+            .await
+            .map_err(|e| StoreError::Db(sqlx::Error::Io(e))),
+        None => Ok(()),
     }
 }
 
@@ -105,7 +129,7 @@ where
         let tx = DB::begin_write(&self.write)
             .await
             .map_err(StoreError::begin)?;
-        Ok(Box::new(SqlWriteTx(tx)))
+        Ok(Box::new(SqlWriteTx(tx, self.sync.clone())))
     }
 
     async fn session(
@@ -195,6 +219,7 @@ where
             .bind(now)
             .fetch_optional(&self.write)
             .await?;
+        self.synced().await?;
         Ok(updated.is_some())
     }
 
@@ -204,6 +229,7 @@ where
             .bind(user.get())
             .fetch_optional(&self.write)
             .await?;
+        self.synced().await?;
         Ok(deleted.is_some())
     }
 
@@ -247,6 +273,7 @@ where
                 .await?;
         }
         tx.commit().await?;
+        self.synced().await?;
         Ok(())
     }
 
@@ -259,6 +286,7 @@ where
             .bind(now)
             .execute(&self.write)
             .await?;
+        self.synced().await?;
         Ok(())
     }
 
@@ -272,6 +300,7 @@ where
             .bind(now)
             .execute(&self.write)
             .await?;
+        self.synced().await?;
         Ok(())
     }
 
@@ -286,6 +315,7 @@ where
             .bind(now)
             .execute(&self.write)
             .await?;
+        self.synced().await?;
         Ok(DB::rows_affected(&done) > 0)
     }
 
@@ -305,6 +335,7 @@ where
             .bind(now)
             .fetch_one(&self.write)
             .await?;
+        self.synced().await?;
         Ok(id)
     }
 
@@ -351,6 +382,7 @@ where
             .bind(now)
             .fetch_optional(&self.write)
             .await?;
+        self.synced().await?;
         Ok(row.map(Example::from))
     }
 
@@ -366,6 +398,7 @@ where
             .bind(now)
             .execute(&self.write)
             .await?;
+        self.synced().await?;
         Ok(DB::rows_affected(&done) > 0)
     }
 
@@ -384,6 +417,7 @@ where
             .bind(outcome.first_byte_ms)
             .execute(&self.write)
             .await?;
+        self.synced().await?;
         Ok(())
     }
 
@@ -405,6 +439,7 @@ where
             .bind(before.timestamp_micros())
             .execute(&self.write)
             .await?;
+        self.synced().await?;
         Ok(DB::rows_affected(&done))
     }
 

@@ -15,7 +15,12 @@ use crate::domain::{Agent, NewExample, SettingsPatch, UserId};
 
 type JsonMap = serde_json::Map<String, serde_json::Value>;
 
-pub struct SqlWriteTx<DB: Dialect>(pub Transaction<'static, DB>);
+/// A write transaction, and the sync its commit waits for (SQLite with
+/// every commit synced; see `wal_sync`).
+pub struct SqlWriteTx<DB: Dialect>(
+    pub Transaction<'static, DB>,
+    pub Option<std::sync::Arc<super::wal_sync::WalSync>>,
+);
 
 /// The verbs run the shared SQL through sqlx's generic API; these are the
 /// types each database must bind and decode for them.
@@ -261,6 +266,7 @@ where
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        Ok(self.0.commit().await?)
+        self.0.commit().await?;
+        super::sql_store::durable(&self.1).await
     }
 }

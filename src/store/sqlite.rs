@@ -1,6 +1,6 @@
-//! SQLite, the embedded default: WAL, every commit synced unless the
-//! operator trades that away (`StoreOptions::sync_every_commit`), foreign
-//! keys on, a busy timeout, and
+//! SQLite, the embedded default: WAL, every commit synced before it
+//! returns, in groups (`wal_sync`), unless the operator trades that away
+//! (`StoreOptions::sync_every_commit`), foreign keys on, a busy timeout, and
 //! write transactions that begin with `BEGIN IMMEDIATE` (a deferred
 //! read-then-write transaction fails with SQLITE_BUSY instead of waiting).
 //!
@@ -17,6 +17,7 @@
 //! WAL grows past `WAL_FALLBACK_PAGES`.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,6 +32,7 @@ use sqlx::{FromRow, Pool, Row, Sqlite, Transaction};
 use super::dialect::Dialect;
 use super::rows::{AgentExampleRow, RefRow};
 use super::sql_store::SqlStore;
+use super::wal_sync::WalSync;
 use super::{Asked, SessionIds, SessionRows, StoreOptions, sql};
 use crate::error::Error;
 
@@ -49,10 +51,9 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<SqliteStore, E
         .map_err(|e| Error::internal(anyhow::anyhow!("bad SQLite DATABASE_URL: {e}")))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(match options.sync_every_commit {
-            true => SqliteSynchronous::Full,
-            false => SqliteSynchronous::Normal,
-        })
+        // Commits don't sync by themselves; when every commit must be
+        // durable, `WalSync` syncs them in groups before they return.
+        .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .pragma("wal_autocheckpoint", WAL_FALLBACK_PAGES)
         // Statement journals (a multi-row write inside a transaction, such
@@ -60,6 +61,7 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<SqliteStore, E
         // on disk, each is a file created, written and deleted per call.
         .pragma("temp_store", "memory")
         .busy_timeout(options.statement_timeout);
+    let connect_path = connect.get_filename().to_path_buf();
     // An in-memory database exists once per connection: pin it to one.
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
     // A connection to a local file can't drop like a network one: no
@@ -86,7 +88,9 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<SqliteStore, E
             .await?
     };
     let checkpointer = (!in_memory).then(|| tokio::spawn(checkpoint_in_background(pool.clone())));
-    Ok(SqlStore::new(pool, write_pool, checkpointer))
+    let sync = (options.sync_every_commit && !in_memory)
+        .then(|| Arc::new(WalSync::new(connect_path.as_path())));
+    Ok(SqlStore::new(pool, write_pool, checkpointer, sync))
 }
 
 /// Copies committed WAL pages into the database file, without waiting for
