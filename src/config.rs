@@ -67,7 +67,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub db_max_connections: u32,
     /// `PRACTICE_SQLITE_SYNCHRONOUS`: `full` (the default; every commit is
-    /// on disk before it is acknowledged) or `normal` (faster; a machine
+    /// on disk before it is acknowledged, synced in groups) or `normal` (faster; a machine
     /// crash can lose the last acknowledged writes).
     pub sqlite_sync_every_commit: bool,
     /// Largest JSON request body (413 above) and gRPC request message
