@@ -129,9 +129,10 @@ impl PracticeService {
             knowledge_ids: &new.knowledge_ids,
             agent_id: new.agent_id,
         };
-        let found = match asked.refs() || asked.agent_id.is_some() {
-            true => tx.references(user, &asked).await?,
-            false => References::default(),
+        let found = if asked.refs() || asked.agent_id.is_some() {
+            tx.references(user, &asked).await?
+        } else {
+            References::default()
         };
         let model_names = self.session_models(new, found.refs)?;
         let agent = match new.agent_id {

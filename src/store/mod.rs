@@ -45,9 +45,10 @@ pub struct StoreOptions {
     pub statement_timeout: std::time::Duration,
     /// SQLite: a write returns only once the WAL holding it is synced
     /// (`wal_sync`, the guarantee of `synchronous=FULL`), so an acknowledged
-    /// write survives a power loss or an OS crash. Off, a crash of the machine (not of the process) can lose the
-    /// writes committed since the last checkpoint; the file stays
-    /// consistent. PostgreSQL's own settings decide there.
+    /// write survives a power loss or an OS crash. Off, a crash of the
+    /// machine (not of the process) can lose the writes committed since
+    /// the last checkpoint; the file stays consistent. PostgreSQL's own
+    /// settings decide there.
     pub sync_every_commit: bool,
 }
 

@@ -136,18 +136,16 @@ impl Dialect for Postgres {
         user: i64,
         asked: &Asked<'_>,
     ) -> Result<(Vec<RefRow>, Vec<AgentExampleRow>), sqlx::Error> {
-        let refs = match asked.refs() {
-            true => {
-                sqlx::query_as(VISIBLE_REFS)
-                    .bind(asked.knowledge_ids)
-                    .bind(user)
-                    .bind(asked.class_id)
-                    .bind(asked.project_id)
-                    .fetch_all(&mut *conn)
-                    .await?
-            }
-            false => Vec::new(),
-        };
+        let mut refs = Vec::new();
+        if asked.refs() {
+            refs = sqlx::query_as(VISIBLE_REFS)
+                .bind(asked.knowledge_ids)
+                .bind(user)
+                .bind(asked.class_id)
+                .bind(asked.project_id)
+                .fetch_all(&mut *conn)
+                .await?;
+        }
         let agent = match asked.agent_id {
             Some(agent_id) => {
                 sqlx::query_as(sql::AGENT_WITH_EXAMPLES)
