@@ -94,16 +94,6 @@ impl Rules {
         self.lists.oversized(desc, bytes)
     }
 
-    /// `oversized_list` for a JSON request object, before it is parsed into
-    /// a message.
-    pub fn oversized_json_list(
-        &self,
-        desc: &prost_reflect::MessageDescriptor,
-        object: &serde_json::Map<String, serde_json::Value>,
-    ) -> Option<FieldViolation> {
-        self.lists.oversized_json(desc, object)
-    }
-
     /// The rules of one field, if it has any.
     pub fn of(&self, field: &FieldDescriptor) -> &[Check] {
         self.by_message

@@ -20,8 +20,8 @@ use super::jwks_server::{Later, key_server, rsa_only, unknown_kid};
 
 /// How far above its idle size the server's memory may peak under the
 /// attack: room for the allocator's caches and the open connections, and
-/// well below the 110+ MiB it peaked at when each bad list was parsed
-/// whole before being refused.
+/// well below the 110+ MiB it peaked at before JSON requests had a value
+/// budget and lists were counted before decoding.
 const BOUND_MIB: u64 = 80;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -425,9 +425,10 @@ async fn a_huge_bad_list_costs_little() {
         .unwrap_err();
     assert_eq!(violation_fields(&status), ["knowledge_ids"]);
     assert!(status.message().len() < 4096);
-    // About 50 MiB here (a debug build, 8 bodies of about 1 MiB in flight,
-    // each 45,000-item list parsed once); decoding each list into a
-    // message before refusing it cost several times that.
+    // About 60 MiB here (a debug build, 8 bodies of about 1 MiB in flight,
+    // each 45,000-item list parsed and transcoded once, then refused on
+    // the wire); without the value budget and the count before decoding,
+    // refusing them cost several times that.
     server.assert_peak_within(rss_before, 100);
     assert_eq!(server.counts().await.sessions, 0);
 }

@@ -150,67 +150,6 @@ impl ListLimits {
     }
 }
 
-impl ListLimits {
-    /// The first list in a JSON request object for `desc` holding more items
-    /// than its `max_items`: the same check for the JSON routes, before the
-    /// object becomes a message.
-    pub fn oversized_json(
-        &self,
-        desc: &MessageDescriptor,
-        object: &serde_json::Map<String, serde_json::Value>,
-    ) -> Option<FieldViolation> {
-        self.scan_json(desc, object, "", 0)
-    }
-
-    fn scan_json(
-        &self,
-        desc: &MessageDescriptor,
-        object: &serde_json::Map<String, serde_json::Value>,
-        prefix: &str,
-        depth: usize,
-    ) -> Option<FieldViolation> {
-        use serde_json::Value as Json;
-        let looks = self.by_message.get(desc.full_name())?;
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        // In field order, as the decoded check reports them.
-        for look in desc.fields().filter_map(|f| looks.get(&f.number())) {
-            let field = &look.field;
-            let Some(value) = object
-                .get(field.json_name())
-                .or_else(|| object.get(field.name()))
-            else {
-                continue;
-            };
-            let path = format!("{prefix}{}", field.name());
-            if let (Some(max), Json::Array(items)) = (look.max, value)
-                && items.len() as u64 > max
-            {
-                let items = items.len() as u64;
-                return Some(FieldViolation::new(path, too_many_items(max, items)));
-            }
-            let Some(message) = message_of(field).filter(|_| look.look_inside) else {
-                continue;
-            };
-            let found = match value {
-                Json::Object(inner) => {
-                    self.scan_json(&message, inner, &format!("{path}."), depth + 1)
-                }
-                Json::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
-                    let inner = item.as_object()?;
-                    self.scan_json(&message, inner, &format!("{path}[{i}]."), depth + 1)
-                }),
-                _ => None,
-            };
-            if found.is_some() {
-                return found;
-            }
-        }
-        None
-    }
-}
-
 fn message_of(field: &FieldDescriptor) -> Option<MessageDescriptor> {
     match field.kind() {
         Kind::Message(m) if !field.is_map() => Some(m),

@@ -43,7 +43,6 @@ use self::template::Captures;
 use super::reframe::ReframedBody;
 use super::unary;
 use crate::api::layers::auth::{authenticate, policy};
-use crate::api::validation::Rules;
 use crate::auth::Authenticator;
 use crate::error::Error;
 
@@ -52,7 +51,6 @@ pub struct Transcoder {
     openapi: Bytes,
     auth: Arc<Authenticator>,
     body_limit: usize,
-    rules: Rules,
 }
 
 impl Transcoder {
@@ -63,15 +61,14 @@ impl Transcoder {
     ) -> Result<Self, String> {
         let pool = DescriptorPool::decode(descriptors).map_err(|e| e.to_string())?;
         let routes = Routes::from_pool(&pool)?;
-        let rules = Rules::from_pool(&pool)?;
-        let openapi = serde_json::to_vec_pretty(&openapi::document(&routes, rules.clone()))
+        let rules = crate::api::validation::Rules::from_pool(&pool)?;
+        let openapi = serde_json::to_vec_pretty(&openapi::document(&routes, rules))
             .map_err(|e| e.to_string())?;
         Ok(Self {
             routes,
             openapi: openapi.into(),
             auth,
             body_limit,
-            rules,
         })
     }
 }
@@ -222,11 +219,6 @@ impl Transcoder {
             // One spelling per field, so the path's value can't be
             // contradicted under the other one.
             json::one_spelling_each(&input, &object, "").map_err(error_response)?;
-            // A list past its size is refused before it costs a message
-            // value per item (the validation layer checks all the rest).
-            if let Some(violation) = self.rules.oversized_json_list(&input, &object) {
-                return Err(error_response(Error::invalid(vec![violation])));
-            }
         }
 
         // Query parameters set the fields the body doesn't carry.
