@@ -70,6 +70,9 @@ pub struct Config {
     /// on disk before it is acknowledged, synced in groups) or `normal` (faster; a machine
     /// crash can lose the last acknowledged writes).
     pub sqlite_sync_every_commit: bool,
+    /// `PRACTICE_SQLITE_GROUP_COMMIT`: `on` (the default; writers queued
+    /// for SQLite's one write connection commit together) or `off`.
+    pub sqlite_group_commit: bool,
     /// Largest JSON request body (413 above) and gRPC request message
     /// (`OUT_OF_RANGE` above): the same order for every protocol.
     pub max_body_bytes: usize,
@@ -190,6 +193,15 @@ impl Config {
                 None => Ok(default),
             }
         };
+        // A setting with two values; the first is the default.
+        let switch = |name: &str, yes: &str, no: &str| -> Result<bool, Error> {
+            match get(name) {
+                None => Ok(true),
+                Some(v) if v == yes => Ok(true),
+                Some(v) if v == no => Ok(false),
+                Some(other) => Err(bad(name, format!("{other:?} is not {yes} or {no}"))),
+            }
+        };
         let max_body_bytes = number("PRACTICE_MAX_BODY_BYTES", 1024 * 1024)? as usize;
         let ms = |name: &str, default: u64| number(name, default).map(Duration::from_millis);
         let limits = Limits {
@@ -270,16 +282,8 @@ impl Config {
             cors_origins: list(&get("PRACTICE_CORS_ORIGINS").unwrap_or_default()),
             log_format,
             db_max_connections: number("PRACTICE_DB_MAX_CONNECTIONS", 16)? as u32,
-            sqlite_sync_every_commit: match get("PRACTICE_SQLITE_SYNCHRONOUS").as_deref() {
-                None | Some("full") => true,
-                Some("normal") => false,
-                Some(other) => {
-                    return Err(bad(
-                        "PRACTICE_SQLITE_SYNCHRONOUS",
-                        format!("{other:?} is not full or normal"),
-                    ));
-                }
-            },
+            sqlite_sync_every_commit: switch("PRACTICE_SQLITE_SYNCHRONOUS", "full", "normal")?,
+            sqlite_group_commit: switch("PRACTICE_SQLITE_GROUP_COMMIT", "on", "off")?,
             max_body_bytes,
             limits,
             tls,
@@ -327,6 +331,10 @@ mod tests {
         let normal = config(&[("PRACTICE_SQLITE_SYNCHRONOUS", "normal")]).unwrap();
         assert!(!normal.sqlite_sync_every_commit);
         assert!(config(&[("PRACTICE_SQLITE_SYNCHRONOUS", "off")]).is_err());
+        assert!(c.sqlite_group_commit);
+        let alone = config(&[("PRACTICE_SQLITE_GROUP_COMMIT", "off")]).unwrap();
+        assert!(!alone.sqlite_group_commit);
+        assert!(config(&[("PRACTICE_SQLITE_GROUP_COMMIT", "yes")]).is_err());
     }
 
     #[test]

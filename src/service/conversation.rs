@@ -179,6 +179,7 @@ impl ConversationService {
                     "an idempotency key's request made no prompt"
                 ))
             })?;
+            tx.commit().await?;
             return Ok(Written::Replay(id));
         }
         let ids = tx

@@ -118,6 +118,7 @@ impl ExampleService {
                     "an idempotency key's request made no example"
                 ))
             })?;
+            tx.commit().await?;
             return Ok(Err(id));
         }
         let id = tx.insert_example(user, example, now, Some(key)).await?;

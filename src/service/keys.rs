@@ -22,7 +22,10 @@ pub struct Earlier {
 
 /// Claims the key inside the create's transaction. `Some` when an earlier
 /// request with the same key and fingerprint committed: its result is the
-/// answer again.
+/// answer again. The caller commits the (empty) transaction before it
+/// reads that result: under group commit the earlier request's rows may be
+/// visible to this transaction while their group's commit is still to
+/// come, and a replay must not answer with what is not yet durable.
 pub async fn claim(
     tx: &mut dyn WriteTx,
     user: UserId,

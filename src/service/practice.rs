@@ -120,6 +120,7 @@ impl PracticeService {
                     "an idempotency key's request made no session"
                 ))
             })?;
+            tx.commit().await?;
             return Ok(Created::Replay(id));
         }
 

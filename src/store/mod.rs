@@ -10,6 +10,7 @@
 //! Rows are read by column name into the structs of `rows.rs`.
 
 mod dialect;
+mod group_commit;
 mod postgres;
 mod rows;
 mod sql;
@@ -50,6 +51,10 @@ pub struct StoreOptions {
     /// the last checkpoint; the file stays consistent. PostgreSQL's own
     /// settings decide there.
     pub sync_every_commit: bool,
+    /// SQLite: write transactions waiting for the one write connection
+    /// commit together, each in a savepoint (`group_commit`). Off, each
+    /// commits by itself. PostgreSQL runs writers side by side instead.
+    pub group_commit: bool,
 }
 
 impl Default for StoreOptions {
@@ -59,6 +64,7 @@ impl Default for StoreOptions {
             acquire_timeout: std::time::Duration::from_secs(2),
             statement_timeout: std::time::Duration::from_secs(5),
             sync_every_commit: true,
+            group_commit: true,
         }
     }
 }

@@ -38,7 +38,7 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<PgStore, Error
         .test_before_acquire(false)
         .connect_with(connect)
         .await?;
-    Ok(SqlStore::new(pool.clone(), pool, None, None))
+    Ok(SqlStore::new(pool.clone(), pool, None, None, None))
 }
 
 /// The class (`$3`) with its enabled models, the project (`$4`) with its

@@ -12,6 +12,7 @@ use sqlx::types::Json;
 use sqlx::{Pool, QueryBuilder};
 
 use super::dialect::Dialect;
+use super::group_commit::GroupCommit;
 use super::rows::{
     CountsRow, ExampleRow, LinkRow, ModelRow, PageRow, ResponseRow, SessionParts, SessionRow,
     SettingsRow,
@@ -39,6 +40,8 @@ pub struct SqlStore<DB: Dialect> {
     /// SQLite with every commit synced: the sync each write waits for
     /// before it returns (see `wal_sync`).
     sync: Option<Arc<WalSync>>,
+    /// SQLite: write transactions commit in groups (see `group_commit`).
+    group: Option<Arc<GroupCommit<DB>>>,
 }
 
 impl<DB: Dialect> SqlStore<DB> {
@@ -47,12 +50,14 @@ impl<DB: Dialect> SqlStore<DB> {
         write: Pool<DB>,
         background: Option<tokio::task::JoinHandle<()>>,
         sync: Option<Arc<WalSync>>,
+        group: Option<Arc<GroupCommit<DB>>>,
     ) -> Self {
         Self {
             read,
             write,
             background,
             sync,
+            group,
         }
     }
 
@@ -126,10 +131,13 @@ where
     }
 
     async fn begin_write(&self) -> Result<Box<dyn WriteTx>, StoreError> {
+        if let Some(group) = &self.group {
+            return Ok(Box::new(SqlWriteTx::Grouped(group.begin().await?)));
+        }
         let tx = DB::begin_write(&self.write)
             .await
             .map_err(StoreError::begin)?;
-        Ok(Box::new(SqlWriteTx(tx, self.sync.clone())))
+        Ok(Box::new(SqlWriteTx::Own(tx, self.sync.clone())))
     }
 
     async fn session(

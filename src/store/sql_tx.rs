@@ -7,6 +7,7 @@ use sqlx::types::Json;
 use sqlx::{QueryBuilder, Transaction};
 
 use super::dialect::Dialect;
+use super::group_commit::Member;
 use super::rows::{self, AgentExampleRow};
 use super::{
     Asked, KeyClaim, PromptRows, References, SessionIds, SessionRows, StoreError, WriteTx, sql,
@@ -15,12 +16,31 @@ use crate::domain::{Agent, NewExample, SettingsPatch, UserId};
 
 type JsonMap = serde_json::Map<String, serde_json::Value>;
 
-/// A write transaction, and the sync its commit waits for (SQLite with
-/// every commit synced; see `wal_sync`).
-pub struct SqlWriteTx<DB: Dialect>(
-    pub Transaction<'static, DB>,
-    pub Option<std::sync::Arc<super::wal_sync::WalSync>>,
-);
+/// A write transaction: a database transaction of its own, with the sync
+/// its commit waits for (SQLite with every commit synced; see
+/// `wal_sync`), or a member of a group commit (SQLite; see `group_commit`).
+pub enum SqlWriteTx<DB: Dialect>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    Own(
+        Transaction<'static, DB>,
+        Option<std::sync::Arc<super::wal_sync::WalSync>>,
+    ),
+    Grouped(Member<DB>),
+}
+
+impl<DB: Dialect> SqlWriteTx<DB>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    fn conn(&mut self) -> &mut DB::Connection {
+        match self {
+            SqlWriteTx::Own(tx, _) => tx,
+            SqlWriteTx::Grouped(member) => member.conn(),
+        }
+    }
+}
 
 /// The verbs run the shared SQL through sqlx's generic API; these are the
 /// types each database must bind and decode for them.
@@ -56,7 +76,7 @@ where
             .bind(fingerprint)
             .bind(now.timestamp_micros())
             .bind(expired_before.timestamp_micros())
-            .fetch_optional(&mut *self.0)
+            .fetch_optional(self.conn())
             .await?;
         if claimed.is_some() {
             return Ok(KeyClaim::Claimed);
@@ -69,7 +89,7 @@ where
         ) = sqlx::query_as(sql::HELD_KEY)
             .bind(user.get())
             .bind(key)
-            .fetch_one(&mut *self.0)
+            .fetch_one(self.conn())
             .await?;
         Ok(KeyClaim::Held {
             request_hash,
@@ -84,7 +104,7 @@ where
         user: UserId,
         asked: &Asked<'_>,
     ) -> Result<References, StoreError> {
-        let (refs, agent) = DB::references(&mut self.0, user.get(), asked).await?;
+        let (refs, agent) = DB::references(self.conn(), user.get(), asked).await?;
         Ok(References {
             refs: rows::visible_refs(refs),
             agent: rows::agent_record(agent),
@@ -92,11 +112,11 @@ where
     }
 
     async fn insert_session(&mut self, rows: &SessionRows<'_>) -> Result<SessionIds, StoreError> {
-        Ok(DB::insert_session(&mut self.0, rows).await?)
+        Ok(DB::insert_session(self.conn(), rows).await?)
     }
 
     async fn example_owners(&mut self, ids: &[i64]) -> Result<Vec<(i64, i64)>, StoreError> {
-        Ok(DB::example_owners(&mut self.0, ids).await?)
+        Ok(DB::example_owners(self.conn(), ids).await?)
     }
 
     async fn put_agent(&mut self, a: &Agent, now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -111,11 +131,11 @@ where
             .bind(Json(&a.style_params))
             .bind(Json(&a.generation_params))
             .bind(now)
-            .execute(&mut *self.0)
+            .execute(self.conn())
             .await?;
         sqlx::query(sql::DELETE_AGENT_EXAMPLES)
             .bind(a.agent_id)
-            .execute(&mut *self.0)
+            .execute(self.conn())
             .await?;
         if !a.example_ids.is_empty() {
             QueryBuilder::<DB>::new(sql::INSERT_AGENT_EXAMPLES)
@@ -123,7 +143,7 @@ where
                     b.push_bind(a.agent_id).push_bind(i as i64).push_bind(*id);
                 })
                 .build()
-                .execute(&mut *self.0)
+                .execute(self.conn())
                 .await?;
         }
         Ok(())
@@ -139,7 +159,7 @@ where
             .bind(session_id)
             .bind(user.get())
             .bind(now)
-            .fetch_optional(&mut *self.0)
+            .fetch_optional(self.conn())
             .await?;
         if touched.is_none() {
             return Ok(None);
@@ -147,14 +167,14 @@ where
         Ok(sqlx::query_scalar(sql::TOUCH_SETTINGS)
             .bind(session_id)
             .bind(now)
-            .fetch_optional(&mut *self.0)
+            .fetch_optional(self.conn())
             .await?)
     }
 
     async fn linked_example_ids(&mut self, setting_id: i64) -> Result<Vec<i64>, StoreError> {
         Ok(sqlx::query_scalar(sql::LINKED_EXAMPLE_IDS)
             .bind(setting_id)
-            .fetch_all(&mut *self.0)
+            .fetch_all(self.conn())
             .await?)
     }
 
@@ -168,7 +188,7 @@ where
             .bind(patch.style_preset.as_deref())
             .bind(patch.style_params.as_ref().map(Json))
             .bind(patch.generation_params.as_ref().map(Json))
-            .execute(&mut *self.0)
+            .execute(self.conn())
             .await?;
         Ok(())
     }
@@ -181,7 +201,7 @@ where
     ) -> Result<(), StoreError> {
         sqlx::query(sql::DELETE_LINKS)
             .bind(setting_id)
-            .execute(&mut *self.0)
+            .execute(self.conn())
             .await?;
         if !example_ids.is_empty() {
             QueryBuilder::<DB>::new(sql::INSERT_LINKS)
@@ -192,7 +212,7 @@ where
                         .push_bind(now);
                 })
                 .build()
-                .execute(&mut *self.0)
+                .execute(self.conn())
                 .await?;
         }
         Ok(())
@@ -207,7 +227,7 @@ where
             .bind(rows.user.get())
             .bind(rows.prompt_text)
             .bind(rows.now)
-            .fetch_optional(&mut *self.0)
+            .fetch_optional(self.conn())
             .await?;
         let Some(prompt_id) = prompt_id else {
             return Ok(None);
@@ -222,7 +242,7 @@ where
                 .bind(model_name.as_str())
                 .bind(rows.prompt_text)
                 .bind(rows.now)
-                .fetch_one(&mut *self.0)
+                .fetch_one(self.conn())
                 .await?;
             ids.push(id);
         }
@@ -231,7 +251,7 @@ where
                 .bind(rows.user.get())
                 .bind(key)
                 .bind(prompt_id)
-                .execute(&mut *self.0)
+                .execute(self.conn())
                 .await?;
         }
         Ok(Some(ids))
@@ -252,21 +272,26 @@ where
             .bind(e.is_active)
             .bind(Json(&e.meta))
             .bind(now)
-            .fetch_one(&mut *self.0)
+            .fetch_one(self.conn())
             .await?;
         if let Some(key) = idempotency_key {
             sqlx::query(sql::LINK_KEY_TO_EXAMPLE)
                 .bind(user.get())
                 .bind(key)
                 .bind(id)
-                .execute(&mut *self.0)
+                .execute(self.conn())
                 .await?;
         }
         Ok(id)
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        self.0.commit().await?;
-        super::sql_store::durable(&self.1).await
+        match *self {
+            SqlWriteTx::Own(tx, sync) => {
+                tx.commit().await?;
+                super::sql_store::durable(&sync).await
+            }
+            SqlWriteTx::Grouped(member) => member.commit().await,
+        }
     }
 }

@@ -30,6 +30,7 @@ use sqlx::types::Json;
 use sqlx::{FromRow, Pool, Row, Sqlite, Transaction};
 
 use super::dialect::Dialect;
+use super::group_commit::GroupCommit;
 use super::rows::{AgentExampleRow, RefRow};
 use super::sql_store::SqlStore;
 use super::wal_sync::WalSync;
@@ -90,7 +91,15 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<SqliteStore, E
     let checkpointer = (!in_memory).then(|| tokio::spawn(checkpoint_in_background(pool.clone())));
     let sync = (options.sync_every_commit && !in_memory)
         .then(|| Arc::new(WalSync::new(connect_path.as_path())));
-    Ok(SqlStore::new(pool, write_pool, checkpointer, sync))
+    let group = options.group_commit.then(|| {
+        GroupCommit::new(
+            write_pool.clone(),
+            "BEGIN IMMEDIATE",
+            sync.clone(),
+            options.acquire_timeout,
+        )
+    });
+    Ok(SqlStore::new(pool, write_pool, checkpointer, sync, group))
 }
 
 /// Copies committed WAL pages into the database file, without waiting for

@@ -40,3 +40,4 @@ mod slow_bodies;
 mod sqlite_wal;
 mod tls;
 mod transcode_fuzz;
+mod write_groups;

@@ -46,6 +46,10 @@ struct Args {
     /// (the service's default: every commit synced) or `normal`.
     #[arg(long, default_value = "full")]
     sqlite_synchronous: String,
+    /// SQLite group commit for the service and the raw baseline: `on` (the
+    /// service's default) or `off` (each write transaction commits alone).
+    #[arg(long, default_value = "on")]
+    sqlite_group_commit: String,
     /// PostgreSQL settings for the run, `name=value` (e.g.
     /// `commit_delay=100`), set with ALTER SYSTEM and a reload before it:
     /// for measuring durability settings against the same baseline.
@@ -275,7 +279,7 @@ async fn main() -> anyhow::Result<()> {
     let warmup = Duration::from_secs(args.warmup);
     load::SEND_KEYS.store(args.idempotency_keys, std::sync::atomic::Ordering::Relaxed);
     println!(
-        "machine: {} cores; concurrency {}, {} s per cell; idempotency keys {}; SQLite: WAL, synchronous={}; PostgreSQL: {}",
+        "machine: {} cores; concurrency {}, {} s per cell; idempotency keys {}; SQLite: WAL, synchronous={}, group commit {}; PostgreSQL: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.concurrency,
         args.duration,
@@ -285,6 +289,7 @@ async fn main() -> anyhow::Result<()> {
             "not sent"
         },
         args.sqlite_synchronous.to_uppercase(),
+        args.sqlite_group_commit,
         match (&args.pg_url, args.pg_no_fsync) {
             (Some(_), _) => "the server given by --pg-url",
             (None, false) => "throwaway cluster, fsync and synchronous_commit on",
@@ -297,8 +302,14 @@ async fn main() -> anyhow::Result<()> {
         "normal" => false,
         other => bail!("--sqlite-synchronous is full or normal, not {other:?}"),
     };
+    let group_commit = match args.sqlite_group_commit.as_str() {
+        "on" => true,
+        "off" => false,
+        other => bail!("--sqlite-group-commit is on or off, not {other:?}"),
+    };
     let options = StoreOptions {
         sync_every_commit,
+        group_commit,
         ..StoreOptions::default()
     };
     if args.scenario == "prompt" {
@@ -314,7 +325,7 @@ async fn main() -> anyhow::Result<()> {
         if db == "postgres" {
             apply_pg_settings(&url, &args.pg_set).await?;
         }
-        let server = server::Server::start(&server_bin, &url, &args.sqlite_synchronous).await?;
+        let server = server::Server::start(&server_bin, &url, &server_settings(&args)).await?;
 
         let mut targets = Vec::new();
         for protocol in &protocols {
@@ -438,6 +449,14 @@ async fn apply_pg_settings(url: &str, settings: &[String]) -> anyhow::Result<()>
     Ok(())
 }
 
+/// The service's settings that the run's flags choose.
+fn server_settings(args: &Args) -> [(&'static str, &str); 2] {
+    [
+        ("PRACTICE_SQLITE_SYNCHRONOUS", &args.sqlite_synchronous),
+        ("PRACTICE_SQLITE_GROUP_COMMIT", &args.sqlite_group_commit),
+    ]
+}
+
 /// The `prompt` scenario on each database: prompts per second, time to the
 /// first delta and to the end, and the server's CPU per prompt.
 async fn prompt_scenario(args: &Args, server_bin: &std::path::Path) -> anyhow::Result<()> {
@@ -451,7 +470,7 @@ async fn prompt_scenario(args: &Args, server_bin: &std::path::Path) -> anyhow::R
         let store = store::connect(&url, &StoreOptions::default()).await?;
         store.migrate().await?;
         seed(&store).await?;
-        let server = server::Server::start(server_bin, &url, &args.sqlite_synchronous).await?;
+        let server = server::Server::start(server_bin, &url, &server_settings(args)).await?;
         let warm = Duration::from_secs(args.warmup);
         prompt::run(&server.url(), args.concurrency, warm).await?;
         let before = server.cpu_ticks()?;

@@ -1,0 +1,79 @@
+//! Write transactions side by side. On SQLite they queue for the one write
+//! connection and commit in groups, each in a savepoint of its own; on
+//! PostgreSQL each is a transaction. Either way one that gives up undoes
+//! only its own writes, and each that commits is there afterwards.
+
+use std::collections::BTreeSet;
+
+use crate::common::Backend;
+use practice_service::domain::{NewExample, UserId, now_micros};
+
+const ME: i64 = 42;
+
+fn example(title: String) -> NewExample {
+    NewExample {
+        title: Some(title),
+        input_text: "in".into(),
+        output_text: "out".into(),
+        is_active: true,
+        meta: Default::default(),
+    }
+}
+
+async fn dropped_transactions_undo_only_themselves(backend: Backend) {
+    let app = app!(backend);
+    let user = UserId::new(ME).unwrap();
+    // One transaction holds the write connection (on SQLite) while the
+    // others queue behind it, so they share its group.
+    let mut first = app.store.begin_write().await.unwrap();
+    first
+        .insert_example(user, &example("first".into()), now_micros(), None)
+        .await
+        .unwrap();
+    let writers: Vec<_> = (0..30)
+        .map(|i| {
+            let store = app.store.clone();
+            tokio::spawn(async move {
+                let mut tx = store.begin_write().await.unwrap();
+                tx.insert_example(user, &example(format!("w{i}")), now_micros(), None)
+                    .await
+                    .unwrap();
+                // Every third gives up: dropped without a commit.
+                if i % 3 != 0 {
+                    tx.commit().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    first.commit().await.unwrap();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+
+    let titles: BTreeSet<String> = app
+        .store
+        .examples(user, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.title)
+        .collect();
+    let mut expected: BTreeSet<String> = (0..30)
+        .filter(|i| i % 3 != 0)
+        .map(|i| format!("w{i}"))
+        .collect();
+    expected.insert("first".into());
+    assert_eq!(titles, expected);
+
+    // The write connection is free again for writes outside transactions.
+    app.class(7, &[ME], &[("m", true)]).await;
+    let created = app
+        .store
+        .create_example(user, &example("after".into()), now_micros())
+        .await
+        .unwrap();
+    assert!(app.store.example(user, created).await.unwrap().is_some());
+}
+
+on_both_backends!(dropped_transactions_undo_only_themselves);
