@@ -41,9 +41,11 @@ pub trait Dialect: Database {
         ids: &[i64],
     ) -> Result<Vec<(i64, i64)>, sqlx::Error>;
 
-    /// A new session's rows, in one call to the database.
+    /// A new session's rows, in one call to the database; first `SAVEPOINT
+    /// member` when `savepoint` (see `group_commit`).
     async fn insert_session(
         conn: &mut Self::Connection,
         rows: &SessionRows<'_>,
+        savepoint: bool,
     ) -> Result<SessionIds, sqlx::Error>;
 }

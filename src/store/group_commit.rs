@@ -60,6 +60,8 @@ where
 {
     writer: Option<OwnedMutexGuard<Writer<DB>>>,
     group: Arc<GroupCommit<DB>>,
+    /// Its savepoint has begun: it may have written.
+    saved: bool,
 }
 
 impl<DB: Database> GroupCommit<DB>
@@ -87,7 +89,8 @@ where
         })
     }
 
-    /// Joins the open group, or opens one, and begins a savepoint in it.
+    /// Joins the open group, or opens one. The member's savepoint begins
+    /// with its first write (see `Member::begins_savepoint`).
     pub async fn begin(self: &Arc<Self>) -> Result<Member<DB>, StoreError> {
         let mut writer =
             tokio::time::timeout(self.acquire_timeout, self.writer.clone().lock_owned())
@@ -107,17 +110,10 @@ where
                 outcome: watch::channel(None).0,
             });
         }
-        let group = writer.open.as_mut().expect("a group is open");
-        if let Err(e) = sqlx::raw_sql("SAVEPOINT member")
-            .execute(&mut *group.conn)
-            .await
-        {
-            self.fail(&mut writer, &e).await;
-            return Err(StoreError::begin(e));
-        }
         Ok(Member {
             writer: Some(writer),
             group: self.clone(),
+            saved: false,
         })
     }
 
@@ -162,12 +158,16 @@ where
 
     /// A member went away without committing: its savepoint is undone, and
     /// the group goes on without it (or ends, if no one else is in it).
-    async fn roll_back(self: Arc<Self>, mut writer: OwnedMutexGuard<Writer<DB>>) {
+    async fn roll_back(self: Arc<Self>, mut writer: OwnedMutexGuard<Writer<DB>>, saved: bool) {
         let group = writer.open.as_mut().expect("a member's group is open");
-        match sqlx::raw_sql("ROLLBACK TO member; RELEASE member")
-            .execute(&mut *group.conn)
-            .await
-        {
+        let undone = match saved {
+            true => sqlx::raw_sql("ROLLBACK TO member; RELEASE member")
+                .execute(&mut *group.conn)
+                .await
+                .map(drop),
+            false => Ok(()),
+        };
+        match undone {
             Err(e) => self.fail(&mut writer, &e).await,
             Ok(_) if group.members == 0 => {
                 // Nothing to keep; end the transaction and free the
@@ -187,6 +187,23 @@ where
     pub fn conn(&mut self) -> &mut DB::Connection {
         let writer = self.writer.as_mut().expect("held until commit or drop");
         &mut writer.open.as_mut().expect("a member's group is open").conn
+    }
+
+    /// True the first time it is asked: the caller is about to write, and
+    /// its statement must begin with `SAVEPOINT member` (sent in the same
+    /// call to the database, saving a round trip).
+    pub fn begins_savepoint(&mut self) -> bool {
+        !std::mem::replace(&mut self.saved, true)
+    }
+
+    /// Begins the savepoint before the first write, if not yet begun.
+    pub async fn savepoint(&mut self) -> Result<(), sqlx::Error> {
+        if self.begins_savepoint() {
+            sqlx::raw_sql("SAVEPOINT member")
+                .execute(&mut *self.conn())
+                .await?;
+        }
+        Ok(())
     }
 
     /// Keeps this member's writes, and returns once its group has
@@ -235,7 +252,7 @@ where
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(self.group.clone().roll_back(writer));
+                runtime.spawn(self.group.clone().roll_back(writer, self.saved));
             }
             // No runtime left to roll back on: the connection is closed
             // with its transaction, which rolls the whole group back.

@@ -169,10 +169,18 @@ impl Dialect for Postgres {
             .await
     }
 
+    /// PostgreSQL never groups writes; a savepoint asked for is its own
+    /// statement.
     async fn insert_session(
         conn: &mut PgConnection,
         r: &SessionRows<'_>,
+        savepoint: bool,
     ) -> Result<SessionIds, sqlx::Error> {
+        if savepoint {
+            sqlx::raw_sql("SAVEPOINT member")
+                .execute(&mut *conn)
+                .await?;
+        }
         let ids: IdsRow = sqlx::query_as(INSERT_SESSION)
             .bind(r.user.get())
             .bind(r.new.class_id)

@@ -40,6 +40,15 @@ where
             SqlWriteTx::Grouped(member) => member.conn(),
         }
     }
+
+    /// Every verb that writes calls this first: a member of a group begins
+    /// the savepoint that undoes its writes alone.
+    async fn before_write(&mut self) -> Result<(), StoreError> {
+        if let SqlWriteTx::Grouped(member) = self {
+            member.savepoint().await?;
+        }
+        Ok(())
+    }
 }
 
 /// The verbs run the shared SQL through sqlx's generic API; these are the
@@ -70,6 +79,7 @@ where
         now: DateTime<Utc>,
         expired_before: DateTime<Utc>,
     ) -> Result<KeyClaim, StoreError> {
+        self.before_write().await?;
         let claimed: Option<i64> = sqlx::query_scalar(sql::CLAIM_KEY)
             .bind(user.get())
             .bind(key)
@@ -112,7 +122,12 @@ where
     }
 
     async fn insert_session(&mut self, rows: &SessionRows<'_>) -> Result<SessionIds, StoreError> {
-        Ok(DB::insert_session(self.conn(), rows).await?)
+        // The savepoint, if due, goes with the insert: one call, not two.
+        let savepoint = match self {
+            SqlWriteTx::Grouped(member) => member.begins_savepoint(),
+            SqlWriteTx::Own(..) => false,
+        };
+        Ok(DB::insert_session(self.conn(), rows, savepoint).await?)
     }
 
     async fn example_owners(&mut self, ids: &[i64]) -> Result<Vec<(i64, i64)>, StoreError> {
@@ -120,6 +135,7 @@ where
     }
 
     async fn put_agent(&mut self, a: &Agent, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.before_write().await?;
         sqlx::query(sql::UPSERT_AGENT)
             .bind(a.agent_id)
             .bind(a.owner_user_id)
@@ -155,6 +171,7 @@ where
         session_id: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError> {
+        self.before_write().await?;
         let touched: Option<i64> = sqlx::query_scalar(sql::TOUCH_SESSION)
             .bind(session_id)
             .bind(user.get())
@@ -183,6 +200,7 @@ where
         setting_id: i64,
         patch: &SettingsPatch,
     ) -> Result<(), StoreError> {
+        self.before_write().await?;
         sqlx::query(sql::UPDATE_SETTINGS)
             .bind(setting_id)
             .bind(patch.style_preset.as_deref())
@@ -199,6 +217,7 @@ where
         example_ids: &[i64],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.before_write().await?;
         sqlx::query(sql::DELETE_LINKS)
             .bind(setting_id)
             .execute(self.conn())
@@ -222,6 +241,7 @@ where
         &mut self,
         rows: &PromptRows<'_>,
     ) -> Result<Option<Vec<i64>>, StoreError> {
+        self.before_write().await?;
         let prompt_id: Option<i64> = sqlx::query_scalar(sql::INSERT_PROMPT)
             .bind(rows.session_id)
             .bind(rows.user.get())
@@ -264,6 +284,7 @@ where
         now: DateTime<Utc>,
         idempotency_key: Option<&str>,
     ) -> Result<i64, StoreError> {
+        self.before_write().await?;
         let id: i64 = sqlx::query_scalar(sql::CREATE_EXAMPLE)
             .bind(user.get())
             .bind(e.title.as_deref())

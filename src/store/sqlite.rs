@@ -176,6 +176,10 @@ SELECT s.session_id, st.setting_id,
 FROM (SELECT max(session_id) AS session_id FROM practice_sessions) s,
      (SELECT max(setting_id) AS setting_id FROM session_settings) st";
 
+/// `INSERT_SESSION` that first begins a group member's savepoint.
+static SAVEPOINT_THEN_INSERT_SESSION: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SAVEPOINT member;\n{INSERT_SESSION}"));
+
 type Ordered = Json<Vec<(i64, i64)>>;
 
 #[derive(sqlx::FromRow)]
@@ -257,8 +261,13 @@ impl Dialect for Sqlite {
     async fn insert_session(
         conn: &mut SqliteConnection,
         r: &SessionRows<'_>,
+        savepoint: bool,
     ) -> Result<SessionIds, sqlx::Error> {
-        let ids: IdsRow = sqlx::query_as(INSERT_SESSION)
+        let sql = match savepoint {
+            true => SAVEPOINT_THEN_INSERT_SESSION.as_str(),
+            false => INSERT_SESSION,
+        };
+        let ids: IdsRow = sqlx::query_as(sql)
             .bind(r.user.get())
             .bind(r.new.class_id)
             .bind(r.new.project_id)

@@ -6,7 +6,9 @@
 use std::collections::BTreeSet;
 
 use crate::common::Backend;
-use practice_service::domain::{NewExample, UserId, now_micros};
+use practice_service::domain::session::CreateSessionInput;
+use practice_service::domain::{NewExample, NewSession, UserId, now_micros};
+use practice_service::store::SessionRows;
 
 const ME: i64 = 42;
 
@@ -35,9 +37,33 @@ async fn dropped_transactions_undo_only_themselves(backend: Backend) {
             let store = app.store.clone();
             tokio::spawn(async move {
                 let mut tx = store.begin_write().await.unwrap();
-                tx.insert_example(user, &example(format!("w{i}")), now_micros(), None)
+                // Two kinds of write: a session's rows in one statement (a
+                // group member's savepoint begins in the same call), or an
+                // example (the savepoint on its own).
+                if i % 2 == 0 {
+                    let new = NewSession::new(CreateSessionInput {
+                        title: Some(format!("w{i}")),
+                        ..Default::default()
+                    });
+                    tx.insert_session(&SessionRows {
+                        user,
+                        new: &new,
+                        now: now_micros(),
+                        style_preset: "balanced",
+                        style_params: &Default::default(),
+                        generation_params: &Default::default(),
+                        agent_snapshot: &Default::default(),
+                        example_ids: &[],
+                        model_names: &["m".to_string()],
+                        idempotency_key: None,
+                    })
                     .await
                     .unwrap();
+                } else {
+                    tx.insert_example(user, &example(format!("w{i}")), now_micros(), None)
+                        .await
+                        .unwrap();
+                }
                 // Every third gives up: dropped without a commit.
                 if i % 3 != 0 {
                     tx.commit().await.unwrap();
@@ -59,12 +85,16 @@ async fn dropped_transactions_undo_only_themselves(backend: Backend) {
         .into_iter()
         .filter_map(|e| e.title)
         .collect();
-    let mut expected: BTreeSet<String> = (0..30)
-        .filter(|i| i % 3 != 0)
-        .map(|i| format!("w{i}"))
-        .collect();
+    let kept = |kind: i64| (0..30).filter(move |i| i % 2 == kind && i % 3 != 0);
+    let mut expected: BTreeSet<String> = kept(1).map(|i| format!("w{i}")).collect();
     expected.insert("first".into());
     assert_eq!(titles, expected);
+    let counts = app.counts().await;
+    let sessions = kept(0).count() as i64;
+    assert_eq!(
+        (counts.sessions, counts.session_models),
+        (sessions, sessions)
+    );
 
     // The write connection is free again for writes outside transactions.
     app.class(7, &[ME], &[("m", true)]).await;

@@ -63,6 +63,17 @@ fn constrain(schema: &mut Json, checks: &[Check], kind: &Kind) {
             Check::Items(item) => constrain(&mut schema["items"], item, kind),
         }
     }
+    // JSON Schema counts "1" and 1 as different items, but they are the
+    // same id: a list of unique 64-bit integers offers the number form
+    // only, so what the document calls unique is unique to the server too
+    // (which still accepts the string form).
+    if checks.iter().any(|c| matches!(c, Check::Unique))
+        && let Some(items) = schema.get_mut("items").and_then(Json::as_object_mut)
+        && items.get("type") == Some(&json!(["integer", "string"]))
+    {
+        items.insert("type".into(), json!("integer"));
+        items.remove("pattern");
+    }
 }
 
 /// The free-form fields (`google.protobuf.Value`, `ListValue`) whose shape
@@ -441,5 +452,12 @@ mod tests {
                 .unwrap()
                 .contains(&json!("null"))
         );
+        // Unique ids are offered as numbers only: "1" and 1 would be two
+        // items to JSON Schema and one to the server.
+        let ids = &body["properties"]["knowledge_ids"];
+        assert_eq!(ids["uniqueItems"], true);
+        assert_eq!(ids["items"]["type"], "integer");
+        let project = &body["properties"]["project_id"]["type"];
+        assert_eq!(project, &json!(["integer", "string", "null"]));
     }
 }
