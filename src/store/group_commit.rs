@@ -16,8 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::pool::PoolConnection;
-use sqlx::{Database, Pool};
+use sqlx::{Database, Pool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
 use super::StoreError;
@@ -46,7 +45,9 @@ struct Writer<DB: Database> {
 
 struct Group<DB: Database> {
     id: u64,
-    conn: PoolConnection<DB>,
+    /// sqlx's own transaction, so a `BEGIN` cancelled half-way is rolled
+    /// back by sqlx rather than left open on the pooled connection.
+    tx: Transaction<'static, DB>,
     /// Members that finished; their savepoints wait for the commit.
     members: usize,
     outcome: watch::Sender<Outcome>,
@@ -97,15 +98,15 @@ where
                 .await
                 .map_err(|_| StoreError::begin(sqlx::Error::PoolTimedOut))?;
         if writer.open.is_none() {
-            let mut conn = self.pool.acquire().await.map_err(StoreError::begin)?;
-            sqlx::raw_sql(self.begin)
-                .execute(&mut *conn)
+            let tx = self
+                .pool
+                .begin_with(self.begin)
                 .await
                 .map_err(StoreError::begin)?;
             writer.opened += 1;
             writer.open = Some(Group {
                 id: writer.opened,
-                conn,
+                tx,
                 members: 0,
                 outcome: watch::channel(None).0,
             });
@@ -117,27 +118,20 @@ where
         })
     }
 
-    /// Commits the open group, if it is still `id` (any group when `None`),
-    /// then tells its members. The lock is let go before the WAL sync, so
-    /// the next group runs while this one's sync does.
-    async fn close(&self, mut writer: OwnedMutexGuard<Writer<DB>>, id: Option<u64>) {
-        if writer
-            .open
-            .as_ref()
-            .is_none_or(|g| id.is_some_and(|id| g.id != id))
-        {
+    /// Commits the open group, if it is still group `id`, then tells its
+    /// members. The lock is let go before the WAL sync, so the next group
+    /// runs while this one's sync does.
+    async fn close(&self, mut writer: OwnedMutexGuard<Writer<DB>>, id: u64) {
+        if writer.open.as_ref().is_none_or(|g| g.id != id) {
             return;
         }
-        let mut group = writer.open.take().expect("checked above");
-        let committed = sqlx::raw_sql("COMMIT").execute(&mut *group.conn).await;
+        let group = writer.open.take().expect("checked above");
+        let committed = group.tx.commit().await;
+        drop(writer);
         if let Err(e) = committed {
-            group.conn.close_on_drop();
-            drop(writer);
             group.outcome.send_replace(Some(Err(e.to_string())));
             return;
         }
-        drop(group.conn);
-        drop(writer);
         let synced = super::sql_store::durable(&self.sync).await;
         group
             .outcome
@@ -147,9 +141,8 @@ where
     /// The open group can't go on (its transaction is in an unknown state):
     /// rolls it back, closes its connection, and fails its members.
     async fn fail(&self, writer: &mut Writer<DB>, error: &sqlx::Error) {
-        if let Some(mut group) = writer.open.take() {
-            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *group.conn).await;
-            group.conn.close_on_drop();
+        if let Some(group) = writer.open.take() {
+            let _ = group.tx.rollback().await;
             group
                 .outcome
                 .send_replace(Some(Err(format!("the write group failed: {error}"))));
@@ -162,7 +155,7 @@ where
         let group = writer.open.as_mut().expect("a member's group is open");
         let undone = match saved {
             true => sqlx::raw_sql("ROLLBACK TO member; RELEASE member")
-                .execute(&mut *group.conn)
+                .execute(&mut *group.tx)
                 .await
                 .map(drop),
             false => Ok(()),
@@ -173,7 +166,7 @@ where
                 // Nothing to keep; end the transaction and free the
                 // connection for writes outside groups.
                 let id = group.id;
-                self.close(writer, Some(id)).await;
+                self.close(writer, id).await;
             }
             Ok(_) => {}
         }
@@ -186,7 +179,7 @@ where
 {
     pub fn conn(&mut self) -> &mut DB::Connection {
         let writer = self.writer.as_mut().expect("held until commit or drop");
-        &mut writer.open.as_mut().expect("a member's group is open").conn
+        &mut writer.open.as_mut().expect("a member's group is open").tx
     }
 
     /// True the first time it is asked: the caller is about to write, and
@@ -215,17 +208,18 @@ where
         let (id, members) = (group.id, group.members);
         let mut outcome = group.outcome.subscribe();
         let this = self.group.clone();
+        // The commit runs in a task of its own, so no caller's
+        // cancellation can stop it half-way.
         if members >= MAX_GROUP {
-            this.close(writer, Some(id)).await;
+            tokio::spawn(async move { this.close(writer, id).await });
         } else {
             drop(writer);
             if members == 1 {
                 // The group's closer queues behind the writers waiting now
                 // (the lock is fair), so they all join before it commits.
-                // A task of its own, so no caller's cancellation skips it.
                 tokio::spawn(async move {
                     let writer = this.writer.clone().lock_owned().await;
-                    this.close(writer, Some(id)).await;
+                    this.close(writer, id).await;
                 });
             }
         }
@@ -254,14 +248,12 @@ where
             Ok(runtime) => {
                 runtime.spawn(self.group.clone().roll_back(writer, self.saved));
             }
-            // No runtime left to roll back on: the connection is closed
-            // with its transaction, which rolls the whole group back.
+            // No runtime left to roll back on: dropping the group's
+            // transaction rolls the whole group back, and its members
+            // (their outcome never sent) fail.
             Err(_) => {
                 let mut writer = writer;
-                if let Some(group) = writer.open.take() {
-                    let mut conn = group.conn;
-                    conn.close_on_drop();
-                }
+                drop(writer.open.take());
             }
         }
     }

@@ -5,10 +5,11 @@
 //! read-then-write transaction fails with SQLITE_BUSY instead of waiting).
 //!
 //! SQLite runs one writer at a time anyway; writes go through a pool of one
-//! connection, so writers queue fairly in the pool instead of sleeping in
-//! SQLite's busy handler (whose backoff sleeps stretch the tail latency of
-//! concurrent creates). Reads use their own pool and, with WAL, never wait
-//! for the writer.
+//! connection, so writers queue fairly instead of sleeping in SQLite's busy
+//! handler (whose backoff sleeps stretch the tail latency of concurrent
+//! creates), and write transactions queued together commit together
+//! (`group_commit`). Reads use their own pool and, with WAL, never wait for
+//! the writer.
 //!
 //! WAL checkpoints run in the background on a reader connection. SQLite's
 //! automatic checkpoint runs on the connection that commits, so every

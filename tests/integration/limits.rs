@@ -12,10 +12,10 @@ use sqlx::Connection;
 use tonic::Code;
 
 /// Holds the database's write lock until dropped (or `release`d).
-struct WriteLock(sqlx::SqliteConnection);
+pub struct WriteLock(sqlx::SqliteConnection);
 
 impl WriteLock {
-    async fn take(database_url: &str) -> Self {
+    pub async fn take(database_url: &str) -> Self {
         let mut conn = sqlx::SqliteConnection::connect(database_url).await.unwrap();
         sqlx::raw_sql("BEGIN IMMEDIATE")
             .execute(&mut conn)
@@ -24,7 +24,7 @@ impl WriteLock {
         WriteLock(conn)
     }
 
-    async fn release(mut self) {
+    pub async fn release(mut self) {
         sqlx::raw_sql("ROLLBACK")
             .execute(&mut self.0)
             .await

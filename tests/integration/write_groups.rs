@@ -107,3 +107,31 @@ async fn dropped_transactions_undo_only_themselves(backend: Backend) {
 }
 
 on_both_backends!(dropped_transactions_undo_only_themselves);
+
+/// A write transaction given up while its `BEGIN` still waits for the
+/// write lock (a request's deadline) leaves no transaction open behind it:
+/// the `BEGIN` finishes after the caller has gone, and the next writer
+/// must still be able to begin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_begin_given_up_half_way_leaves_nothing_open() {
+    let app = app!(Backend::Sqlite);
+    let user = UserId::new(ME).unwrap();
+    let lock = crate::limits::WriteLock::take(&app.database_url).await;
+    let waited = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        app.store.begin_write(),
+    )
+    .await;
+    assert!(waited.is_err(), "the BEGIN waits for the lock");
+    lock.release().await;
+    // Let the abandoned BEGIN get the lock and finish.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let mut tx = app.store.begin_write().await.unwrap();
+    let id = tx
+        .insert_example(user, &example("after".into()), now_micros(), None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(app.store.example(user, id).await.unwrap().is_some());
+}
