@@ -70,9 +70,12 @@ pub struct Config {
     /// on disk before it is acknowledged, synced in groups) or `normal` (faster; a machine
     /// crash can lose the last acknowledged writes).
     pub sqlite_sync_every_commit: bool,
-    /// `PRACTICE_SQLITE_GROUP_COMMIT`: `on` (the default; writers queued
-    /// for SQLite's one write connection commit together) or `off`.
-    pub sqlite_group_commit: bool,
+    /// `PRACTICE_GROUP_COMMIT`: `on` (the default; write transactions
+    /// waiting for a write connection commit together) or `off`.
+    pub group_commit: bool,
+    /// `PRACTICE_PG_WRITE_LANES`: on PostgreSQL, how many groups commit
+    /// side by side, each on a connection of its own.
+    pub pg_write_lanes: usize,
     /// Largest JSON request body (413 above) and gRPC request message
     /// (`OUT_OF_RANGE` above): the same order for every protocol.
     pub max_body_bytes: usize,
@@ -283,7 +286,8 @@ impl Config {
             log_format,
             db_max_connections: number("PRACTICE_DB_MAX_CONNECTIONS", 16)? as u32,
             sqlite_sync_every_commit: switch("PRACTICE_SQLITE_SYNCHRONOUS", "full", "normal")?,
-            sqlite_group_commit: switch("PRACTICE_SQLITE_GROUP_COMMIT", "on", "off")?,
+            group_commit: switch("PRACTICE_GROUP_COMMIT", "on", "off")?,
+            pg_write_lanes: number("PRACTICE_PG_WRITE_LANES", 2)?.clamp(1, 64) as usize,
             max_body_bytes,
             limits,
             tls,
@@ -331,10 +335,11 @@ mod tests {
         let normal = config(&[("PRACTICE_SQLITE_SYNCHRONOUS", "normal")]).unwrap();
         assert!(!normal.sqlite_sync_every_commit);
         assert!(config(&[("PRACTICE_SQLITE_SYNCHRONOUS", "off")]).is_err());
-        assert!(c.sqlite_group_commit);
-        let alone = config(&[("PRACTICE_SQLITE_GROUP_COMMIT", "off")]).unwrap();
-        assert!(!alone.sqlite_group_commit);
-        assert!(config(&[("PRACTICE_SQLITE_GROUP_COMMIT", "yes")]).is_err());
+        assert!(c.group_commit);
+        assert_eq!(c.pg_write_lanes, 2);
+        let alone = config(&[("PRACTICE_GROUP_COMMIT", "off")]).unwrap();
+        assert!(!alone.group_commit);
+        assert!(config(&[("PRACTICE_GROUP_COMMIT", "yes")]).is_err());
     }
 
     #[test]

@@ -95,7 +95,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         acquire_timeout: config.limits.db_acquire_timeout,
         statement_timeout: config.limits.db_statement_timeout,
         sync_every_commit: config.sqlite_sync_every_commit,
-        group_commit: config.sqlite_group_commit,
+        group_commit: config.group_commit,
+        pg_write_lanes: config.pg_write_lanes,
     };
     let store = store::connect(&config.database_url, &options)
         .await

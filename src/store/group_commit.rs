@@ -1,11 +1,17 @@
-//! Group commit on SQLite's one write connection. SQLite runs one writer at
-//! a time, and committing is most of what a small write costs: the WAL
-//! frames of every page the write touched, then the sync. So write
-//! transactions queued for the connection run one after another inside one
-//! database transaction, each in a savepoint of its own (one that fails
-//! rolls back alone), and the group commits once: when no writer is left
-//! waiting, or when it is full. Creates back to back touch the same pages,
-//! so a group writes far fewer frames than its members would one by one.
+//! Group commit. Committing is much of what a small write costs: on
+//! SQLite the WAL frames of every page the write touched, then the sync; on
+//! PostgreSQL the commit record, the WAL flush and the backend's
+//! transaction start and end. So write transactions waiting for a write
+//! connection run back to back inside one database transaction, each in a
+//! savepoint of its own (one that fails rolls back alone), and the group
+//! commits once: when no writer is left waiting, or when it is full.
+//! Creates back to back touch the same pages, so a group also writes far
+//! fewer of them than its members would one by one.
+//!
+//! Groups form one after another in a lane, on one connection. SQLite has
+//! one lane (one writer at a time anyway); PostgreSQL has a few side by
+//! side (`StoreOptions::pg_write_lanes`), each new writer joining the least
+//! busy.
 //!
 //! A member is acknowledged only after its group's commit (and the WAL
 //! sync, when every commit is synced), so nothing a member wrote is
@@ -14,6 +20,7 @@
 //! commit keeps them all.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sqlx::{Database, Pool, Transaction};
@@ -30,11 +37,39 @@ const MAX_GROUP: usize = 64;
 type Outcome = Option<Result<(), String>>;
 
 pub struct GroupCommit<DB: Database> {
-    writer: Arc<Mutex<Writer<DB>>>,
+    lanes: Vec<Lane<DB>>,
     pool: Pool<DB>,
     begin: &'static str,
     sync: Option<Arc<WalSync>>,
     acquire_timeout: Duration,
+    /// A member's savepoint begins with the member, not with its first
+    /// write: needed where any failed statement, a read too, aborts the
+    /// whole transaction until it is rolled back to a savepoint
+    /// (PostgreSQL).
+    savepoint_first: bool,
+}
+
+/// Groups form one after another in a lane, each on one connection; lanes
+/// run side by side (SQLite has one: one writer at a time anyway).
+struct Lane<DB: Database> {
+    writer: Arc<Mutex<Writer<DB>>>,
+    /// Writers holding or waiting for this lane: a new one joins the least
+    /// busy lane.
+    load: AtomicUsize,
+}
+
+/// A writer's place in a lane's load, given up when dropped.
+struct Slot<DB: Database> {
+    group: Arc<GroupCommit<DB>>,
+    lane: usize,
+}
+
+impl<DB: Database> Drop for Slot<DB> {
+    fn drop(&mut self) {
+        self.group.lanes[self.lane]
+            .load
+            .fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 struct Writer<DB: Database> {
@@ -60,6 +95,7 @@ where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
     writer: Option<OwnedMutexGuard<Writer<DB>>>,
+    slot: Option<Slot<DB>>,
     group: Arc<GroupCommit<DB>>,
     /// Its savepoint has begun: it may have written.
     saved: bool,
@@ -69,34 +105,52 @@ impl<DB: Database> GroupCommit<DB>
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
-    /// Groups on `pool`'s connection (a pool of one); `begin` opens a
-    /// write transaction (`BEGIN IMMEDIATE` on SQLite, so a group takes the
-    /// write lock before its first read).
+    /// Groups in `lanes` lanes on `pool`'s connections (SQLite: one lane
+    /// on a pool of one); `begin` opens a write transaction (`BEGIN
+    /// IMMEDIATE` on SQLite, so a group takes the write lock before its
+    /// first read).
     pub fn new(
         pool: Pool<DB>,
+        lanes: usize,
         begin: &'static str,
+        savepoint_first: bool,
         sync: Option<Arc<WalSync>>,
         acquire_timeout: Duration,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        let lane = || Lane {
             writer: Arc::new(Mutex::new(Writer {
                 opened: 0,
                 open: None,
             })),
+            load: AtomicUsize::new(0),
+        };
+        Arc::new(Self {
+            lanes: (0..lanes.max(1)).map(|_| lane()).collect(),
             pool,
             begin,
             sync,
             acquire_timeout,
+            savepoint_first,
         })
     }
 
     /// Joins the open group, or opens one. The member's savepoint begins
     /// with its first write (see `Member::begins_savepoint`).
     pub async fn begin(self: &Arc<Self>) -> Result<Member<DB>, StoreError> {
-        let mut writer =
-            tokio::time::timeout(self.acquire_timeout, self.writer.clone().lock_owned())
-                .await
-                .map_err(|_| StoreError::begin(sqlx::Error::PoolTimedOut))?;
+        let lane = (0..self.lanes.len())
+            .min_by_key(|&i| self.lanes[i].load.load(Ordering::Relaxed))
+            .expect("at least one lane");
+        self.lanes[lane].load.fetch_add(1, Ordering::Relaxed);
+        let slot = Slot {
+            group: self.clone(),
+            lane,
+        };
+        let mut writer = tokio::time::timeout(
+            self.acquire_timeout,
+            self.lanes[lane].writer.clone().lock_owned(),
+        )
+        .await
+        .map_err(|_| StoreError::begin(sqlx::Error::PoolTimedOut))?;
         if writer.open.is_none() {
             let tx = self
                 .pool
@@ -111,11 +165,18 @@ where
                 outcome: watch::channel(None).0,
             });
         }
-        Ok(Member {
+        let mut member = Member {
             writer: Some(writer),
+            slot: Some(slot),
             group: self.clone(),
             saved: false,
-        })
+        };
+        if self.savepoint_first {
+            // A failure here leaves the group in an unknown state; the
+            // member's drop rolls it back (and fails the group if need be).
+            member.savepoint().await.map_err(StoreError::begin)?;
+        }
+        Ok(member)
     }
 
     /// Commits the open group, if it is still group `id`, then tells its
@@ -208,6 +269,8 @@ where
         let (id, members) = (group.id, group.members);
         let mut outcome = group.outcome.subscribe();
         let this = self.group.clone();
+        let slot = self.slot.take().expect("held until commit or drop");
+        let lane = this.lanes[slot.lane].writer.clone();
         // The commit runs in a task of its own, so no caller's
         // cancellation can stop it half-way.
         if members >= MAX_GROUP {
@@ -218,11 +281,12 @@ where
                 // The group's closer queues behind the writers waiting now
                 // (the lock is fair), so they all join before it commits.
                 tokio::spawn(async move {
-                    let writer = this.writer.clone().lock_owned().await;
+                    let writer = lane.lock_owned().await;
                     this.close(writer, id).await;
                 });
             }
         }
+        drop(slot);
         let ended = outcome.wait_for(Option::is_some).await;
         match ended.as_deref() {
             Ok(Some(Ok(()))) => Ok(()),

@@ -51,10 +51,12 @@ pub struct StoreOptions {
     /// the last checkpoint; the file stays consistent. PostgreSQL's own
     /// settings decide there.
     pub sync_every_commit: bool,
-    /// SQLite: write transactions waiting for the one write connection
-    /// commit together, each in a savepoint (`group_commit`). Off, each
-    /// commits by itself. PostgreSQL runs writers side by side instead.
+    /// Write transactions waiting for a write connection commit together,
+    /// each in a savepoint (`group_commit`); off, each commits by itself.
     pub group_commit: bool,
+    /// PostgreSQL: how many groups commit side by side, each on a
+    /// connection of its own (SQLite has one writer, so one).
+    pub pg_write_lanes: usize,
 }
 
 impl Default for StoreOptions {
@@ -65,6 +67,7 @@ impl Default for StoreOptions {
             statement_timeout: std::time::Duration::from_secs(5),
             sync_every_commit: true,
             group_commit: true,
+            pg_write_lanes: 2,
         }
     }
 }

@@ -12,6 +12,7 @@ use sqlx::types::Json;
 use sqlx::{Pool, Postgres, Transaction};
 
 use super::dialect::Dialect;
+use super::group_commit::GroupCommit;
 use super::rows::{AgentExampleRow, RefRow};
 use super::sql_store::SqlStore;
 use super::{Asked, SessionIds, SessionRows, StoreOptions, sql};
@@ -38,7 +39,19 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<PgStore, Error
         .test_before_acquire(false)
         .connect_with(connect)
         .await?;
-    Ok(SqlStore::new(pool.clone(), pool, None, None, None))
+    // A failed statement, a read too, aborts a PostgreSQL transaction until
+    // it is rolled back to a savepoint: members take theirs at once.
+    let group = options.group_commit.then(|| {
+        GroupCommit::new(
+            pool.clone(),
+            options.pg_write_lanes,
+            "BEGIN",
+            true,
+            None,
+            options.acquire_timeout,
+        )
+    });
+    Ok(SqlStore::new(pool.clone(), pool, None, None, group))
 }
 
 /// The class (`$3`) with its enabled models, the project (`$4`) with its

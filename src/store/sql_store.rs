@@ -40,7 +40,7 @@ pub struct SqlStore<DB: Dialect> {
     /// SQLite with every commit synced: the sync each write waits for
     /// before it returns (see `wal_sync`).
     sync: Option<Arc<WalSync>>,
-    /// SQLite: write transactions commit in groups (see `group_commit`).
+    /// Write transactions commit in groups (see `group_commit`).
     group: Option<Arc<GroupCommit<DB>>>,
 }
 

@@ -95,7 +95,9 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<SqliteStore, E
     let group = options.group_commit.then(|| {
         GroupCommit::new(
             write_pool.clone(),
+            1,
             "BEGIN IMMEDIATE",
+            false,
             sync.clone(),
             options.acquire_timeout,
         )

@@ -46,10 +46,14 @@ struct Args {
     /// (the service's default: every commit synced) or `normal`.
     #[arg(long, default_value = "full")]
     sqlite_synchronous: String,
-    /// SQLite group commit for the service and the raw baseline: `on` (the
+    /// Group commit for the service and the raw baseline: `on` (the
     /// service's default) or `off` (each write transaction commits alone).
     #[arg(long, default_value = "on")]
-    sqlite_group_commit: String,
+    group_commit: String,
+    /// PostgreSQL groups committing side by side (the service's
+    /// `PRACTICE_PG_WRITE_LANES`).
+    #[arg(long, default_value_t = 2)]
+    pg_write_lanes: usize,
     /// PostgreSQL settings for the run, `name=value` (e.g.
     /// `commit_delay=100`), set with ALTER SYSTEM and a reload before it:
     /// for measuring durability settings against the same baseline.
@@ -279,7 +283,7 @@ async fn main() -> anyhow::Result<()> {
     let warmup = Duration::from_secs(args.warmup);
     load::SEND_KEYS.store(args.idempotency_keys, std::sync::atomic::Ordering::Relaxed);
     println!(
-        "machine: {} cores; concurrency {}, {} s per cell; idempotency keys {}; SQLite: WAL, synchronous={}, group commit {}; PostgreSQL: {}",
+        "machine: {} cores; concurrency {}, {} s per cell; idempotency keys {}; SQLite: WAL, synchronous={}; group commit {} ({} PostgreSQL lanes); PostgreSQL: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.concurrency,
         args.duration,
@@ -289,7 +293,8 @@ async fn main() -> anyhow::Result<()> {
             "not sent"
         },
         args.sqlite_synchronous.to_uppercase(),
-        args.sqlite_group_commit,
+        args.group_commit,
+        args.pg_write_lanes,
         match (&args.pg_url, args.pg_no_fsync) {
             (Some(_), _) => "the server given by --pg-url",
             (None, false) => "throwaway cluster, fsync and synchronous_commit on",
@@ -302,14 +307,15 @@ async fn main() -> anyhow::Result<()> {
         "normal" => false,
         other => bail!("--sqlite-synchronous is full or normal, not {other:?}"),
     };
-    let group_commit = match args.sqlite_group_commit.as_str() {
+    let group_commit = match args.group_commit.as_str() {
         "on" => true,
         "off" => false,
-        other => bail!("--sqlite-group-commit is on or off, not {other:?}"),
+        other => bail!("--group-commit is on or off, not {other:?}"),
     };
     let options = StoreOptions {
         sync_every_commit,
         group_commit,
+        pg_write_lanes: args.pg_write_lanes,
         ..StoreOptions::default()
     };
     if args.scenario == "prompt" {
@@ -450,10 +456,14 @@ async fn apply_pg_settings(url: &str, settings: &[String]) -> anyhow::Result<()>
 }
 
 /// The service's settings that the run's flags choose.
-fn server_settings(args: &Args) -> [(&'static str, &str); 2] {
-    [
-        ("PRACTICE_SQLITE_SYNCHRONOUS", &args.sqlite_synchronous),
-        ("PRACTICE_SQLITE_GROUP_COMMIT", &args.sqlite_group_commit),
+fn server_settings(args: &Args) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "PRACTICE_SQLITE_SYNCHRONOUS",
+            args.sqlite_synchronous.clone(),
+        ),
+        ("PRACTICE_GROUP_COMMIT", args.group_commit.clone()),
+        ("PRACTICE_PG_WRITE_LANES", args.pg_write_lanes.to_string()),
     ]
 }
 

@@ -24,7 +24,7 @@ impl Server {
     pub async fn start(
         binary: &Path,
         database_url: &str,
-        settings: &[(&str, &str)],
+        settings: &[(&'static str, String)],
     ) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -35,7 +35,7 @@ impl Server {
             .env("DATABASE_URL", database_url)
             .env("PRACTICE_ADDR", &addr)
             .env("PRACTICE_JWT_SECRET", super::SECRET)
-            .envs(settings.iter().copied())
+            .envs(settings.iter().map(|(name, value)| (*name, value.as_str())))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
