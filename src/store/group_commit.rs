@@ -134,8 +134,9 @@ where
         })
     }
 
-    /// Joins the open group, or opens one. The member's savepoint begins
-    /// with its first write (see `Member::begins_savepoint`).
+    /// Joins the open group of the least busy lane, or opens one. The
+    /// member's savepoint begins now where `savepoint_first`, else with its
+    /// first write (see `Member::begins_savepoint`).
     pub async fn begin(self: &Arc<Self>) -> Result<Member<DB>, StoreError> {
         let lane = (0..self.lanes.len())
             .min_by_key(|&i| self.lanes[i].load.load(Ordering::Relaxed))
