@@ -18,7 +18,7 @@ type JsonMap = serde_json::Map<String, serde_json::Value>;
 
 /// A write transaction: a database transaction of its own, with the sync
 /// its commit waits for (SQLite with every commit synced; see
-/// `wal_sync`), or a member of a group commit (SQLite; see `group_commit`).
+/// `wal_sync`), or a member of a group commit (see `group_commit`).
 pub enum SqlWriteTx<DB: Dialect>
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
