@@ -95,8 +95,9 @@ where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
     writer: Option<OwnedMutexGuard<Writer<DB>>>,
+    /// Its place in the lane, and the group commit it belongs to; held
+    /// while `writer` is.
     slot: Option<Slot<DB>>,
-    group: Arc<GroupCommit<DB>>,
     /// Its savepoint has begun: it may have written.
     saved: bool,
 }
@@ -169,7 +170,6 @@ where
         let mut member = Member {
             writer: Some(writer),
             slot: Some(slot),
-            group: self.clone(),
             saved: false,
         };
         if self.savepoint_first {
@@ -201,7 +201,7 @@ where
     }
 
     /// The open group can't go on (its transaction is in an unknown state):
-    /// rolls it back, closes its connection, and fails its members.
+    /// rolls it back and fails its members.
     async fn fail(&self, writer: &mut Writer<DB>, error: &sqlx::Error) {
         if let Some(group) = writer.open.take() {
             let _ = group.tx.rollback().await;
@@ -269,8 +269,8 @@ where
         group.members += 1;
         let (id, members) = (group.id, group.members);
         let mut outcome = group.outcome.subscribe();
-        let this = self.group.clone();
         let slot = self.slot.take().expect("held until commit or drop");
+        let this = slot.group.clone();
         let lane = this.lanes[slot.lane].writer.clone();
         // The commit runs in a task of its own, so no caller's
         // cancellation can stop it half-way.
@@ -311,7 +311,8 @@ where
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(self.group.clone().roll_back(writer, self.saved));
+                let slot = self.slot.as_ref().expect("held while the writer is");
+                runtime.spawn(slot.group.clone().roll_back(writer, self.saved));
             }
             // No runtime left to roll back on: dropping the group's
             // transaction rolls the whole group back, and its members
