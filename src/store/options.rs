@@ -19,7 +19,11 @@ pub struct StoreOptions {
     /// each in a savepoint (`group_commit`); off, each commits by itself.
     pub group_commit: bool,
     /// PostgreSQL: how many groups commit side by side, each on a
-    /// connection of its own (SQLite has one writer, so one).
+    /// connection of its own; 0, none (SQLite has one writer, so one lane).
+    /// Off by default: a member waiting for a row lock that another lane's
+    /// uncommitted group holds stalls its whole lane until that group
+    /// commits, and contended rows (concurrent requests with one
+    /// idempotency key, across replicas) turn that into waits of seconds.
     pub pg_write_lanes: usize,
 }
 
@@ -31,7 +35,7 @@ impl Default for StoreOptions {
             statement_timeout: std::time::Duration::from_secs(5),
             sync_every_commit: true,
             group_commit: true,
-            pg_write_lanes: 2,
+            pg_write_lanes: 0,
         }
     }
 }

@@ -41,7 +41,7 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<PgStore, Error
         .await?;
     // A failed statement, a read too, aborts a PostgreSQL transaction until
     // it is rolled back to a savepoint: members take theirs at once.
-    let group = options.group_commit.then(|| {
+    let group = (options.group_commit && options.pg_write_lanes > 0).then(|| {
         GroupCommit::new(
             pool.clone(),
             options.pg_write_lanes,
@@ -182,8 +182,9 @@ impl Dialect for Postgres {
             .await
     }
 
-    /// PostgreSQL never groups writes; a savepoint asked for is its own
-    /// statement.
+    /// A group member here took its savepoint as it began
+    /// (`savepoint_first`), so none is asked for; one asked for would be a
+    /// statement of its own.
     async fn insert_session(
         conn: &mut PgConnection,
         r: &SessionRows<'_>,

@@ -24,7 +24,8 @@ fn example(title: String) -> NewExample {
 }
 
 async fn dropped_transactions_undo_only_themselves(backend: Backend) {
-    let app = app!(backend);
+    // PostgreSQL groups only when lanes are set.
+    let app = app!(backend, &[("PRACTICE_PG_WRITE_LANES", "2")]);
     let user = UserId::new(ME).unwrap();
     // One transaction holds the write connection (on SQLite) while the
     // others queue behind it, so they share its group.

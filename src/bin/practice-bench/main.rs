@@ -46,15 +46,15 @@ struct Args {
     pg_no_fsync: bool,
     /// SQLite's `synchronous` for the service and both baselines: `full`
     /// (the service's default: every commit synced) or `normal`.
-    #[arg(long, default_value = "full")]
+    #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
     sqlite_synchronous: String,
     /// Group commit for the service and the raw baseline: `on` (the
     /// service's default) or `off` (each write transaction commits alone).
-    #[arg(long, default_value = "on")]
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     group_commit: String,
     /// PostgreSQL groups committing side by side (the service's
-    /// `PRACTICE_PG_WRITE_LANES`).
-    #[arg(long, default_value_t = 2)]
+    /// `PRACTICE_PG_WRITE_LANES`; 0, the default, for none).
+    #[arg(long, default_value_t = 0)]
     pg_write_lanes: usize,
     /// PostgreSQL settings for the run, `name=value` (e.g.
     /// `commit_delay=100`), set with ALTER SYSTEM and a reload before it:
@@ -265,19 +265,10 @@ async fn main() -> anyhow::Result<()> {
         }
     );
 
-    let sync_every_commit = match args.sqlite_synchronous.as_str() {
-        "full" => true,
-        "normal" => false,
-        other => bail!("--sqlite-synchronous is full or normal, not {other:?}"),
-    };
-    let group_commit = match args.group_commit.as_str() {
-        "on" => true,
-        "off" => false,
-        other => bail!("--group-commit is on or off, not {other:?}"),
-    };
+    // Both values were checked by the argument parser.
     let options = StoreOptions {
-        sync_every_commit,
-        group_commit,
+        sync_every_commit: args.sqlite_synchronous == "full",
+        group_commit: args.group_commit == "on",
         pg_write_lanes: args.pg_write_lanes,
         ..StoreOptions::default()
     };
