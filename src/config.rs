@@ -74,8 +74,8 @@ pub struct Config {
     /// waiting for a write connection commit together) or `off`.
     pub group_commit: bool,
     /// `PRACTICE_PG_WRITE_LANES`: on PostgreSQL, how many groups commit
-    /// side by side, each on a connection of its own; 0 (the default):
-    /// no groups there, each write transaction commits by itself.
+    /// side by side, each on a connection of its own (default 2); 0: no
+    /// groups there, each write transaction commits by itself.
     pub pg_write_lanes: usize,
     /// Largest JSON request body (413 above) and gRPC request message
     /// (`OUT_OF_RANGE` above): the same order for every protocol.
@@ -288,7 +288,7 @@ impl Config {
             db_max_connections: number("PRACTICE_DB_MAX_CONNECTIONS", 16)? as u32,
             sqlite_sync_every_commit: switch("PRACTICE_SQLITE_SYNCHRONOUS", "full", "normal")?,
             group_commit: switch("PRACTICE_GROUP_COMMIT", "on", "off")?,
-            pg_write_lanes: number("PRACTICE_PG_WRITE_LANES", 0)?.min(64) as usize,
+            pg_write_lanes: number("PRACTICE_PG_WRITE_LANES", 2)?.min(64) as usize,
             max_body_bytes,
             limits,
             tls,
@@ -337,7 +337,7 @@ mod tests {
         assert!(!normal.sqlite_sync_every_commit);
         assert!(config(&[("PRACTICE_SQLITE_SYNCHRONOUS", "off")]).is_err());
         assert!(c.group_commit);
-        assert_eq!(c.pg_write_lanes, 0);
+        assert_eq!(c.pg_write_lanes, 2);
         let alone = config(&[("PRACTICE_GROUP_COMMIT", "off")]).unwrap();
         assert!(!alone.group_commit);
         assert!(config(&[("PRACTICE_GROUP_COMMIT", "yes")]).is_err());

@@ -50,7 +50,7 @@ impl CatalogService {
         let now = now_micros();
         let mut attempt = 1;
         loop {
-            match self.upsert_agent_once(&agent, now).await {
+            match self.upsert_agent_once(&agent, now, attempt).await {
                 Err(e) if tx::retry(&e, &mut attempt) => continue,
                 other => break other?,
             }
@@ -58,8 +58,13 @@ impl CatalogService {
         Ok(agent)
     }
 
-    async fn upsert_agent_once(&self, agent: &Agent, now: DateTime<Utc>) -> Result<(), TxError> {
-        let mut tx = self.store.begin_write().await?;
+    async fn upsert_agent_once(
+        &self,
+        agent: &Agent,
+        now: DateTime<Utc>,
+        attempt: u32,
+    ) -> Result<(), TxError> {
+        let mut tx = self.store.begin_write(attempt).await?;
         if !agent.example_ids.is_empty() {
             let found = tx.example_owners(&agent.example_ids).await?;
             let owner = |id: &i64| found.iter().find(|(found, _)| found == id).map(|f| f.1);

@@ -107,7 +107,10 @@ impl ConversationService {
         let written = async {
             let mut attempt = 1;
             loop {
-                match self.write_once(user, &prompt, &models, key, now).await {
+                match self
+                    .write_once(user, &prompt, &models, key, now, attempt)
+                    .await
+                {
                     Err(e) if tx::retry(&e, &mut attempt) => continue,
                     other => return other,
                 }
@@ -168,8 +171,9 @@ impl ConversationService {
         models: &[(i64, String)],
         key: Option<&str>,
         now: DateTime<Utc>,
+        attempt: u32,
     ) -> Result<Written, TxError> {
-        let mut tx = self.store.begin_write().await?;
+        let mut tx = self.store.begin_write(attempt).await?;
         if let Some(key) = key
             && let Some(earlier) =
                 keys::claim(&mut *tx, user, key, &prompt.fingerprint(), now).await?

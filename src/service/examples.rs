@@ -77,7 +77,10 @@ impl ExampleService {
             Some(key) => {
                 let mut attempt = 1;
                 let created = loop {
-                    match self.create_once(user, &example, key.as_str(), now).await {
+                    match self
+                        .create_once(user, &example, key.as_str(), now, attempt)
+                        .await
+                    {
                         Err(e) if tx::retry(&e, &mut attempt) => continue,
                         other => break other?,
                     }
@@ -109,8 +112,9 @@ impl ExampleService {
         example: &NewExample,
         key: &str,
         now: chrono::DateTime<chrono::Utc>,
+        attempt: u32,
     ) -> Result<Result<i64, i64>, TxError> {
-        let mut tx = self.store.begin_write().await?;
+        let mut tx = self.store.begin_write(attempt).await?;
         if let Some(earlier) = keys::claim(&mut *tx, user, key, &example.fingerprint(), now).await?
         {
             let id = earlier.example_id.ok_or_else(|| {

@@ -64,7 +64,7 @@ impl PracticeService {
         let created = async {
             let mut attempt = 1;
             loop {
-                match self.create_once(user, &new, key, now).await {
+                match self.create_once(user, &new, key, now, attempt).await {
                     Err(e) if tx::retry(&e, &mut attempt) => continue,
                     other => return other,
                 }
@@ -110,8 +110,9 @@ impl PracticeService {
         new: &NewSession,
         key: Option<&str>,
         now: DateTime<Utc>,
+        attempt: u32,
     ) -> Result<Created, TxError> {
-        let mut tx = self.store.begin_write().await?;
+        let mut tx = self.store.begin_write(attempt).await?;
         if let Some(key) = key
             && let Some(earlier) = keys::claim(&mut *tx, user, key, &new.fingerprint(), now).await?
         {

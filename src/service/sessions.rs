@@ -189,7 +189,7 @@ impl PracticeService {
         let mut attempt = 1;
         loop {
             match self
-                .update_settings_once(user, session_id, &patch, now)
+                .update_settings_once(user, session_id, &patch, now, attempt)
                 .await
             {
                 Err(e) if tx::retry(&e, &mut attempt) => continue,
@@ -205,8 +205,9 @@ impl PracticeService {
         session_id: i64,
         patch: &SettingsPatch,
         now: DateTime<Utc>,
+        attempt: u32,
     ) -> Result<(), TxError> {
-        let mut tx = self.store.begin_write().await?;
+        let mut tx = self.store.begin_write(attempt).await?;
         let setting_id = tx
             .touch_session_settings(user, session_id, now)
             .await?

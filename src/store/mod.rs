@@ -65,9 +65,10 @@ pub struct TableCounts {
 /// A database failure, sorted by what the caller can do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The transaction lost a serialization race or a deadlock, or (SQLite)
-    /// waited for the write lock past the busy timeout: running the whole
-    /// transaction again may succeed.
+    /// The transaction lost a serialization race or a deadlock, or waited
+    /// for a lock past its timeout (SQLite: the write lock, past the busy
+    /// timeout; PostgreSQL: a row lock, inside a write group): running the
+    /// whole transaction again may succeed.
     #[error("transaction conflict: {0}")]
     Conflict(sqlx::Error),
     /// Beginning a transaction failed, so nothing was sent: always safe to
@@ -90,7 +91,7 @@ impl StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         let conflict = matches!(&e, sqlx::Error::Database(db)
-            if db.code().is_some_and(|c| matches!(c.as_ref(), "40001" | "40P01" | "5" | "517")));
+            if db.code().is_some_and(|c| matches!(c.as_ref(), "40001" | "40P01" | "55P03" | "5" | "517")));
         if conflict {
             StoreError::Conflict(e)
         } else {
@@ -267,7 +268,11 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Begins a write transaction. Dropping it without `commit` rolls back.
-    async fn begin_write(&self) -> Result<Box<dyn WriteTx>, StoreError>;
+    /// `attempt` counts the runs of one use case's transaction from 1; a
+    /// run after the first never joins a write group, so a transaction that
+    /// lost a lock wait inside one (see `StoreError::Conflict`) waits again
+    /// without holding up a group.
+    async fn begin_write(&self, attempt: u32) -> Result<Box<dyn WriteTx>, StoreError>;
 
     /// The caller's session; another user's is `None`, like a missing one.
     /// Its responses are read only when `responses` is `Responses::Read`.

@@ -20,10 +20,9 @@ pub struct StoreOptions {
     pub group_commit: bool,
     /// PostgreSQL: how many groups commit side by side, each on a
     /// connection of its own; 0, none (SQLite has one writer, so one lane).
-    /// Off by default: a member waiting for a row lock that another lane's
-    /// uncommitted group holds stalls its whole lane until that group
-    /// commits, and contended rows (concurrent requests with one
-    /// idempotency key, across replicas) turn that into waits of seconds.
+    /// Two by default: one lane serializes every write on one backend, and
+    /// more than two cost PostgreSQL more CPU per create on a small machine
+    /// (README, "Performance").
     pub pg_write_lanes: usize,
 }
 
@@ -35,7 +34,7 @@ impl Default for StoreOptions {
             statement_timeout: std::time::Duration::from_secs(5),
             sync_every_commit: true,
             group_commit: true,
-            pg_write_lanes: 0,
+            pg_write_lanes: 2,
         }
     }
 }

@@ -45,7 +45,7 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<PgStore, Error
         GroupCommit::new(
             pool.clone(),
             options.pg_write_lanes,
-            "BEGIN",
+            GROUP_BEGIN,
             true,
             None,
             options.acquire_timeout,
@@ -53,6 +53,14 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<PgStore, Error
     });
     Ok(SqlStore::new(pool.clone(), pool, None, None, group))
 }
+
+/// A write group's transaction. A member waiting for a row lock holds up
+/// its whole lane, and the lock may be held by another lane's group that
+/// can't commit until a member of this lane's moves on (lanes of other
+/// replicas too): so a wait inside a group gives up soon (SQLSTATE 55P03,
+/// a `StoreError::Conflict`), and the use case runs the transaction again
+/// outside any group, where it waits as long as it must.
+const GROUP_BEGIN: &str = "BEGIN; SET LOCAL lock_timeout = '100ms'";
 
 /// The class (`$3`) with its enabled models, the project (`$4`) with its
 /// class, and the knowledge items (`$1`) that the caller (`$2`) may see,

@@ -130,8 +130,8 @@ where
         Ok(())
     }
 
-    async fn begin_write(&self) -> Result<Box<dyn WriteTx>, StoreError> {
-        if let Some(group) = &self.group {
+    async fn begin_write(&self, attempt: u32) -> Result<Box<dyn WriteTx>, StoreError> {
+        if let Some(group) = self.group.as_ref().filter(|_| attempt <= 1) {
             return Ok(Box::new(SqlWriteTx::Grouped(group.begin().await?)));
         }
         let tx = DB::begin_write(&self.write)

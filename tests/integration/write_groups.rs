@@ -5,11 +5,12 @@
 //! afterwards.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use crate::common::Backend;
 use practice_service::domain::session::CreateSessionInput;
 use practice_service::domain::{NewExample, NewSession, UserId, now_micros};
-use practice_service::store::SessionRows;
+use practice_service::store::{KeyClaim, SessionRows, StoreError, WriteTx};
 
 const ME: i64 = 42;
 
@@ -29,7 +30,7 @@ async fn dropped_transactions_undo_only_themselves(backend: Backend) {
     let user = UserId::new(ME).unwrap();
     // One transaction holds the write connection (on SQLite) while the
     // others queue behind it, so they share its group.
-    let mut first = app.store.begin_write().await.unwrap();
+    let mut first = app.store.begin_write(1).await.unwrap();
     first
         .insert_example(user, &example("first".into()), now_micros(), None)
         .await
@@ -38,7 +39,7 @@ async fn dropped_transactions_undo_only_themselves(backend: Backend) {
         .map(|i| {
             let store = app.store.clone();
             tokio::spawn(async move {
-                let mut tx = store.begin_write().await.unwrap();
+                let mut tx = store.begin_write(1).await.unwrap();
                 // Two kinds of write: a session's rows in one statement (a
                 // group member's savepoint begins in the same call), or an
                 // example (the savepoint on its own).
@@ -143,7 +144,7 @@ async fn a_begin_given_up_half_way_leaves_nothing_open() {
     let lock = crate::limits::WriteLock::take(&app.database_url).await;
     let waited = tokio::time::timeout(
         std::time::Duration::from_millis(300),
-        app.store.begin_write(),
+        app.store.begin_write(1),
     )
     .await;
     assert!(waited.is_err(), "the BEGIN waits for the lock");
@@ -151,11 +152,57 @@ async fn a_begin_given_up_half_way_leaves_nothing_open() {
     // Let the abandoned BEGIN get the lock and finish.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
-    let mut tx = app.store.begin_write().await.unwrap();
+    let mut tx = app.store.begin_write(1).await.unwrap();
     let id = tx
         .insert_example(user, &example("after".into()), now_micros(), None)
         .await
         .unwrap();
     tx.commit().await.unwrap();
     assert!(app.store.example(user, id).await.unwrap().is_some());
+}
+
+/// PostgreSQL: a group member waiting for a row lock held outside its lane
+/// holds up the whole lane, so it gives up soon, as a conflict; the use
+/// case's next run of the transaction joins no group, so it waits for the
+/// lock as long as it must, beside lanes that are busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_wait_in_a_group_gives_up_and_the_retry_waits_alone() {
+    let app = app!(Backend::Postgres, &[("PRACTICE_PG_WRITE_LANES", "2")]);
+    let user = UserId::new(ME).unwrap();
+    let now = now_micros();
+    let expired_before = now - chrono::Duration::days(1);
+    let claim = async move |tx: &mut Box<dyn WriteTx>| {
+        tx.claim_key(user, "shared", "same request", now, expired_before)
+            .await
+    };
+
+    // A transaction outside groups claims the key and keeps it uncommitted.
+    let mut holder = app.store.begin_write(2).await.unwrap();
+    assert_eq!(claim(&mut holder).await.unwrap(), KeyClaim::Claimed);
+
+    let mut member = app.store.begin_write(1).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(30), claim(&mut member))
+        .await
+        .expect("a member gives up the wait instead of holding its lane");
+    assert!(matches!(waited, Err(StoreError::Conflict(_))), "{waited:?}");
+    drop(member);
+
+    // Both lanes busy: a retry still begins, and waits for the key alone.
+    let lanes = [
+        app.store.begin_write(1).await.unwrap(),
+        app.store.begin_write(1).await.unwrap(),
+    ];
+    let mut retry = app.store.begin_write(2).await.unwrap();
+    let waiting = tokio::spawn(async move { (claim(&mut retry).await, retry) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the retry waits for the holder");
+    holder.commit().await.unwrap();
+    let (claimed, retry) = waiting.await.unwrap();
+    assert!(
+        matches!(claimed.unwrap(), KeyClaim::Held { .. }),
+        "the retry sees the holder's claim once it is committed"
+    );
+    retry.commit().await.unwrap();
+    drop(lanes);
+    assert_eq!(app.counts().await.idempotency_keys, 1);
 }

@@ -53,8 +53,8 @@ struct Args {
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     group_commit: String,
     /// PostgreSQL groups committing side by side (the service's
-    /// `PRACTICE_PG_WRITE_LANES`; 0, the default, for none).
-    #[arg(long, default_value_t = 0)]
+    /// `PRACTICE_PG_WRITE_LANES`; 0 for none).
+    #[arg(long, default_value_t = 2)]
     pg_write_lanes: usize,
     /// PostgreSQL settings for the run, `name=value` (e.g.
     /// `commit_delay=100`), set with ALTER SYSTEM and a reload before it:
