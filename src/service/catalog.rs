@@ -48,13 +48,7 @@ impl CatalogService {
     pub async fn upsert_agent(&self, agent: Agent) -> Result<Agent, Error> {
         agent.validate()?;
         let now = now_micros();
-        let mut attempt = 1;
-        loop {
-            match self.upsert_agent_once(&agent, now, attempt).await {
-                Err(e) if tx::retry(&e, &mut attempt) => continue,
-                other => break other?,
-            }
-        }
+        tx::run(|attempt| self.upsert_agent_once(&agent, now, attempt)).await?;
         Ok(agent)
     }
 

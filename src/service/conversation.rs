@@ -104,20 +104,9 @@ impl ConversationService {
             db.system = self.store.backend(),
             db.operation = "send_prompt"
         );
-        let written = async {
-            let mut attempt = 1;
-            loop {
-                match self
-                    .write_once(user, &prompt, &models, key, now, attempt)
-                    .await
-                {
-                    Err(e) if tx::retry(&e, &mut attempt) => continue,
-                    other => return other,
-                }
-            }
-        }
-        .instrument(span)
-        .await?;
+        let written = tx::run(|attempt| self.write_once(user, &prompt, &models, key, now, attempt))
+            .instrument(span)
+            .await?;
 
         let (events, receiver) = mpsc::channel(EVENT_BUFFER);
         let response_ids = match written {

@@ -75,16 +75,9 @@ impl ExampleService {
         let example_id = match &idempotency_key {
             None => self.store.create_example(user, &example, now).await?,
             Some(key) => {
-                let mut attempt = 1;
-                let created = loop {
-                    match self
-                        .create_once(user, &example, key.as_str(), now, attempt)
-                        .await
-                    {
-                        Err(e) if tx::retry(&e, &mut attempt) => continue,
-                        other => break other?,
-                    }
-                };
+                let created =
+                    tx::run(|attempt| self.create_once(user, &example, key.as_str(), now, attempt))
+                        .await?;
                 match created {
                     Ok(id) => id,
                     Err(earlier) => return self.get(user, earlier).await,

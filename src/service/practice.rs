@@ -61,17 +61,9 @@ impl PracticeService {
             db.system = self.store.backend(),
             db.operation = "create_session"
         );
-        let created = async {
-            let mut attempt = 1;
-            loop {
-                match self.create_once(user, &new, key, now, attempt).await {
-                    Err(e) if tx::retry(&e, &mut attempt) => continue,
-                    other => return other,
-                }
-            }
-        }
-        .instrument(span)
-        .await?;
+        let created = tx::run(|attempt| self.create_once(user, &new, key, now, attempt))
+            .instrument(span)
+            .await?;
         let session = match created {
             Created::New(session) => *session,
             Created::Replay(id) => self

@@ -186,16 +186,8 @@ impl PracticeService {
     ) -> Result<Settings, Error> {
         patch.validate()?;
         let now = now_micros();
-        let mut attempt = 1;
-        loop {
-            match self
-                .update_settings_once(user, session_id, &patch, now, attempt)
-                .await
-            {
-                Err(e) if tx::retry(&e, &mut attempt) => continue,
-                other => break other?,
-            }
-        }
+        tx::run(|attempt| self.update_settings_once(user, session_id, &patch, now, attempt))
+            .await?;
         Ok(self.get_session(user, session_id).await?.settings)
     }
 

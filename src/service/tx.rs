@@ -37,10 +37,26 @@ impl From<TxError> for Error {
     }
 }
 
+/// Runs `once`, one run of a use case's write transaction given its attempt
+/// number (from 1, for `Store::begin_write`), until it succeeds, fails for
+/// good, or has run as often as `retry` allows.
+pub async fn run<T, F>(mut once: impl FnMut(u32) -> F) -> Result<T, TxError>
+where
+    F: Future<Output = Result<T, TxError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match once(attempt).await {
+            Err(e) if retry(&e, &mut attempt) => continue,
+            other => return other,
+        }
+    }
+}
+
 /// Should the transaction that failed with `e` on attempt `*attempt` run
 /// again? Counts the attempt when it should. A conflict is retried a
 /// bounded number of times; a failed BEGIN once, on a fresh connection.
-pub fn retry(e: &TxError, attempt: &mut u32) -> bool {
+fn retry(e: &TxError, attempt: &mut u32) -> bool {
     let again = match e {
         TxError::Store(StoreError::Conflict(_)) => *attempt < MAX_ATTEMPTS,
         TxError::Store(StoreError::Begin(_)) => *attempt < 2,
@@ -71,5 +87,24 @@ mod tests {
 
         let domain = TxError::Domain(Error::NotFound("x".into()));
         assert!(!retry(&domain, &mut 1));
+    }
+
+    #[tokio::test]
+    async fn run_passes_each_attempt_its_number_until_one_succeeds() {
+        let mut seen = Vec::new();
+        let done = run(|attempt| {
+            seen.push(attempt);
+            async move {
+                match attempt {
+                    1 | 2 => Err(TxError::Store(StoreError::Conflict(
+                        sqlx::Error::RowNotFound,
+                    ))),
+                    _ => Ok(attempt),
+                }
+            }
+        })
+        .await;
+        assert_eq!(done.unwrap(), 3);
+        assert_eq!(seen, [1, 2, 3]);
     }
 }
