@@ -207,6 +207,7 @@ impl Config {
             }
         };
         let max_body_bytes = number("PRACTICE_MAX_BODY_BYTES", 1024 * 1024)? as usize;
+        let store_defaults = crate::store::StoreOptions::default();
         let ms = |name: &str, default: u64| number(name, default).map(Duration::from_millis);
         let limits = Limits {
             request_timeout: ms("PRACTICE_REQUEST_TIMEOUT_MS", 10_000)?,
@@ -285,10 +286,17 @@ impl Config {
             ),
             cors_origins: list(&get("PRACTICE_CORS_ORIGINS").unwrap_or_default()),
             log_format,
-            db_max_connections: number("PRACTICE_DB_MAX_CONNECTIONS", 16)? as u32,
+            db_max_connections: number(
+                "PRACTICE_DB_MAX_CONNECTIONS",
+                store_defaults.max_connections.into(),
+            )? as u32,
             sqlite_sync_every_commit: switch("PRACTICE_SQLITE_SYNCHRONOUS", "full", "normal")?,
             group_commit: switch("PRACTICE_GROUP_COMMIT", "on", "off")?,
-            pg_write_lanes: number("PRACTICE_PG_WRITE_LANES", 2)?.min(64) as usize,
+            pg_write_lanes: number(
+                "PRACTICE_PG_WRITE_LANES",
+                store_defaults.pg_write_lanes as u64,
+            )?
+            .min(64) as usize,
             max_body_bytes,
             limits,
             tls,

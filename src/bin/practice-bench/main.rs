@@ -54,7 +54,7 @@ struct Args {
     group_commit: String,
     /// PostgreSQL groups committing side by side (the service's
     /// `PRACTICE_PG_WRITE_LANES`; 0 for none).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = StoreOptions::default().pg_write_lanes)]
     pg_write_lanes: usize,
     /// PostgreSQL settings for the run, `name=value` (e.g.
     /// `commit_delay=100`), set with ALTER SYSTEM and a reload before it:
