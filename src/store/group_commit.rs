@@ -2,9 +2,10 @@
 //! SQLite the WAL frames of every page the write touched, then the sync; on
 //! PostgreSQL the commit record, the WAL flush and the backend's
 //! transaction start and end. So write transactions waiting for a write
-//! connection run back to back inside one database transaction, each in a
-//! savepoint of its own (one that fails rolls back alone), and the group
-//! commits once: when no writer is left waiting, or when it is full.
+//! connection run back to back inside one database transaction, and the
+//! group commits once: when no writer is left waiting, or when it is full.
+//! One member that fails or gives up never takes the others' writes with
+//! it (see `MemberUndo`).
 //! Creates back to back touch the same pages, so a group also writes far
 //! fewer of them than its members would one by one.
 //!
@@ -16,8 +17,9 @@
 //! A member is acknowledged only after its group's commit (and the WAL
 //! sync, when every commit is synced), so nothing a member wrote is
 //! reported before it is durable; a group whose commit fails fails every
-//! member. Savepoints are never released one by one: they nest, and the
-//! commit keeps them all.
+//! member, and a group rolled back tells its members to run again
+//! (`StoreError::Conflict`: nothing of theirs was committed). Savepoints
+//! are never released one by one: they nest, and the commit keeps them all.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,8 +35,39 @@ use super::wal_sync::WalSync;
 /// them waits for the commit.
 const MAX_GROUP: usize = 64;
 
-/// How a group ended, for the members waiting on it.
-type Outcome = Option<Result<(), String>>;
+/// How a group ended, for the members waiting on it (`None` while open).
+type Outcome = Option<Ended>;
+
+#[derive(Clone)]
+enum Ended {
+    Committed,
+    /// Rolled back before its commit: nothing of any member's is kept, so
+    /// each may run again.
+    RolledBack(String),
+    /// The commit (or the sync after it) failed: whether the writes are
+    /// kept is unknown.
+    Failed(String),
+}
+
+/// How one member's writes are undone, when it fails or gives up, without
+/// undoing its group's other members'.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum MemberUndo {
+    /// A savepoint per member, begun with its first write and sent in the
+    /// same call (SQLite: cheap, and a failed statement there leaves the
+    /// transaction usable).
+    Savepoint,
+    /// None: a member that fails or gives up after writing rolls its whole
+    /// group back, and the other members run again, outside any group (see
+    /// `Store::begin_write`). For PostgreSQL, where a savepoint is a
+    /// subtransaction (an XID of its own, carried in the commit record,
+    /// and past 64 in one transaction every other backend's snapshots must
+    /// look them up) and a round trip of its own before the first
+    /// statement, since any failed statement, a read too, aborts the whole
+    /// transaction. Creates fail in the database only on a lock wait given
+    /// up or a fault, so the rollbacks are rare.
+    FailGroup,
+}
 
 pub struct GroupCommit<DB: Database> {
     lanes: Vec<Lane<DB>>,
@@ -42,11 +75,7 @@ pub struct GroupCommit<DB: Database> {
     begin: &'static str,
     sync: Option<Arc<WalSync>>,
     acquire_timeout: Duration,
-    /// A member's savepoint begins with the member, not with its first
-    /// write: needed where any failed statement, a read too, aborts the
-    /// whole transaction until it is rolled back to a savepoint
-    /// (PostgreSQL).
-    savepoint_first: bool,
+    undo: MemberUndo,
 }
 
 /// Groups form one after another in a lane, each on one connection; lanes
@@ -89,7 +118,8 @@ struct Group<DB: Database> {
 }
 
 /// One write transaction in a group: the write connection, held until the
-/// member commits or is dropped (which rolls back its savepoint).
+/// member commits or is dropped (which undoes its writes, see
+/// `MemberUndo`).
 pub struct Member<DB: Database>
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
@@ -98,8 +128,9 @@ where
     /// Its place in the lane, and the group commit it belongs to; held
     /// while `writer` is.
     slot: Option<Slot<DB>>,
-    /// Its savepoint has begun: it may have written.
-    saved: bool,
+    /// It may have written (and, with `MemberUndo::Savepoint`, its
+    /// savepoint has begun).
+    wrote: bool,
 }
 
 impl<DB: Database> GroupCommit<DB>
@@ -114,7 +145,7 @@ where
         pool: Pool<DB>,
         lanes: usize,
         begin: &'static str,
-        savepoint_first: bool,
+        undo: MemberUndo,
         sync: Option<Arc<WalSync>>,
         acquire_timeout: Duration,
     ) -> Arc<Self> {
@@ -131,13 +162,11 @@ where
             begin,
             sync,
             acquire_timeout,
-            savepoint_first,
+            undo,
         })
     }
 
-    /// Joins the open group of the least busy lane, or opens one. The
-    /// member's savepoint begins now where `savepoint_first`, else with its
-    /// first write (see `Member::begins_savepoint`).
+    /// Joins the open group of the least busy lane, or opens one.
     pub async fn begin(self: &Arc<Self>) -> Result<Member<DB>, StoreError> {
         let lane = (0..self.lanes.len())
             .min_by_key(|&i| self.lanes[i].load.load(Ordering::Relaxed))
@@ -167,17 +196,11 @@ where
                 outcome: watch::channel(None).0,
             });
         }
-        let mut member = Member {
+        Ok(Member {
             writer: Some(writer),
             slot: Some(slot),
-            saved: false,
-        };
-        if self.savepoint_first {
-            // A failure here leaves the group in an unknown state; the
-            // member's drop rolls it back (and fails the group if need be).
-            member.savepoint().await.map_err(StoreError::begin)?;
-        }
-        Ok(member)
+            wrote: false,
+        })
     }
 
     /// Commits the open group, if it is still group `id`, then tells its
@@ -191,39 +214,52 @@ where
         let committed = group.tx.commit().await;
         drop(writer);
         if let Err(e) = committed {
-            group.outcome.send_replace(Some(Err(e.to_string())));
-            return;
-        }
-        let synced = super::sql_store::durable(&self.sync).await;
-        group
-            .outcome
-            .send_replace(Some(synced.map_err(|e| e.to_string())));
-    }
-
-    /// The open group can't go on (its transaction is in an unknown state):
-    /// rolls it back and fails its members.
-    async fn fail(&self, writer: &mut Writer<DB>, error: &sqlx::Error) {
-        if let Some(group) = writer.open.take() {
-            let _ = group.tx.rollback().await;
             group
                 .outcome
-                .send_replace(Some(Err(format!("the write group failed: {error}"))));
+                .send_replace(Some(Ended::Failed(e.to_string())));
+            return;
+        }
+        let ended = match super::sql_store::durable(&self.sync).await {
+            Ok(()) => Ended::Committed,
+            Err(e) => Ended::Failed(e.to_string()),
+        };
+        group.outcome.send_replace(Some(ended));
+    }
+
+    /// The open group can't go on: rolls it back, and its members run
+    /// again.
+    async fn fail(&self, writer: &mut Writer<DB>, why: &str) {
+        if let Some(group) = writer.open.take() {
+            let _ = group.tx.rollback().await;
+            group.outcome.send_replace(Some(Ended::RolledBack(format!(
+                "the write group was rolled back: {why}"
+            ))));
         }
     }
 
-    /// A member went away without committing: its savepoint is undone, and
+    /// A member went away without committing: its writes are undone, and
     /// the group goes on without it (or ends, if no one else is in it).
-    async fn roll_back(self: Arc<Self>, mut writer: OwnedMutexGuard<Writer<DB>>, saved: bool) {
+    async fn roll_back(self: Arc<Self>, mut writer: OwnedMutexGuard<Writer<DB>>, wrote: bool) {
         let group = writer.open.as_mut().expect("a member's group is open");
-        let undone = match saved {
-            true => sqlx::raw_sql("ROLLBACK TO member; RELEASE member")
+        let undone = match (self.undo, wrote) {
+            (MemberUndo::Savepoint, false) => Ok(()),
+            (MemberUndo::Savepoint, true) => sqlx::raw_sql("ROLLBACK TO member; RELEASE member")
                 .execute(&mut *group.tx)
                 .await
-                .map(drop),
-            false => Ok(()),
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            (MemberUndo::FailGroup, true) => Err("a member gave up after writing".to_string()),
+            // Only reads were sent, but one may have failed (or still be
+            // running, if the member was cancelled), which would have
+            // aborted the transaction: a statement after them tells.
+            (MemberUndo::FailGroup, false) => sqlx::raw_sql("SELECT 1")
+                .execute(&mut *group.tx)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
         };
         match undone {
-            Err(e) => self.fail(&mut writer, &e).await,
+            Err(why) => self.fail(&mut writer, &why).await,
             Ok(_) if group.members == 0 => {
                 // Nothing to keep; end the transaction and free the
                 // connection for writes outside groups.
@@ -244,15 +280,17 @@ where
         &mut writer.open.as_mut().expect("a member's group is open").tx
     }
 
-    /// True the first time it is asked: the caller is about to write, and
-    /// its statement must begin with `SAVEPOINT member` (sent in the same
-    /// call to the database, saving a round trip).
+    /// The caller is about to write. True when its statement must begin
+    /// with `SAVEPOINT member` (sent in the same call to the database,
+    /// saving a round trip): the first write, with `MemberUndo::Savepoint`.
     pub fn begins_savepoint(&mut self) -> bool {
-        !std::mem::replace(&mut self.saved, true)
+        let first = !std::mem::replace(&mut self.wrote, true);
+        let slot = self.slot.as_ref().expect("held until commit or drop");
+        first && slot.group.undo == MemberUndo::Savepoint
     }
 
-    /// Begins the savepoint before the first write, if not yet begun.
-    pub async fn savepoint(&mut self) -> Result<(), sqlx::Error> {
+    /// Before a write sent on its own: begins the savepoint if one is due.
+    pub async fn before_write(&mut self) -> Result<(), sqlx::Error> {
         if self.begins_savepoint() {
             sqlx::raw_sql("SAVEPOINT member")
                 .execute(&mut *self.conn())
@@ -289,14 +327,14 @@ where
         }
         drop(slot);
         let ended = outcome.wait_for(Option::is_some).await;
+        let io = |e: &str| sqlx::Error::Io(std::io::Error::other(e.to_string()));
         match ended.as_deref() {
-            Ok(Some(Ok(()))) => Ok(()),
-            Ok(Some(Err(e))) => Err(StoreError::Db(sqlx::Error::Io(std::io::Error::other(
-                e.clone(),
-            )))),
-            _ => Err(StoreError::Db(sqlx::Error::Io(std::io::Error::other(
+            Ok(Some(Ended::Committed)) => Ok(()),
+            Ok(Some(Ended::RolledBack(e))) => Err(StoreError::Conflict(io(e))),
+            Ok(Some(Ended::Failed(e))) => Err(StoreError::Db(io(e))),
+            _ => Err(StoreError::Db(io(
                 "the write group ended without an outcome",
-            )))),
+            ))),
         }
     }
 }
@@ -312,7 +350,7 @@ where
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 let slot = self.slot.as_ref().expect("held while the writer is");
-                runtime.spawn(slot.group.clone().roll_back(writer, self.saved));
+                runtime.spawn(slot.group.clone().roll_back(writer, self.wrote));
             }
             // No runtime left to roll back on: dropping the group's
             // transaction rolls the whole group back, and its members

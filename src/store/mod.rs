@@ -65,9 +65,11 @@ pub struct TableCounts {
 /// A database failure, sorted by what the caller can do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The transaction lost a serialization race or a deadlock, or waited
+    /// The transaction lost a serialization race or a deadlock, waited
     /// for a lock past its timeout (SQLite: the write lock, past the busy
-    /// timeout; PostgreSQL: a row lock, inside a write group): running the
+    /// timeout; PostgreSQL: a row lock, inside a write group), or was in a
+    /// write group that another member's failure rolled back (PostgreSQL
+    /// then refuses the statements after it, SQLSTATE 25P02): running the
     /// whole transaction again may succeed.
     #[error("transaction conflict: {0}")]
     Conflict(sqlx::Error),
@@ -91,7 +93,7 @@ impl StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         let conflict = matches!(&e, sqlx::Error::Database(db)
-            if db.code().is_some_and(|c| matches!(c.as_ref(), "40001" | "40P01" | "55P03" | "5" | "517")));
+            if db.code().is_some_and(|c| matches!(c.as_ref(), "40001" | "40P01" | "55P03" | "25P02" | "5" | "517")));
         if conflict {
             StoreError::Conflict(e)
         } else {

@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResult};
 use sqlx::types::Json;
-use sqlx::{Pool, Postgres, Transaction};
+use sqlx::{FromRow, Pool, Postgres, Row, Transaction};
 
 use super::dialect::Dialect;
-use super::group_commit::GroupCommit;
+use super::group_commit::{GroupCommit, MemberUndo};
 use super::rows::{AgentExampleRow, RefRow};
 use super::sql_store::SqlStore;
 use super::{Asked, SessionIds, SessionRows, StoreOptions, sql};
@@ -39,14 +39,12 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<PgStore, Error
         .test_before_acquire(false)
         .connect_with(connect)
         .await?;
-    // A failed statement, a read too, aborts a PostgreSQL transaction until
-    // it is rolled back to a savepoint: members take theirs at once.
     let group = (options.group_commit && options.pg_write_lanes > 0).then(|| {
         GroupCommit::new(
             pool.clone(),
             options.pg_write_lanes,
             GROUP_BEGIN,
-            true,
+            MemberUndo::FailGroup,
             None,
             options.acquire_timeout,
         )
@@ -63,8 +61,9 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<PgStore, Error
 const GROUP_BEGIN: &str = "BEGIN; SET LOCAL lock_timeout = '100ms'";
 
 /// The class (`$3`) with its enabled models, the project (`$4`) with its
-/// class, and the knowledge items (`$1`) that the caller (`$2`) may see,
-/// tagged by part (see `rows::RefRow`).
+/// class, and the knowledge items (`$5`) that the caller (`$2`) may see,
+/// tagged by part (see `rows::RefRow`). `$1` is the agent of
+/// `sql::AGENT_WITH_EXAMPLES`, beside it in `REFERENCES`.
 const VISIBLE_REFS: &str = "\
 WITH mine AS (
     SELECT m.class_id FROM class_members m JOIN classes c ON c.class_id = m.class_id
@@ -80,12 +79,24 @@ WHERE p.project_id = $4 AND p.deleted_at IS NULL
   AND (p.owner_user_id = $2 OR p.class_id IN (SELECT class_id FROM mine))
 UNION ALL
 SELECT 3, 0, k.knowledge_id, NULL FROM knowledge_items k
-WHERE k.knowledge_id = ANY($1) AND k.deleted_at IS NULL
+WHERE k.knowledge_id = ANY($5) AND k.deleted_at IS NULL
   AND (k.owner_user_id = $2
        OR k.class_id IN (SELECT class_id FROM mine)
        OR k.project_id IN (SELECT p.project_id FROM projects p WHERE p.deleted_at IS NULL
                            AND (p.owner_user_id = $2 OR p.class_id IN (SELECT class_id FROM mine))))
 ORDER BY 1, 2";
+
+/// The visible references and the agent in one statement: each round trip
+/// holds up the write lane it runs in. A full join on `false` keeps every
+/// row of both sides, each with the other side's columns NULL, so a row
+/// with a `part` is a reference and one without is the agent's.
+static REFERENCES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH refs AS (\n{VISIBLE_REFS}\n), agent AS (\n{}\n)\n\
+         SELECT * FROM refs FULL JOIN agent ON false ORDER BY part, pos, example_position",
+        sql::AGENT_WITH_EXAMPLES
+    )
+});
 
 const EXAMPLE_OWNERS: &str = "\
 SELECT example_id, user_id FROM examples WHERE example_id = ANY($1) AND deleted_at IS NULL";
@@ -151,32 +162,29 @@ impl Dialect for Postgres {
         pool.begin().await
     }
 
-    /// The parts asked for, one query each.
+    /// Both parts in one statement (see `REFERENCES`); a part not asked
+    /// for finds no rows.
     async fn references(
         conn: &mut PgConnection,
         user: i64,
         asked: &Asked<'_>,
     ) -> Result<(Vec<RefRow>, Vec<AgentExampleRow>), sqlx::Error> {
-        let mut refs = Vec::new();
-        if asked.refs() {
-            refs = sqlx::query_as(VISIBLE_REFS)
-                .bind(asked.knowledge_ids)
-                .bind(user)
-                .bind(asked.class_id)
-                .bind(asked.project_id)
-                .fetch_all(&mut *conn)
-                .await?;
-        }
-        let agent = match asked.agent_id {
-            Some(agent_id) => {
-                sqlx::query_as(sql::AGENT_WITH_EXAMPLES)
-                    .bind(agent_id)
-                    .bind(user)
-                    .fetch_all(conn)
-                    .await?
+        let rows = sqlx::query(REFERENCES.as_str())
+            .bind(asked.agent_id)
+            .bind(user)
+            .bind(asked.class_id)
+            .bind(asked.project_id)
+            .bind(asked.knowledge_ids)
+            .fetch_all(conn)
+            .await?;
+        let (mut refs, mut agent) = (Vec::new(), Vec::new());
+        for row in &rows {
+            if row.try_get::<Option<i64>, _>("part")?.is_some() {
+                refs.push(RefRow::from_row(row)?);
+            } else {
+                agent.push(AgentExampleRow::from_row(row)?);
             }
-            None => Vec::new(),
-        };
+        }
         Ok((refs, agent))
     }
 
@@ -190,9 +198,8 @@ impl Dialect for Postgres {
             .await
     }
 
-    /// A group member here took its savepoint as it began
-    /// (`savepoint_first`), so none is asked for; one asked for would be a
-    /// statement of its own.
+    /// Group members here take no savepoint (`MemberUndo::FailGroup`), so
+    /// none is asked for; one asked for would be a statement of its own.
     async fn insert_session(
         conn: &mut PgConnection,
         r: &SessionRows<'_>,

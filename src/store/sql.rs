@@ -34,7 +34,7 @@ SELECT a.agent_id, a.owner_user_id, a.class_id, a.name, a.description, a.system_
        a.style_preset, a.style_params, a.generation_params, a.updated_at AS agent_updated_at,
        e.deleted_at IS NULL AS example_live,
        e.example_id, e.user_id, e.input_text, e.output_text, e.is_active,
-       e.created_at, e.updated_at, e.title, e.meta
+       e.created_at, e.updated_at, e.title, e.meta, ae.position AS example_position
 FROM agents a
 LEFT JOIN agent_examples ae ON ae.agent_id = a.agent_id
 LEFT JOIN examples e ON e.example_id = ae.example_id

@@ -42,10 +42,10 @@ where
     }
 
     /// Every verb that writes calls this first: a member of a group begins
-    /// the savepoint that undoes its writes alone.
+    /// the savepoint that undoes its writes alone, if it takes one.
     async fn before_write(&mut self) -> Result<(), StoreError> {
         if let SqlWriteTx::Grouped(member) = self {
-            member.savepoint().await?;
+            member.before_write().await?;
         }
         Ok(())
     }

@@ -31,7 +31,7 @@ use sqlx::types::Json;
 use sqlx::{FromRow, Pool, Row, Sqlite, Transaction};
 
 use super::dialect::Dialect;
-use super::group_commit::GroupCommit;
+use super::group_commit::{GroupCommit, MemberUndo};
 use super::rows::{AgentExampleRow, RefRow};
 use super::sql_store::SqlStore;
 use super::wal_sync::WalSync;
@@ -97,7 +97,7 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<SqliteStore, E
             write_pool.clone(),
             1,
             "BEGIN IMMEDIATE",
-            false,
+            MemberUndo::Savepoint,
             sync.clone(),
             options.acquire_timeout,
         )

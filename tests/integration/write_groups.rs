@@ -1,16 +1,18 @@
-//! Write transactions side by side. They commit in groups, each in a
-//! savepoint of its own: on SQLite one group at a time on the one write
-//! connection, on PostgreSQL in lanes side by side. One that fails or gives
-//! up undoes only its own writes, and each that commits is there
-//! afterwards.
+//! Write transactions side by side. They commit in groups: on SQLite one
+//! group at a time on the one write connection, each member in a savepoint
+//! of its own; on PostgreSQL in lanes side by side, where a member that
+//! fails rolls its group back and the others run again. Either way one
+//! that fails or gives up keeps none of its own writes, and each that
+//! commits is there afterwards.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::Backend;
 use practice_service::domain::session::CreateSessionInput;
 use practice_service::domain::{NewExample, NewSession, UserId, now_micros};
-use practice_service::store::{KeyClaim, SessionRows, StoreError, WriteTx};
+use practice_service::store::{KeyClaim, SessionRows, Store, StoreError, WriteTx};
 
 const ME: i64 = 42;
 
@@ -24,70 +26,100 @@ fn example(title: String) -> NewExample {
     }
 }
 
+/// Writer `i`'s transaction, run as a use case runs it (`attempt` from 1):
+/// two kinds of write, a session's rows in one statement (on SQLite a
+/// group member's savepoint begins in the same call) or an example (a
+/// statement of its own). Every third gives up: dropped without a commit.
+async fn write(store: &Arc<dyn Store>, i: i64, attempt: u32) -> Result<(), StoreError> {
+    let user = UserId::new(ME).unwrap();
+    let mut tx = store.begin_write(attempt).await?;
+    if i % 2 == 0 {
+        // Some titles hold a NUL, which PostgreSQL refuses: a failed
+        // statement, which there aborts the whole transaction, so the
+        // group is rolled back and its other members run again. SQLite
+        // stores it.
+        let title = match i % 5 {
+            2 => format!("w{i}\0"),
+            _ => format!("w{i}"),
+        };
+        let new = NewSession::new(CreateSessionInput {
+            title: Some(title),
+            ..Default::default()
+        });
+        tx.insert_session(&SessionRows {
+            user,
+            new: &new,
+            now: now_micros(),
+            style_preset: "balanced",
+            style_params: &Default::default(),
+            generation_params: &Default::default(),
+            agent_snapshot: &Default::default(),
+            example_ids: &[],
+            model_names: &["m".to_string()],
+            idempotency_key: None,
+        })
+        .await?;
+    } else {
+        tx.insert_example(user, &example(format!("w{i}")), now_micros(), None)
+            .await?;
+    }
+    if i % 3 != 0 {
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// A write transaction (run `attempt`) that has written one example.
+async fn example_written(store: &Arc<dyn Store>, title: &str, attempt: u32) -> Box<dyn WriteTx> {
+    let user = UserId::new(ME).unwrap();
+    let mut tx = store.begin_write(attempt).await.unwrap();
+    tx.insert_example(user, &example(title.into()), now_micros(), None)
+        .await
+        .unwrap();
+    tx
+}
+
+/// The titles of the examples `ME` has.
+async fn example_titles(store: &Arc<dyn Store>) -> BTreeSet<String> {
+    let user = UserId::new(ME).unwrap();
+    let examples = store.examples(user, 0, 100).await.unwrap();
+    examples.into_iter().filter_map(|e| e.title).collect()
+}
+
 async fn dropped_transactions_undo_only_themselves(backend: Backend) {
     // PostgreSQL groups only when lanes are set.
     let app = app!(backend, &[("PRACTICE_PG_WRITE_LANES", "2")]);
     let user = UserId::new(ME).unwrap();
     // One transaction holds the write connection (on SQLite) while the
     // others queue behind it, so they share its group.
-    let mut first = app.store.begin_write(1).await.unwrap();
-    first
-        .insert_example(user, &example("first".into()), now_micros(), None)
-        .await
-        .unwrap();
+    let first = example_written(&app.store, "first", 1).await;
     let writers: Vec<_> = (0..30)
         .map(|i| {
             let store = app.store.clone();
             tokio::spawn(async move {
-                let mut tx = store.begin_write(1).await.unwrap();
-                // Two kinds of write: a session's rows in one statement (a
-                // group member's savepoint begins in the same call), or an
-                // example (the savepoint on its own).
-                if i % 2 == 0 {
-                    // Some titles hold a NUL, which PostgreSQL refuses: a
-                    // failed statement, which there aborts the whole
-                    // transaction until its member's savepoint is rolled
-                    // back to. SQLite stores it.
-                    let title = match i % 5 {
-                        2 => format!("w{i}\0"),
-                        _ => format!("w{i}"),
-                    };
-                    let new = NewSession::new(CreateSessionInput {
-                        title: Some(title),
-                        ..Default::default()
-                    });
-                    let written = tx
-                        .insert_session(&SessionRows {
-                            user,
-                            new: &new,
-                            now: now_micros(),
-                            style_preset: "balanced",
-                            style_params: &Default::default(),
-                            generation_params: &Default::default(),
-                            agent_snapshot: &Default::default(),
-                            example_ids: &[],
-                            model_names: &["m".to_string()],
-                            idempotency_key: None,
-                        })
-                        .await;
-                    if written.is_err() {
-                        return false;
+                // A conflict (its group rolled back by another member) runs
+                // the transaction again, as the use cases do.
+                for attempt in 1..=5 {
+                    match write(&store, i, attempt).await {
+                        Ok(()) => return true,
+                        Err(StoreError::Conflict(_)) => continue,
+                        Err(_) => return false,
                     }
-                } else {
-                    tx.insert_example(user, &example(format!("w{i}")), now_micros(), None)
-                        .await
-                        .unwrap();
                 }
-                // Every third gives up: dropped without a commit.
-                if i % 3 != 0 {
-                    tx.commit().await.unwrap();
-                }
-                true
+                panic!("writer {i} kept conflicting");
             })
         })
         .collect();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    first.commit().await.unwrap();
+    match first.commit().await {
+        Ok(()) => {}
+        // PostgreSQL: a member that failed rolled the group back.
+        Err(StoreError::Conflict(_)) if backend == Backend::Postgres => {
+            let again = example_written(&app.store, "first", 2).await;
+            again.commit().await.unwrap();
+        }
+        Err(e) => panic!("{e}"),
+    }
     let mut refused = BTreeSet::new();
     for (i, writer) in writers.into_iter().enumerate() {
         if !writer.await.unwrap() {
@@ -100,14 +132,7 @@ async fn dropped_transactions_undo_only_themselves(backend: Backend) {
         Backend::Sqlite => assert!(refused.is_empty()),
     }
 
-    let titles: BTreeSet<String> = app
-        .store
-        .examples(user, 0, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|e| e.title)
-        .collect();
+    let titles = example_titles(&app.store).await;
     let refused = &refused;
     let kept =
         |kind: i64| (0..30).filter(move |i| i % 2 == kind && i % 3 != 0 && !refused.contains(i));
@@ -205,4 +230,37 @@ async fn a_lock_wait_in_a_group_gives_up_and_the_retry_waits_alone() {
     retry.commit().await.unwrap();
     drop(lanes);
     assert_eq!(app.counts().await.idempotency_keys, 1);
+}
+
+/// PostgreSQL: a member that only read and then gave up (a create whose
+/// class the caller can't see, say) leaves its group's transaction usable,
+/// so the group goes on and commits the others' writes on their first run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_only_read_leaves_its_group_going() {
+    let app = app!(Backend::Postgres, &[("PRACTICE_PG_WRITE_LANES", "1")]);
+    let user = UserId::new(ME).unwrap();
+    let first = example_written(&app.store, "first", 1).await;
+    let store = app.store.clone();
+    let reader = tokio::spawn(async move {
+        let mut tx = store.begin_write(1).await.unwrap();
+        assert!(tx.example_owners(&[1, 2, 3]).await.unwrap().len() <= 1);
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let store = app.store.clone();
+    let writer = tokio::spawn(async move {
+        let mut tx = store.begin_write(1).await.unwrap();
+        tx.insert_example(user, &example("second".into()), now_micros(), None)
+            .await
+            .unwrap();
+        tx.commit().await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    first.commit().await.expect("the group was not rolled back");
+    reader.await.unwrap();
+    writer
+        .await
+        .unwrap()
+        .expect("the group was not rolled back");
+    let titles = example_titles(&app.store).await;
+    assert_eq!(titles, BTreeSet::from(["first".into(), "second".into()]));
 }
