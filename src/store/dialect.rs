@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use sqlx::{Database, Pool, Transaction};
 
-use super::rows::{AgentExampleRow, RefRow};
+use super::rows::{AgentRows, RefRow};
 use super::{Asked, SessionIds, SessionRows};
 
 #[async_trait]
@@ -33,7 +33,7 @@ pub trait Dialect: Database {
         conn: &mut Self::Connection,
         user: i64,
         asked: &Asked<'_>,
-    ) -> Result<(Vec<RefRow>, Vec<AgentExampleRow>), sqlx::Error>;
+    ) -> Result<(Vec<RefRow>, AgentRows), sqlx::Error>;
 
     /// `(example_id, user_id)` of those of `ids` not deleted.
     async fn example_owners(

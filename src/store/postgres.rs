@@ -13,7 +13,7 @@ use sqlx::{FromRow, Pool, Postgres, Row, Transaction};
 
 use super::dialect::Dialect;
 use super::group_commit::{GroupCommit, MemberUndo};
-use super::rows::{AgentExampleRow, RefRow};
+use super::rows::{AgentRows, RefRow};
 use super::sql_store::SqlStore;
 use super::{Asked, SessionIds, SessionRows, StoreOptions, sql};
 use crate::error::Error;
@@ -168,7 +168,7 @@ impl Dialect for Postgres {
         conn: &mut PgConnection,
         user: i64,
         asked: &Asked<'_>,
-    ) -> Result<(Vec<RefRow>, Vec<AgentExampleRow>), sqlx::Error> {
+    ) -> Result<(Vec<RefRow>, AgentRows), sqlx::Error> {
         let rows = sqlx::query(REFERENCES.as_str())
             .bind(asked.agent_id)
             .bind(user)
@@ -177,12 +177,12 @@ impl Dialect for Postgres {
             .bind(asked.knowledge_ids)
             .fetch_all(conn)
             .await?;
-        let (mut refs, mut agent) = (Vec::new(), Vec::new());
+        let (mut refs, mut agent) = (Vec::new(), AgentRows::default());
         for row in &rows {
             if row.try_get::<Option<i64>, _>("part")?.is_some() {
                 refs.push(RefRow::from_row(row)?);
             } else {
-                agent.push(AgentExampleRow::from_row(row)?);
+                agent.push(row)?;
             }
         }
         Ok((refs, agent))

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+use sqlx::FromRow;
 use sqlx::types::Json;
 
 use super::{AgentExample, AgentRecord, TableCounts};
@@ -41,10 +42,10 @@ impl From<ExampleRow> for Example {
     }
 }
 
-/// A row of `sql::AGENT_WITH_EXAMPLES`: the agent, repeated, joined with one
-/// of its examples (all `None` when it lists none).
+/// The agent's columns of `sql::AGENT_WITH_EXAMPLES`, the same in each of
+/// its rows.
 #[derive(sqlx::FromRow)]
-pub struct AgentExampleRow {
+pub struct AgentRow {
     pub agent_id: i64,
     pub owner_user_id: i64,
     pub class_id: Option<i64>,
@@ -55,6 +56,12 @@ pub struct AgentExampleRow {
     pub style_params: JsonObject,
     pub generation_params: JsonObject,
     pub agent_updated_at: DateTime<Utc>,
+}
+
+/// The example in a row of `sql::AGENT_WITH_EXAMPLES` (all `None` when the
+/// agent lists none).
+#[derive(sqlx::FromRow)]
+pub struct AgentExampleRow {
     pub example_live: bool,
     pub example_id: Option<i64>,
     pub user_id: Option<i64>,
@@ -86,34 +93,54 @@ impl AgentExampleRow {
     }
 }
 
-/// Folds the rows of one agent into a record; no rows, no agent.
-pub fn agent_record(rows: Vec<AgentExampleRow>) -> Option<AgentRecord> {
-    let first = rows.first()?;
-    let agent = Agent {
-        agent_id: first.agent_id,
-        owner_user_id: first.owner_user_id,
-        class_id: first.class_id,
-        name: first.name.clone(),
-        description: first.description.clone(),
-        system_prompt: first.system_prompt.clone(),
-        style_preset: first.style_preset.clone(),
-        style_params: first.style_params.0.clone(),
-        generation_params: first.generation_params.0.clone(),
-        example_ids: Vec::new(),
-    };
-    let updated_at = first.agent_updated_at;
-    let examples: Vec<AgentExample> = rows
-        .into_iter()
-        .filter_map(AgentExampleRow::example)
-        .collect();
-    Some(AgentRecord {
-        agent: Agent {
-            example_ids: examples.iter().map(|e| e.example.example_id).collect(),
-            ..agent
-        },
-        updated_at,
-        examples,
-    })
+/// The rows of `sql::AGENT_WITH_EXAMPLES` as they are read: the agent's
+/// columns from the first (every row repeats them, and decoding its JSON
+/// again for each example costs more than the example), and each row's
+/// example.
+#[derive(Default)]
+pub struct AgentRows {
+    agent: Option<AgentRow>,
+    examples: Vec<AgentExampleRow>,
+}
+
+impl AgentRows {
+    pub fn push<'r, R: sqlx::Row>(&mut self, row: &'r R) -> Result<(), sqlx::Error>
+    where
+        AgentRow: FromRow<'r, R>,
+        AgentExampleRow: FromRow<'r, R>,
+    {
+        if self.agent.is_none() {
+            self.agent = Some(AgentRow::from_row(row)?);
+        }
+        self.examples.push(AgentExampleRow::from_row(row)?);
+        Ok(())
+    }
+
+    /// The agent as a record; no rows, no agent.
+    pub fn record(self) -> Option<AgentRecord> {
+        let a = self.agent?;
+        let examples: Vec<AgentExample> = self
+            .examples
+            .into_iter()
+            .filter_map(AgentExampleRow::example)
+            .collect();
+        Some(AgentRecord {
+            agent: Agent {
+                agent_id: a.agent_id,
+                owner_user_id: a.owner_user_id,
+                class_id: a.class_id,
+                name: a.name,
+                description: a.description,
+                system_prompt: a.system_prompt,
+                style_preset: a.style_preset,
+                style_params: a.style_params.0,
+                generation_params: a.generation_params.0,
+                example_ids: examples.iter().map(|e| e.example.example_id).collect(),
+            },
+            updated_at: a.agent_updated_at,
+            examples,
+        })
+    }
 }
 
 /// A row of `sql::VISIBLE_REFS` (per backend): `part` 1 is the class with

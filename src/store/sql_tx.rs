@@ -8,7 +8,7 @@ use sqlx::{QueryBuilder, Transaction};
 
 use super::dialect::Dialect;
 use super::group_commit::Member;
-use super::rows::{self, AgentExampleRow};
+use super::rows;
 use super::{
     Asked, KeyClaim, PromptRows, References, SessionIds, SessionRows, StoreError, WriteTx, sql,
 };
@@ -69,7 +69,6 @@ where
     DateTime<Utc>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
     for<'a> Json<&'a JsonMap>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
     for<'a> Option<Json<&'a JsonMap>>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
-    for<'r> AgentExampleRow: sqlx::FromRow<'r, DB::Row>,
 {
     async fn claim_key(
         &mut self,
@@ -117,7 +116,7 @@ where
         let (refs, agent) = DB::references(self.conn(), user.get(), asked).await?;
         Ok(References {
             refs: rows::visible_refs(refs),
-            agent: rows::agent_record(agent),
+            agent: agent.record(),
         })
     }
 

@@ -32,7 +32,7 @@ use sqlx::{FromRow, Pool, Row, Sqlite, Transaction};
 
 use super::dialect::Dialect;
 use super::group_commit::{GroupCommit, MemberUndo};
-use super::rows::{AgentExampleRow, RefRow};
+use super::rows::{AgentRows, RefRow};
 use super::sql_store::SqlStore;
 use super::wal_sync::WalSync;
 use super::{Asked, SessionIds, SessionRows, StoreOptions, sql};
@@ -230,7 +230,7 @@ impl Dialect for Sqlite {
         conn: &mut SqliteConnection,
         user: i64,
         asked: &Asked<'_>,
-    ) -> Result<(Vec<RefRow>, Vec<AgentExampleRow>), sqlx::Error> {
+    ) -> Result<(Vec<RefRow>, AgentRows), sqlx::Error> {
         let rows = sqlx::query(REFERENCES.as_str())
             .bind(asked.agent_id)
             .bind(user)
@@ -239,12 +239,12 @@ impl Dialect for Sqlite {
             .bind(json_list(asked.knowledge_ids))
             .fetch_all(conn)
             .await?;
-        let (mut refs, mut agent) = (Vec::new(), Vec::new());
+        let (mut refs, mut agent) = (Vec::new(), AgentRows::default());
         for row in &rows {
             if row.try_column("part").is_ok() {
                 refs.push(RefRow::from_row(row)?);
             } else {
-                agent.push(AgentExampleRow::from_row(row)?);
+                agent.push(row)?;
             }
         }
         Ok((refs, agent))
