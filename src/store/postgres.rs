@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResult};
 use sqlx::types::Json;
-use sqlx::{FromRow, Pool, Postgres, Row, Transaction};
+use sqlx::{Pool, Postgres, Row, Transaction};
 
 use super::dialect::Dialect;
 use super::group_commit::{GroupCommit, MemberUndo};
-use super::rows::{AgentRows, RefRow};
+use super::rows::{self, AgentRows, RefRow};
 use super::sql_store::SqlStore;
 use super::{Asked, SessionIds, SessionRows, StoreOptions, sql};
 use crate::error::Error;
@@ -177,15 +177,9 @@ impl Dialect for Postgres {
             .bind(asked.knowledge_ids)
             .fetch_all(conn)
             .await?;
-        let (mut refs, mut agent) = (Vec::new(), AgentRows::default());
-        for row in &rows {
-            if row.try_get::<Option<i64>, _>("part")?.is_some() {
-                refs.push(RefRow::from_row(row)?);
-            } else {
-                agent.push(row)?;
-            }
-        }
-        Ok((refs, agent))
+        rows::split_references(&rows, |row| {
+            Ok(row.try_get::<Option<i64>, _>("part")?.is_some())
+        })
     }
 
     async fn example_owners(

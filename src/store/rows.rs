@@ -143,6 +143,29 @@ impl AgentRows {
     }
 }
 
+/// The rows of a dialect's `REFERENCES`, both queries' rows in one
+/// result: `is_ref` tells a visible-references row (`RefRow`) from one of
+/// the agent's.
+pub fn split_references<'r, R: sqlx::Row>(
+    rows: &'r [R],
+    is_ref: impl Fn(&'r R) -> Result<bool, sqlx::Error>,
+) -> Result<(Vec<RefRow>, AgentRows), sqlx::Error>
+where
+    RefRow: FromRow<'r, R>,
+    AgentRow: FromRow<'r, R>,
+    AgentExampleRow: FromRow<'r, R>,
+{
+    let (mut refs, mut agent) = (Vec::new(), AgentRows::default());
+    for row in rows {
+        if is_ref(row)? {
+            refs.push(RefRow::from_row(row)?);
+        } else {
+            agent.push(row)?;
+        }
+    }
+    Ok((refs, agent))
+}
+
 /// A row of `sql::VISIBLE_REFS` (per backend): `part` 1 is the class with
 /// one of its enabled models (a single row with no model when it has none),
 /// 2 the project with its class in `ref_id`, 3 a knowledge item's id.

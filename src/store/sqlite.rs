@@ -28,11 +28,11 @@ use sqlx::sqlite::{
 };
 use sqlx::sqlite::{SqliteConnection, SqliteQueryResult};
 use sqlx::types::Json;
-use sqlx::{FromRow, Pool, Row, Sqlite, Transaction};
+use sqlx::{Pool, Row, Sqlite, Transaction};
 
 use super::dialect::Dialect;
 use super::group_commit::{GroupCommit, MemberUndo};
-use super::rows::{AgentRows, RefRow};
+use super::rows::{self, AgentRows, RefRow};
 use super::sql_store::SqlStore;
 use super::wal_sync::WalSync;
 use super::{Asked, SessionIds, SessionRows, StoreOptions, sql};
@@ -239,15 +239,7 @@ impl Dialect for Sqlite {
             .bind(json_list(asked.knowledge_ids))
             .fetch_all(conn)
             .await?;
-        let (mut refs, mut agent) = (Vec::new(), AgentRows::default());
-        for row in &rows {
-            if row.try_column("part").is_ok() {
-                refs.push(RefRow::from_row(row)?);
-            } else {
-                agent.push(row)?;
-            }
-        }
-        Ok((refs, agent))
+        rows::split_references(&rows, |row| Ok(row.try_column("part").is_ok()))
     }
 
     async fn example_owners(
