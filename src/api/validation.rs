@@ -3,8 +3,8 @@
 //! every request and what `/openapi.json` publishes, from one source.
 //!
 //! Only the rule kinds the protos use are understood (integer bounds,
-//! string lengths in characters, patterns and allowed values, list sizes,
-//! distinct items and item rules); an annotation with any other rule stops
+//! string lengths in characters, patterns, refused substrings and allowed
+//! values, list sizes, distinct items and item rules); an annotation with any other rule stops
 //! the start, so no declared rule is ever silently left unchecked.
 //! Semantics follow protovalidate: a field with presence (`optional`, a
 //! message) is checked only when set; lengths count characters.
@@ -17,6 +17,7 @@ use prost_reflect::{
     DescriptorPool, DynamicMessage, ExtensionDescriptor, FieldDescriptor, ReflectMessage, Value,
 };
 
+use crate::domain::rules;
 use crate::error::FieldViolation;
 use list_sizes::ListLimits;
 
@@ -41,6 +42,8 @@ pub enum Check {
     MinChars(u64),
     MaxChars(u64),
     Pattern(regex::Regex),
+    /// protovalidate's `not_contains`.
+    NotContains(String),
     OneOf(Vec<String>),
     MinItems(u64),
     MaxItems(u64),
@@ -231,6 +234,9 @@ fn broken(check: &Check, value: &Value) -> Option<String> {
             format!("at most {max} characters, got {}", chars(s))
         }
         (Check::Pattern(re), Value::String(s)) if !re.is_match(s) => pattern_words(re.as_str()),
+        (Check::NotContains(part), Value::String(s)) if s.contains(part.as_str()) => {
+            not_contains_words(part)
+        }
         (Check::OneOf(allowed), Value::String(s)) if !allowed.contains(s) => {
             let shown: String = s.chars().take(50).collect();
             format!("must be one of {}, got {shown:?}", allowed.join(", "))
@@ -263,6 +269,16 @@ pub fn pattern_words(pattern: &str) -> String {
         .iter()
         .find(|(p, _)| *p == pattern)
         .map_or_else(|| format!("must match {pattern}"), |(_, w)| (*w).to_owned())
+}
+
+/// What a `not_contains` rule refuses, in words; the protos refuse only
+/// U+0000, which PostgreSQL can't store in text.
+fn not_contains_words(part: &str) -> String {
+    if part == "\0" {
+        rules::NO_NUL.to_owned()
+    } else {
+        format!("must not contain {part:?}")
+    }
 }
 
 /// The rules the annotation on `field` declares.
@@ -305,6 +321,7 @@ fn read_rules(rules: &DynamicMessage) -> Result<Vec<Check>, String> {
                         ("pattern", Value::String(p)) => Check::Pattern(
                             regex::Regex::new(p).map_err(|e| format!("pattern {p:?}: {e}"))?,
                         ),
+                        ("not_contains", Value::String(s)) => Check::NotContains(s.clone()),
                         ("in", Value::List(items)) => Check::OneOf(
                             items
                                 .iter()

@@ -12,6 +12,10 @@ use crate::error::FieldViolation;
 /// objects, so their size decides whether a session fits in one response.
 pub const MAX_FREE_FORM_BYTES: usize = 16 * 1024;
 
+/// What a client reads for text holding U+0000 (NUL), which PostgreSQL's
+/// `text` can't store: refused on every backend alike.
+pub const NO_NUL: &str = "must not contain U+0000 (NUL)";
+
 /// A free-form object within `MAX_FREE_FORM_BYTES`.
 pub fn free_form(field: &str, value: Option<&Map<String, Value>>, out: &mut Vec<FieldViolation>) {
     let Some(value) = value else {
@@ -27,7 +31,8 @@ pub fn free_form(field: &str, value: Option<&Map<String, Value>>, out: &mut Vec<
 }
 
 /// A text field: `required` means not empty (after trimming); `max` counts
-/// characters; `single_line` also refuses control characters.
+/// characters; `single_line` also refuses control characters, and every
+/// text refuses U+0000.
 pub fn text(
     field: &str,
     value: &str,
@@ -55,6 +60,8 @@ pub fn text(
             field,
             "must not contain control characters (such as newlines or tabs)",
         ));
+    } else if value.contains('\0') {
+        out.push(FieldViolation::new(field, NO_NUL));
     }
 }
 

@@ -222,6 +222,13 @@ enum Parsed {
 }
 
 /// One event of the chat-completions stream.
+/// A provider's text as it is streamed and stored: as sent, except that
+/// U+0000, which PostgreSQL's text can't hold, becomes U+FFFD (the
+/// replacement character) here, so the stream and the stored answer agree.
+fn storable(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
 fn chunks(data: &str) -> Parsed {
     if data.trim() == "[DONE]" {
         return Parsed::Done;
@@ -237,6 +244,7 @@ fn chunks(data: &str) -> Parsed {
             .and_then(Value::as_str)
             .unwrap_or("unknown error");
         let short: String = message.chars().take(200).collect();
+        let short = storable(&short);
         return Parsed::Error(ModelError(format!("the model's provider failed: {short}")));
     }
     let mut out = Vec::new();
@@ -245,7 +253,7 @@ fn chunks(data: &str) -> Parsed {
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty())
     {
-        out.push(Chunk::Text(text.to_owned()));
+        out.push(Chunk::Text(storable(text)));
     }
     if let Some(usage) = value.get("usage").filter(|u| u.is_object()) {
         let count = |k: &str| usage.get(k).and_then(Value::as_i64).unwrap_or(0);
@@ -285,6 +293,18 @@ mod tests {
             Parsed::Error(_)
         ));
         assert!(matches!(chunks("not json"), Parsed::Error(_)));
+    }
+
+    #[test]
+    fn nul_from_the_provider_becomes_the_replacement_character() {
+        let Parsed::Chunks(c) = chunks(r#"{"choices":[{"delta":{"content":"a\u0000b"}}]}"#) else {
+            panic!()
+        };
+        assert_eq!(c, [Chunk::Text("a\u{FFFD}b".into())]);
+        let Parsed::Error(ModelError(why)) = chunks(r#"{"error":{"message":"x\u0000"}}"#) else {
+            panic!()
+        };
+        assert!(why.ends_with("x\u{FFFD}"), "{why}");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 mod dialect;
 mod group_commit;
+mod json_param;
 mod options;
 mod postgres;
 mod rows;

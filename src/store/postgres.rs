@@ -5,10 +5,10 @@
 
 use std::str::FromStr;
 
+use super::json_param::JsonParam;
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResult};
-use sqlx::types::Json;
 use sqlx::{Pool, Postgres, Row, Transaction};
 
 use super::dialect::Dialect;
@@ -214,9 +214,9 @@ impl Dialect for Postgres {
             .bind(r.now)
             .bind(&r.new.knowledge_ids)
             .bind(r.style_preset)
-            .bind(Json(r.style_params))
-            .bind(Json(r.generation_params))
-            .bind(Json(r.agent_snapshot))
+            .bind(JsonParam(r.style_params))
+            .bind(JsonParam(r.generation_params))
+            .bind(JsonParam(r.agent_snapshot))
             .bind(r.example_ids)
             .bind(r.model_names)
             .bind(r.idempotency_key)

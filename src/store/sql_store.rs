@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
+use super::json_param::JsonParam;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::types::Json;
 use sqlx::{Pool, QueryBuilder};
 
 use super::dialect::Dialect;
@@ -28,8 +28,6 @@ use crate::domain::{
     Class, Example, ExamplePatch, Knowledge, NewExample, Project, Session, SessionPatch, UserId,
 };
 use crate::error::Error;
-
-type JsonMap = serde_json::Map<String, serde_json::Value>;
 
 pub struct SqlStore<DB: Dialect> {
     read: Pool<DB>,
@@ -103,8 +101,8 @@ where
     for<'a> &'a str: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
     for<'a> Option<&'a str>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
     DateTime<Utc>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
-    for<'a> Json<&'a JsonMap>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
-    for<'a> Option<Json<&'a JsonMap>>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
+    for<'a> JsonParam<'a>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
+    for<'a> Option<JsonParam<'a>>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
     SqlWriteTx<DB>: WriteTx,
     for<'r> ExampleRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> SessionRow: sqlx::FromRow<'r, DB::Row>,
@@ -339,7 +337,7 @@ where
             .bind(&e.input_text)
             .bind(&e.output_text)
             .bind(e.is_active)
-            .bind(Json(&e.meta))
+            .bind(JsonParam(&e.meta))
             .bind(now)
             .fetch_one(&self.write)
             .await?;
@@ -386,7 +384,7 @@ where
             .bind(patch.input_text.as_deref())
             .bind(patch.output_text.as_deref())
             .bind(patch.is_active)
-            .bind(patch.meta.as_ref().map(Json))
+            .bind(patch.meta.as_ref().map(JsonParam))
             .bind(now)
             .fetch_optional(&self.write)
             .await?;
@@ -420,7 +418,7 @@ where
             .bind(outcome.response_text.as_str())
             .bind(outcome.status.as_str())
             .bind(outcome.error.as_deref())
-            .bind(Json(&outcome.token_usage))
+            .bind(JsonParam(&outcome.token_usage))
             .bind(outcome.latency_ms)
             .bind(outcome.first_byte_ms)
             .execute(&self.write)

@@ -1,9 +1,9 @@
 //! The write-transaction verbs over either database: shared SQL from
 //! `sql.rs`, the dialect's own for the rest.
 
+use super::json_param::JsonParam;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::types::Json;
 use sqlx::{QueryBuilder, Transaction};
 
 use super::dialect::Dialect;
@@ -13,8 +13,6 @@ use super::{
     Asked, KeyClaim, PromptRows, References, SessionIds, SessionRows, StoreError, WriteTx, sql,
 };
 use crate::domain::{Agent, NewExample, SettingsPatch, UserId};
-
-type JsonMap = serde_json::Map<String, serde_json::Value>;
 
 /// A write transaction: a database transaction of its own, with the sync
 /// its commit waits for (SQLite with every commit synced; see
@@ -67,8 +65,8 @@ where
     for<'a> &'a str: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
     for<'a> Option<&'a str>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
     DateTime<Utc>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
-    for<'a> Json<&'a JsonMap>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
-    for<'a> Option<Json<&'a JsonMap>>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
+    for<'a> JsonParam<'a>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
+    for<'a> Option<JsonParam<'a>>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
 {
     async fn claim_key(
         &mut self,
@@ -143,8 +141,8 @@ where
             .bind(a.description.as_deref())
             .bind(a.system_prompt.as_deref())
             .bind(&a.style_preset)
-            .bind(Json(&a.style_params))
-            .bind(Json(&a.generation_params))
+            .bind(JsonParam(&a.style_params))
+            .bind(JsonParam(&a.generation_params))
             .bind(now)
             .execute(self.conn())
             .await?;
@@ -203,8 +201,8 @@ where
         sqlx::query(sql::UPDATE_SETTINGS)
             .bind(setting_id)
             .bind(patch.style_preset.as_deref())
-            .bind(patch.style_params.as_ref().map(Json))
-            .bind(patch.generation_params.as_ref().map(Json))
+            .bind(patch.style_params.as_ref().map(JsonParam))
+            .bind(patch.generation_params.as_ref().map(JsonParam))
             .execute(self.conn())
             .await?;
         Ok(())
@@ -290,7 +288,7 @@ where
             .bind(e.input_text.as_str())
             .bind(e.output_text.as_str())
             .bind(e.is_active)
-            .bind(Json(&e.meta))
+            .bind(JsonParam(&e.meta))
             .bind(now)
             .fetch_one(self.conn())
             .await?;

@@ -12,7 +12,7 @@ const ME: i64 = 42;
 
 /// Sends a JSON request that must fail, and checks the status, the error
 /// body's shape and that nothing was written.
-async fn refused(
+pub(super) async fn refused(
     app: &common::TestApp,
     method: &str,
     path: &str,
@@ -42,7 +42,7 @@ async fn refused(
     e
 }
 
-fn violation_fields(e: &Value) -> Vec<String> {
+pub(super) fn violation_fields(e: &Value) -> Vec<String> {
     let d = &e["details"][0];
     assert_eq!(
         d["@type"], "type.googleapis.com/google.rpc.BadRequest",

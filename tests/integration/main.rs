@@ -30,6 +30,7 @@ mod idempotency;
 mod jwks_server;
 mod limits;
 mod node_clients;
+mod nul_text;
 mod request_rules;
 mod scale_out;
 mod schemathesis;

@@ -56,6 +56,11 @@ fn constrain(schema: &mut Json, checks: &[Check], kind: &Kind) {
             Check::MinChars(n) => schema["minLength"] = json!(n),
             Check::MaxChars(n) => schema["maxLength"] = json!(n),
             Check::Pattern(re) => schema["pattern"] = json!(re.as_str()),
+            Check::NotContains(part) => {
+                // The type keeps a null (an absent optional field) valid:
+                // a bare pattern holds for every value but a string.
+                schema["not"] = json!({"type": "string", "pattern": regex::escape(part)});
+            }
             Check::OneOf(values) => schema["enum"] = json!(values),
             Check::MinItems(n) => schema["minItems"] = json!(n),
             Check::MaxItems(n) => schema["maxItems"] = json!(n),
@@ -88,7 +93,10 @@ fn free_form_shape(f: &FieldDescriptor) -> Option<Json> {
             "pattern": "^[^\\x00-\\x1F\\x7F-\\x9F]*$",
         }),
         "practice.v1.UpdateSessionRequest.notes" => {
-            json!({"type": ["string", "null"], "maxLength": MAX_NOTES_CHARS})
+            json!({
+                "type": ["string", "null"], "maxLength": MAX_NOTES_CHARS,
+                "not": {"type": "string", "pattern": "\u{0}"},
+            })
         }
         "practice.v1.UpdateSessionSettingsRequest.few_shot_example_ids" => json!({
             "type": ["array", "null"], "maxItems": MAX_FEW_SHOT_EXAMPLES, "uniqueItems": true,

@@ -1,0 +1,126 @@
+//! U+0000 (NUL) in what a client sends. PostgreSQL's text can't hold it, so
+//! every text field refuses it, on both backends alike and before anything
+//! is written; a free-form JSON object holds it (as `\u0000`) and gives it
+//! back, on both backends alike.
+
+use crate::common;
+
+use common::{Backend, admin_token, token};
+use serde_json::{Value, json};
+
+use super::http_errors::{refused, violation_fields};
+
+const ME: i64 = 42;
+
+on_both_backends!(text_refuses_nul, objects_keep_nul);
+
+async fn text_refuses_nul(backend: Backend) {
+    let app = app!(backend);
+    let t = token(ME);
+    let session = app.create(ME, Default::default()).await.unwrap();
+    let path = format!("/user/practice/sessions/{}", session.session_id);
+    let prompts = format!("{path}/prompts");
+    let example = format!(
+        "/user/practice/examples/{}",
+        app.example(ME, "e", true).await.example_id
+    );
+    let agent = r#""owner_user_id": 1, "name": "a", "style_preset": "accurate""#;
+    let sessions = "/user/practice/sessions";
+    for (method, path, body, field) in [
+        (
+            "POST",
+            sessions,
+            r#"{"notes": "a\u0000b"}"#.to_owned(),
+            "notes",
+        ),
+        ("POST", sessions, r#"{"title": "\u0000"}"#.into(), "title"),
+        ("PATCH", &path, r#"{"notes": "\u0000"}"#.into(), "notes"),
+        (
+            "POST",
+            "/user/practice/examples",
+            r#"{"input_text": "a\u0000", "output_text": "b"}"#.into(),
+            "input_text",
+        ),
+        (
+            "PATCH",
+            &example,
+            r#"{"output_text": "\u0000x"}"#.into(),
+            "output_text",
+        ),
+        (
+            "POST",
+            &prompts,
+            r#"{"prompt_text": "hi\u0000"}"#.into(),
+            "prompt_text",
+        ),
+    ] {
+        let e = refused(&app, method, path, Some(&t), Some(&body), 400, 3).await;
+        assert_eq!(violation_fields(&e), [field], "{method} {path} {body}");
+        // A title refuses every control character, U+0000 among them.
+        let words = if field == "title" {
+            "control"
+        } else {
+            "U+0000"
+        };
+        assert!(e.to_string().contains(words), "{e}");
+    }
+    let admin = admin_token();
+    for (body, field) in [
+        (
+            format!(r#"{{{agent}, "description": "\u0000"}}"#),
+            "description",
+        ),
+        (
+            format!(r#"{{{agent}, "system_prompt": "x\u0000"}}"#),
+            "system_prompt",
+        ),
+    ] {
+        let e = refused(
+            &app,
+            "PUT",
+            "/internal/practice/agents/8",
+            Some(&admin),
+            Some(&body),
+            400,
+            3,
+        )
+        .await;
+        assert_eq!(violation_fields(&e), [field], "{body}");
+    }
+}
+
+async fn objects_keep_nul(backend: Backend) {
+    let app = app!(backend);
+    let t = token(ME);
+    let odd = json!({"k\u{0}": "v\u{0}", "list": ["\u{0}", {"\u{0}": null}]});
+    let body = json!({"input_text": "in", "output_text": "out", "meta": odd});
+    let r = app
+        .http(
+            "POST",
+            "/user/practice/examples",
+            Some(&t),
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let path = format!("/user/practice/examples/{}", r.json()["example_id"]);
+    let r = app.http("GET", &path, Some(&t), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["meta"], odd);
+
+    let session = app.create(ME, Default::default()).await.unwrap();
+    let path = format!("/user/practice/sessions/{}", session.session_id);
+    let body = json!({"style_params": odd, "generation_params": {"stop": ["\u{0}"]}});
+    let r = app
+        .http(
+            "PATCH",
+            &format!("{path}/settings"),
+            Some(&t),
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let settings: Value = app.http("GET", &path, Some(&t), None).await.json()["settings"].clone();
+    assert_eq!(settings["style_params"], odd);
+    assert_eq!(settings["generation_params"], body["generation_params"]);
+}
