@@ -64,6 +64,29 @@ fn the_protos_rules_are_read_and_checked() {
 }
 
 #[test]
+fn text_with_nul_is_refused_in_words() {
+    let (pool, rules) = rules();
+    let desc = pool
+        .get_message_by_name("practice.v1.CreateExampleRequest")
+        .unwrap();
+    let check = |input: &str| {
+        let example = pb::CreateExampleRequest {
+            input_text: input.into(),
+            output_text: "out".into(),
+            ..Default::default()
+        };
+        let msg = DynamicMessage::decode(desc.clone(), &example.encode_to_vec()[..]).unwrap();
+        rules
+            .check(&msg, 20)
+            .into_iter()
+            .map(|v| format!("{}: {}", v.field, v.description))
+            .collect::<Vec<_>>()
+    };
+    assert!(check("line one\nline two").is_empty());
+    assert_eq!(check("a\0b"), ["input_text: must not contain U+0000 (NUL)"]);
+}
+
+#[test]
 fn violations_stop_at_the_limit() {
     let (pool, rules) = rules();
     let desc = pool
