@@ -4,8 +4,9 @@
 //!
 //! Only the rule kinds the protos use are understood (integer bounds,
 //! string lengths in characters, patterns, refused substrings and allowed
-//! values, list sizes, distinct items and item rules); an annotation with any other rule stops
-//! the start, so no declared rule is ever silently left unchecked.
+//! values, list sizes, distinct items and item rules); an annotation with
+//! any other rule stops the start, so no declared rule is ever silently
+//! left unchecked.
 //! Semantics follow protovalidate: a field with presence (`optional`, a
 //! message) is checked only when set; lengths count characters.
 

@@ -5,7 +5,6 @@
 
 use std::str::FromStr;
 
-use super::json_param::JsonParam;
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResult};
@@ -13,6 +12,7 @@ use sqlx::{Pool, Postgres, Row, Transaction};
 
 use super::dialect::Dialect;
 use super::group_commit::{GroupCommit, MemberUndo};
+use super::json_param::JsonParam;
 use super::rows::{self, AgentRows, RefRow};
 use super::sql_store::SqlStore;
 use super::{Asked, SessionIds, SessionRows, StoreOptions, sql};

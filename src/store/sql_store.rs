@@ -6,13 +6,13 @@
 
 use std::sync::Arc;
 
-use super::json_param::JsonParam;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{Pool, QueryBuilder};
 
 use super::dialect::Dialect;
 use super::group_commit::GroupCommit;
+use super::json_param::JsonParam;
 use super::rows::{
     CountsRow, ExampleRow, LinkRow, ModelRow, PageRow, ResponseRow, SessionParts, SessionRow,
     SettingsRow,

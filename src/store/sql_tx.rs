@@ -1,13 +1,13 @@
 //! The write-transaction verbs over either database: shared SQL from
 //! `sql.rs`, the dialect's own for the rest.
 
-use super::json_param::JsonParam;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Transaction};
 
 use super::dialect::Dialect;
 use super::group_commit::Member;
+use super::json_param::JsonParam;
 use super::rows;
 use super::{
     Asked, KeyClaim, PromptRows, References, SessionIds, SessionRows, StoreError, WriteTx, sql,
