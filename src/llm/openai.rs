@@ -221,7 +221,6 @@ enum Parsed {
     Error(ModelError),
 }
 
-/// One event of the chat-completions stream.
 /// A provider's text as it is streamed and stored: as sent, except that
 /// U+0000, which PostgreSQL's text can't hold, becomes U+FFFD (the
 /// replacement character) here, so the stream and the stored answer agree.
@@ -229,6 +228,7 @@ fn storable(text: &str) -> String {
     text.replace('\0', "\u{FFFD}")
 }
 
+/// One event of the chat-completions stream.
 fn chunks(data: &str) -> Parsed {
     if data.trim() == "[DONE]" {
         return Parsed::Done;

@@ -3,9 +3,9 @@
 //! PostgreSQL keeps these objects in `json` columns, not `jsonb`: `jsonb`
 //! refuses `\u0000`, which a client may put in any string or key of an
 //! object it sends, and `json` keeps it as written, as SQLite's text
-//! does. sqlx's own `Json` declares its
-//! parameter `jsonb`, which PostgreSQL parses as `jsonb` before the
-//! column's type is considered; this one declares it `json`.
+//! does. sqlx's own `Json` declares its parameter `jsonb`, which
+//! PostgreSQL parses as `jsonb` before the column's type is considered;
+//! this one declares it `json`.
 
 use serde_json::{Map, Value};
 use sqlx::encode::IsNull;

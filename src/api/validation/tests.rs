@@ -11,15 +11,29 @@ fn rules() -> (DescriptorPool, Rules) {
     (pool, rules)
 }
 
+/// `m`, a `name`, checked as the validation layer checks it.
+fn checked(
+    pool: &DescriptorPool,
+    rules: &Rules,
+    m: &impl prost::Message,
+    name: &str,
+) -> Vec<FieldViolation> {
+    let desc = pool.get_message_by_name(name).unwrap();
+    let msg = DynamicMessage::decode(desc, &m.encode_to_vec()[..]).unwrap();
+    rules.check(&msg, 20)
+}
+
+/// The fields of `checked`'s violations.
 fn violations(
     pool: &DescriptorPool,
     rules: &Rules,
     m: &impl prost::Message,
     name: &str,
 ) -> Vec<String> {
-    let desc = pool.get_message_by_name(name).unwrap();
-    let msg = DynamicMessage::decode(desc, &m.encode_to_vec()[..]).unwrap();
-    rules.check(&msg, 20).into_iter().map(|v| v.field).collect()
+    checked(pool, rules, m, name)
+        .into_iter()
+        .map(|v| v.field)
+        .collect()
 }
 
 #[test]
@@ -66,18 +80,13 @@ fn the_protos_rules_are_read_and_checked() {
 #[test]
 fn text_with_nul_is_refused_in_words() {
     let (pool, rules) = rules();
-    let desc = pool
-        .get_message_by_name("practice.v1.CreateExampleRequest")
-        .unwrap();
     let check = |input: &str| {
         let example = pb::CreateExampleRequest {
             input_text: input.into(),
             output_text: "out".into(),
             ..Default::default()
         };
-        let msg = DynamicMessage::decode(desc.clone(), &example.encode_to_vec()[..]).unwrap();
-        rules
-            .check(&msg, 20)
+        checked(&pool, &rules, &example, "practice.v1.CreateExampleRequest")
             .into_iter()
             .map(|v| format!("{}: {}", v.field, v.description))
             .collect::<Vec<_>>()

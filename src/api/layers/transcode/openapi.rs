@@ -42,6 +42,13 @@ fn int64_pattern(min: Option<i64>) -> &'static str {
     }
 }
 
+/// The strings holding `part`: what a `not_contains` rule's `not` refuses.
+/// The type keeps a null (an absent optional field) valid: a bare pattern
+/// holds for every value but a string.
+fn containing(part: &str) -> Json {
+    json!({"type": "string", "pattern": regex::escape(part)})
+}
+
 /// Adds the rules' keywords to a request value's schema.
 fn constrain(schema: &mut Json, checks: &[Check], kind: &Kind) {
     for check in checks {
@@ -56,11 +63,7 @@ fn constrain(schema: &mut Json, checks: &[Check], kind: &Kind) {
             Check::MinChars(n) => schema["minLength"] = json!(n),
             Check::MaxChars(n) => schema["maxLength"] = json!(n),
             Check::Pattern(re) => schema["pattern"] = json!(re.as_str()),
-            Check::NotContains(part) => {
-                // The type keeps a null (an absent optional field) valid:
-                // a bare pattern holds for every value but a string.
-                schema["not"] = json!({"type": "string", "pattern": regex::escape(part)});
-            }
+            Check::NotContains(part) => schema["not"] = containing(part),
             Check::OneOf(values) => schema["enum"] = json!(values),
             Check::MinItems(n) => schema["minItems"] = json!(n),
             Check::MaxItems(n) => schema["maxItems"] = json!(n),
@@ -95,7 +98,7 @@ fn free_form_shape(f: &FieldDescriptor) -> Option<Json> {
         "practice.v1.UpdateSessionRequest.notes" => {
             json!({
                 "type": ["string", "null"], "maxLength": MAX_NOTES_CHARS,
-                "not": {"type": "string", "pattern": "\u{0}"},
+                "not": containing("\0"),
             })
         }
         "practice.v1.UpdateSessionSettingsRequest.few_shot_example_ids" => json!({
