@@ -438,7 +438,10 @@ pub trait WriteTx: Send {
         patch: &SettingsPatch,
     ) -> Result<(), StoreError>;
 
-    /// Replaces the few-shot links with these examples, in order.
+    /// Replaces the few-shot links with these examples, in order. Only
+    /// after `touch_session_settings` in the same transaction: that lock is
+    /// what makes a concurrent delete of the session wait and then remove
+    /// these links (on PostgreSQL no foreign key does; migration 0008).
     async fn replace_links(
         &mut self,
         setting_id: i64,

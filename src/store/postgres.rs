@@ -102,8 +102,8 @@ const EXAMPLE_OWNERS: &str = "\
 SELECT example_id, user_id FROM examples WHERE example_id = ANY($1) AND deleted_at IS NULL";
 
 /// All of a new session's rows in one statement (data-modifying CTEs): one
-/// round trip instead of six. Foreign keys between the new rows are checked
-/// at the end of the statement, when all of them exist.
+/// round trip instead of six. The new rows carry no foreign keys to each
+/// other: this statement is what writes them together (migration 0008).
 const INSERT_SESSION: &str = "\
 WITH s AS (
     INSERT INTO practice_sessions

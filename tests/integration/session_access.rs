@@ -5,10 +5,13 @@
 use crate::common;
 
 use common::Backend;
-use practice_service::proto::practice::v1::UpdateSessionSettingsRequest;
+use practice_service::proto::practice::v1::practice_service_client::PracticeServiceClient;
+use practice_service::proto::practice::v1::{
+    CreateSessionRequest, DeleteSessionRequest, UpdateSessionSettingsRequest,
+};
 use tonic::Code;
 
-use super::sessions::{page, rename, titled_session};
+use super::sessions::{ids, page, rename, titled_session};
 
 const ME: i64 = 42;
 const OTHER: i64 = 43;
@@ -50,36 +53,58 @@ async fn another_users_session_reads_as_missing_on_every_verb(backend: Backend) 
     assert_eq!(app.get(ME, mine.session_id).await.unwrap(), mine);
 }
 
+/// A session with every kind of row that goes with it (knowledge, settings,
+/// few-shot links, models), deleted while renames and settings updates that
+/// replace its links race the delete: whichever wins, none of its rows stay.
 async fn concurrent_update_and_delete_leave_no_orphans(backend: Backend) {
     let app = app!(backend);
     app.class(3, &[ME], &[("a", true), ("b", true)]).await;
+    app.knowledge(7, ME, None, None).await;
+    let (e1, e2) = (
+        app.example(ME, "one", true).await.example_id,
+        app.example(ME, "two", true).await.example_id,
+    );
+    app.agent(5, ME, Some(3), &[e1, e2]).await;
     let empty = app.counts().await;
     for round in 0..5 {
-        let s = app.create(ME, common::in_class(3)).await.unwrap();
+        let new = CreateSessionRequest {
+            knowledge_ids: vec![7],
+            agent_id: Some(5),
+            ..common::in_class(3)
+        };
+        let s = app.create(ME, new).await.unwrap();
         let mut tasks = Vec::new();
         for i in 0..6 {
-            let url = app.url();
-            let id = s.session_id;
+            let (url, id) = (app.url(), s.session_id);
             tasks.push(tokio::spawn(async move {
-                let mut client = practice_service::proto::practice::v1::practice_service_client::PracticeServiceClient::connect(url)
-                    .await
-                    .unwrap();
+                let mut client = PracticeServiceClient::connect(url).await.unwrap();
                 let token = common::token(ME);
-                if i == 3 {
-                    client
+                match i {
+                    3 => client
                         .delete_session(common::authed(
-                            practice_service::proto::practice::v1::DeleteSessionRequest {
+                            DeleteSessionRequest { session_id: id },
+                            &token,
+                        ))
+                        .await
+                        .map(drop),
+                    _ if i % 2 == 0 => client
+                        .update_session_settings(common::authed(
+                            UpdateSessionSettingsRequest {
                                 session_id: id,
+                                few_shot_example_ids: ids(&[e2, e1]),
+                                ..Default::default()
                             },
                             &token,
                         ))
                         .await
-                        .map(|_| ())
-                } else {
-                    client
-                        .update_session(common::authed(rename(id, &format!("r{round} {i}")), &token))
+                        .map(drop),
+                    _ => client
+                        .update_session(common::authed(
+                            rename(id, &format!("r{round} {i}")),
+                            &token,
+                        ))
                         .await
-                        .map(|_| ())
+                        .map(drop),
                 }
             }));
         }

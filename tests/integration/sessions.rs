@@ -29,7 +29,7 @@ fn null() -> Option<prost_types::Value> {
     })
 }
 
-fn ids(ids: &[i64]) -> Option<prost_types::ListValue> {
+pub(super) fn ids(ids: &[i64]) -> Option<prost_types::ListValue> {
     Some(prost_types::ListValue {
         values: ids
             .iter()
