@@ -10,8 +10,9 @@ use practice_service::startup::{Application, open_store};
 use practice_service::telemetry;
 
 // glibc malloc's free lists and consolidation cost a visible share of the
-// server's CPU under load; mimalloc's thread-local heaps cost less (the
-// README's Performance section has the measurement).
+// server's CPU under load; mimalloc's thread-local heaps cost less. The
+// crate's `override` feature sends the bundled SQLite's malloc and free
+// there as well (the README's Performance section, step 10).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
