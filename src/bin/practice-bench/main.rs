@@ -334,15 +334,17 @@ async fn main() -> anyhow::Result<()> {
                 ratio.push(format!("{:.2} of gRPC", stats.throughput() / grpc));
             }
             let per_req = |t: u64| server::ticks_to_us(t) / stats.ok as f64;
+            // SQLite runs inside its caller; a PostgreSQL server that
+            // happens to run beside a SQLite run is not its database.
+            let database = match db.as_str() {
+                "postgres" => per_req(ticks.database),
+                _ => 0.0,
+            };
             rows.push(Row {
                 db: db.clone(),
                 protocol: protocol.name().into(),
                 mode: format!("closed c={}", args.concurrency),
-                cpu: Some((
-                    per_req(ticks.service),
-                    per_req(ticks.database),
-                    per_req(ticks.load),
-                )),
+                cpu: Some((per_req(ticks.service), database, per_req(ticks.load))),
                 rss_mb: server_side.then(|| server.peak_rss_mb()).flatten(),
                 stats,
                 ratio: ratio.join(", "),
