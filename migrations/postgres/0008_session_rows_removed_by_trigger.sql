@@ -4,11 +4,12 @@
 -- ON DELETE CASCADE.
 --
 -- Why: PostgreSQL checks a foreign key with a query per inserted row, and
--- CreateSession writes nine such rows for an ordinary session, all in the
--- same statement that inserts the session and its settings (see the store's
--- INSERT_SESSION), so each of those checks can only confirm what the
--- statement itself just wrote. They were about a fifth of PostgreSQL's CPU
--- per create.
+-- CreateSession writes a row per knowledge item, model and few-shot example
+-- plus the settings (nine for a typical session), all in the statement
+-- that inserts the session itself (the store's INSERT_SESSION), so each of
+-- those checks could only confirm what that statement had just written.
+-- Foreign-key checks were about a fifth of PostgreSQL's CPU per create, and
+-- these were nine of the twelve.
 --
 -- What still holds these rows to their session:
 -- - knowledge, settings and models rows are written only by that statement;
