@@ -32,6 +32,7 @@ use sqlx::{Pool, Row, Sqlite, Transaction};
 
 use super::dialect::Dialect;
 use super::group_commit::{GroupCommit, MemberUndo};
+use super::json_param::JsonParam;
 use super::rows::{self, AgentRows, RefRow};
 use super::sql_store::SqlStore;
 use super::wal_sync::WalSync;
@@ -272,9 +273,9 @@ impl Dialect for Sqlite {
             .bind(r.now)
             .bind(json_list(&r.new.knowledge_ids))
             .bind(r.style_preset)
-            .bind(Json(r.style_params))
-            .bind(Json(r.generation_params))
-            .bind(Json(r.agent_snapshot))
+            .bind(JsonParam(r.style_params))
+            .bind(JsonParam(r.generation_params))
+            .bind(JsonParam(r.agent_snapshot))
             .bind(json_list(r.example_ids))
             .bind(json_list(r.model_names))
             .bind(r.idempotency_key)

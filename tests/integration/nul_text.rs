@@ -26,35 +26,61 @@ async fn text_refuses_nul(backend: Backend) {
     );
     let agent = r#""owner_user_id": 1, "name": "a", "style_preset": "accurate""#;
     let sessions = "/user/practice/sessions";
-    for (method, path, body, field) in [
+    let agents = "/internal/practice/agents/8";
+    let (t, admin) = (t.as_str(), admin_token());
+    for (method, path, who, body, field) in [
         (
             "POST",
             sessions,
+            t,
             r#"{"notes": "a\u0000b"}"#.to_owned(),
             "notes",
         ),
-        ("POST", sessions, r#"{"title": "\u0000"}"#.into(), "title"),
-        ("PATCH", &path, r#"{"notes": "\u0000"}"#.into(), "notes"),
+        (
+            "POST",
+            sessions,
+            t,
+            r#"{"title": "\u0000"}"#.into(),
+            "title",
+        ),
+        ("PATCH", &path, t, r#"{"notes": "\u0000"}"#.into(), "notes"),
         (
             "POST",
             "/user/practice/examples",
+            t,
             r#"{"input_text": "a\u0000", "output_text": "b"}"#.into(),
             "input_text",
         ),
         (
             "PATCH",
             &example,
+            t,
             r#"{"output_text": "\u0000x"}"#.into(),
             "output_text",
         ),
         (
             "POST",
             &prompts,
+            t,
             r#"{"prompt_text": "hi\u0000"}"#.into(),
             "prompt_text",
         ),
+        (
+            "PUT",
+            agents,
+            &admin,
+            format!(r#"{{{agent}, "description": "\u0000"}}"#),
+            "description",
+        ),
+        (
+            "PUT",
+            agents,
+            &admin,
+            format!(r#"{{{agent}, "system_prompt": "x\u0000"}}"#),
+            "system_prompt",
+        ),
     ] {
-        let e = refused(&app, method, path, Some(&t), Some(&body), 400, 3).await;
+        let e = refused(&app, method, path, Some(who), Some(&body), 400, 3).await;
         assert_eq!(violation_fields(&e), [field], "{method} {path} {body}");
         // A title refuses every control character, U+0000 among them.
         let words = if field == "title" {
@@ -63,29 +89,6 @@ async fn text_refuses_nul(backend: Backend) {
             "U+0000"
         };
         assert!(e.to_string().contains(words), "{e}");
-    }
-    let admin = admin_token();
-    for (body, field) in [
-        (
-            format!(r#"{{{agent}, "description": "\u0000"}}"#),
-            "description",
-        ),
-        (
-            format!(r#"{{{agent}, "system_prompt": "x\u0000"}}"#),
-            "system_prompt",
-        ),
-    ] {
-        let e = refused(
-            &app,
-            "PUT",
-            "/internal/practice/agents/8",
-            Some(&admin),
-            Some(&body),
-            400,
-            3,
-        )
-        .await;
-        assert_eq!(violation_fields(&e), [field], "{body}");
     }
 }
 
