@@ -31,7 +31,13 @@ use crate::llm::Models;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::practice::v1::catalog_service_server::CatalogServiceServer;
 use crate::proto::practice::v1::practice_service_server::PracticeServiceServer;
+use crate::service::answers::Answers;
+use crate::service::leases;
 use crate::service::{CatalogService, ConversationService, ExampleService, PracticeService};
+
+/// How long interrupted answers get to store their outcome and send their
+/// last event once the shutdown grace is over.
+const INTERRUPT_WAIT: Duration = Duration::from_secs(2);
 
 /// The RPCs that wait for models, with the prompt timeout rather than the
 /// request timeout.
@@ -148,17 +154,25 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let limits = self.config.limits.clone();
+        let lease = self.config.conversation.lease;
+        let answers = Answers::new(leases::new_replica_id());
+        leases::take(&*self.store, answers.replica_id(), lease)
+            .await
+            .context("taking this replica's lease")?;
+        let lease_renewal = leases::spawn(self.store.clone(), answers.replica_id().into(), lease);
         let practice = PracticeApi::new(
             PracticeService::new(
                 self.store.clone(),
                 self.config.default_models.clone(),
                 limits.max_response_bytes,
+                answers.clone(),
             ),
             ExampleService::new(self.store.clone()),
             ConversationService::new(
                 self.store.clone(),
                 self.models.clone(),
                 self.config.conversation.history_chars,
+                answers.clone(),
             ),
             self.config.conversation.prompt_timeout,
         );
@@ -195,9 +209,12 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("reading the request rules: {e}"))?;
 
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+        let closing = answers.clone();
         let drain = async move {
             shutdown.await;
             tracing::info!("shutting down: draining requests in flight");
+            // No new prompts; the answers running may finish in the grace.
+            closing.close();
             health.draining().await;
             let _ = draining_tx.send(());
         };
@@ -267,14 +284,33 @@ impl Application {
                     drain,
                 )),
             };
-        tokio::select! {
-            served = &mut server => served.context("server error")?,
+        let served = tokio::select! {
+            served = &mut server => Some(served),
             () = async {
                 let _ = draining_rx.await;
                 tokio::time::sleep(limits.shutdown_grace).await;
-            } => {
-                tracing::warn!(grace = ?limits.shutdown_grace, "grace period over; closing the remaining connections");
-            }
+            } => None,
+        };
+        if served.is_none() {
+            // Answers still running end as failed "interrupted", and their
+            // streams get that event before the connections close.
+            let interrupted = answers.interrupt_all();
+            tracing::warn!(
+                grace = ?limits.shutdown_grace,
+                interrupted,
+                "grace period over; interrupting answers and closing the remaining connections"
+            );
+            let _ = tokio::time::timeout(INTERRUPT_WAIT, answers.idle()).await;
+            let _ = tokio::time::timeout(INTERRUPT_WAIT, &mut server).await;
+        }
+        lease_renewal.abort();
+        match self.store.release_lease(answers.replica_id()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(answers = n, "answers stored as interrupted"),
+            Err(e) => tracing::error!(error = %e, "could not release this replica's lease"),
+        }
+        if let Some(served) = served {
+            served.context("server error")?;
         }
         key_expiry.abort();
         tracing::info!("stopped");

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::session::Session;
+use super::session::Settings;
 
 /// A prompt. Its fields' rules are declared on `SendPromptRequest` in the
 /// proto and checked before any use case runs.
@@ -95,47 +95,74 @@ pub fn preset_temperature(style_preset: &str) -> f64 {
     }
 }
 
+/// One earlier turn of a model: the prompt and the model's completed answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    pub prompt_text: String,
+    pub response_text: String,
+}
+
+/// How many characters a stored turn or example costs of a budget.
+pub fn turn_chars(prompt: &str, answer: &str) -> i64 {
+    (prompt.chars().count() + answer.chars().count()) as i64
+}
+
+/// How many of the newest items, whose sizes are given newest first, fit in
+/// `budget` together; at least `least` of them whatever their size (a read
+/// that must show something shows one item even when it alone is larger).
+pub fn fitting(sizes: impl IntoIterator<Item = i64>, budget: i64, least: usize) -> usize {
+    let mut left = budget;
+    let mut n = 0;
+    for size in sizes {
+        if size.max(0) > left && n >= least {
+            break;
+        }
+        left -= size.max(0);
+        n += 1;
+    }
+    n
+}
+
+/// The context budget of one prompt, in characters: the few-shot examples
+/// take it first, in link order (an example that doesn't fit is left out
+/// with every one after it), and the model's history gets what is left.
+/// The number of examples sent, and the characters left for history.
+pub fn example_share(settings: &Settings, budget: usize) -> (usize, i64) {
+    let budget = budget as i64;
+    let sizes = settings
+        .few_shot_links
+        .iter()
+        .map(|l| turn_chars(&l.example.input_text, &l.example.output_text));
+    let n = fitting(sizes.clone(), budget, 0);
+    let used: i64 = sizes.take(n).sum();
+    (n, budget - used)
+}
+
 /// What one session model is sent for a prompt: the system prompt (the
-/// agent snapshot's, or the preset's), the few-shot examples as user and
-/// assistant turns in link order, that model's earlier completed turns in
-/// this session (the newest that fit in `history_chars`), then the prompt.
+/// agent snapshot's, or the preset's), the first `examples` few-shot
+/// examples as user and assistant turns in link order, that model's earlier
+/// turns (given newest first, already cut to the budget), then the prompt.
 pub fn model_messages(
-    session: &Session,
-    session_model_id: i64,
+    settings: &Settings,
+    examples: usize,
+    history_newest_first: &[Turn],
     prompt: &str,
-    history_chars: usize,
 ) -> Vec<ChatMessage> {
-    let settings = &session.settings;
     let system = settings
         .agent_snapshot
         .get("system_prompt")
         .and_then(Value::as_str)
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| default_system_prompt(&settings.style_preset));
-    let mut messages = vec![ChatMessage::new("system", system)];
-    for link in &settings.few_shot_links {
+    let mut messages = Vec::with_capacity(2 + 2 * (examples + history_newest_first.len()));
+    messages.push(ChatMessage::new("system", system));
+    for link in settings.few_shot_links.iter().take(examples) {
         messages.push(ChatMessage::new("user", &link.example.input_text));
         messages.push(ChatMessage::new("assistant", &link.example.output_text));
     }
-
-    // Walk back from the newest turn while the budget lasts.
-    let mut budget = history_chars;
-    let mut turns = Vec::new();
-    for r in
-        session.responses.iter().rev().filter(|r| {
-            r.session_model_id == session_model_id && r.status == ResponseStatus::Completed
-        })
-    {
-        let size = r.prompt_text.chars().count() + r.response_text.chars().count();
-        if size > budget {
-            break;
-        }
-        budget -= size;
-        turns.push(r);
-    }
-    for r in turns.into_iter().rev() {
-        messages.push(ChatMessage::new("user", &r.prompt_text));
-        messages.push(ChatMessage::new("assistant", &r.response_text));
+    for turn in history_newest_first.iter().rev() {
+        messages.push(ChatMessage::new("user", &turn.prompt_text));
+        messages.push(ChatMessage::new("assistant", &turn.response_text));
     }
     messages.push(ChatMessage::new("user", prompt));
     messages
@@ -143,8 +170,7 @@ pub fn model_messages(
 
 /// The generation parameters sent with the messages: the session's, with
 /// the style preset's `temperature` when they carry none.
-pub fn generation_params(session: &Session) -> Map<String, Value> {
-    let settings = &session.settings;
+pub fn generation_params(settings: &Settings) -> Map<String, Value> {
     let mut params = settings.generation_params.clone();
     if !params.contains_key("temperature") {
         params.insert(
@@ -156,14 +182,14 @@ pub fn generation_params(session: &Session) -> Map<String, Value> {
 }
 
 /// Token usage as stored: `{prompt_tokens, completion_tokens, total_tokens}`.
+/// Counts are never negative and the total saturates, whatever a provider
+/// reported.
 pub fn token_usage(prompt_tokens: i64, completion_tokens: i64) -> Map<String, Value> {
+    let (p, c) = (prompt_tokens.max(0), completion_tokens.max(0));
     let mut usage = Map::new();
-    usage.insert("prompt_tokens".into(), json!(prompt_tokens));
-    usage.insert("completion_tokens".into(), json!(completion_tokens));
-    usage.insert(
-        "total_tokens".into(),
-        json!(prompt_tokens + completion_tokens),
-    );
+    usage.insert("prompt_tokens".into(), json!(p));
+    usage.insert("completion_tokens".into(), json!(c));
+    usage.insert("total_tokens".into(), json!(p.saturating_add(c)));
     usage
 }
 
@@ -193,5 +219,17 @@ mod tests {
         assert_eq!(estimate_tokens(""), 0);
         assert_eq!(estimate_tokens("abcde"), 2);
         assert_eq!(token_usage(2, 3)["total_tokens"], json!(5));
+        let huge = token_usage(i64::MAX, i64::MAX);
+        assert_eq!(huge["total_tokens"], json!(i64::MAX));
+        assert_eq!(token_usage(-4, 3)["prompt_tokens"], json!(0));
+    }
+
+    #[test]
+    fn fitting_takes_the_newest_that_fit_and_at_least_the_least() {
+        assert_eq!(fitting([3, 3, 3], 7, 0), 2);
+        assert_eq!(fitting([3, 3, 3], 9, 0), 3);
+        assert_eq!(fitting([10, 1], 5, 0), 0);
+        assert_eq!(fitting([10, 1], 5, 1), 1);
+        assert_eq!(fitting(Vec::<i64>::new(), 5, 1), 0);
     }
 }

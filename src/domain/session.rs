@@ -69,7 +69,10 @@ pub struct Session {
     pub notes: Option<String>,
     pub settings: Settings,
     pub models: Vec<SessionModel>,
+    /// The newest responses only, oldest first (see `store::Responses`).
     pub responses: Vec<Response>,
+    /// Whether older responses exist than those in `responses`.
+    pub has_more_responses: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

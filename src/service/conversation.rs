@@ -2,34 +2,57 @@
 //! progress per model asked, every model is called at once, and each
 //! model's events flow to the caller while its outcome is stored.
 //!
-//! The model calls run in tasks of their own, so a caller that goes away
-//! doesn't lose what arrived: its tasks see the event channel close, stop
-//! their upstream requests and store the text as `cancelled`.
+//! The model calls run in tasks of their own (`model_call`), so a caller
+//! that goes away doesn't lose what arrived: its tasks see the event
+//! channel close, stop their upstream requests and store the text as
+//! `cancelled`.
 
 use std::sync::Arc;
-use std::time::Instant as StdInstant;
 
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::answers::Answers;
 use super::keys;
+use super::model_call::ModelCall;
 use super::tx::{self, TxError};
-use crate::domain::conversation::{self, NewPrompt, ResponseStatus};
+use crate::domain::conversation::{NewPrompt, ResponseStatus};
 use crate::domain::session::Response;
 use crate::domain::{IdempotencyKey, Session, UserId, now_micros};
 use crate::error::Error;
-use crate::llm::{ChatRequest, Chunk, Models};
-use crate::store::{PromptRows, ResponseOutcome, Responses, Store};
+use crate::llm::Models;
+use crate::store::{PromptRows, ResponseBudget, ResponseSlice, Responses, Store};
 
 /// The longest answer stored per model, in bytes of UTF-8: with every model
 /// a class may have, a prompt's answers still fit in one response message.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-/// Events buffered per prompt before the slowest reader holds models back.
+/// Events buffered per prompt before the slowest reader holds models back:
+/// with the answer's size cap, what one stream can hold in memory.
 const EVENT_BUFFER: usize = 256;
+
+/// Responses a page of `ListResponses` holds by default and at most.
+pub const DEFAULT_RESPONSE_PAGE: i32 = 20;
+pub const MAX_RESPONSE_PAGE: i32 = 100;
+
+/// The characters of prompt and answer text one reply carries at most in
+/// responses (a page, or a session's newest). A reply always carries at
+/// least one response, and one response is at most a 32,000-character
+/// prompt and a 64 KiB answer.
+pub const REPLY_TEXT_CHARS: i64 = 256 * 1024;
+
+/// What those characters can take in a reply: 6 bytes of JSON each at
+/// most (a control character's `\u00XX`). A session's own rows must leave
+/// this much of the reply limit free (see `PracticeService`).
+pub const REPLY_TEXT_BYTES: usize = REPLY_TEXT_CHARS as usize * 6;
+
+/// What a session read shows of its responses: the newest that fit.
+pub const NEWEST_RESPONSES: Responses = Responses::Newest(ResponseBudget {
+    count: 20,
+    chars: REPLY_TEXT_CHARS,
+});
 
 /// What happens while a prompt is answered.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,8 +77,16 @@ pub enum PromptEvent {
 pub struct ConversationService {
     store: Arc<dyn Store>,
     models: Models,
-    /// How many characters of earlier turns a model is shown at most.
+    /// How many characters of few-shot examples and earlier turns a model
+    /// is shown at most.
     history_chars: usize,
+    answers: Arc<Answers>,
+}
+
+/// A page of a session's responses and the token for the next one.
+pub struct ResponsePage {
+    pub responses: Vec<Response>,
+    pub next_page_token: String,
 }
 
 /// What the prompt's transaction produced.
@@ -66,12 +97,72 @@ enum Written {
 }
 
 impl ConversationService {
-    pub fn new(store: Arc<dyn Store>, models: Models, history_chars: usize) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        models: Models,
+        history_chars: usize,
+        answers: Arc<Answers>,
+    ) -> Self {
         Self {
             store,
             models,
             history_chars,
+            answers,
         }
+    }
+
+    /// The caller's session's responses, oldest first, a page at a time.
+    /// Pages after the first show the responses there were when the first
+    /// was read: later prompts' responses are left out.
+    pub async fn list_responses(
+        &self,
+        user: UserId,
+        session_id: i64,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<ResponsePage, Error> {
+        let size = super::paging::page_size(page_size, DEFAULT_RESPONSE_PAGE, MAX_RESPONSE_PAGE);
+        let (after, upto) = if page_token.is_empty() {
+            (0, None)
+        } else {
+            let (session, after, upto) =
+                super::paging::decode_response_token(page_token).ok_or_else(|| {
+                    Error::invalid_field(
+                        "page_token",
+                        "is not a token this API issued for this session; start again with an empty one",
+                    )
+                })?;
+            if session != session_id {
+                return Err(Error::invalid_field(
+                    "page_token",
+                    "was issued for another session; start again with an empty one",
+                ));
+            }
+            (after, Some(upto))
+        };
+        let budget = ResponseBudget {
+            count: size,
+            chars: REPLY_TEXT_CHARS,
+        };
+        let ResponseSlice {
+            responses,
+            more,
+            upto,
+        } = self
+            .store
+            .response_page(user, session_id, after, upto, budget)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("session {session_id} not found")))?;
+        let next_page_token = match (more, responses.last()) {
+            (true, Some(last)) => {
+                super::paging::encode_response_token(session_id, last.response_id, upto)
+            }
+            _ => String::new(),
+        };
+        Ok(ResponsePage {
+            responses,
+            next_page_token,
+        })
     }
 
     /// Writes the prompt and starts every model; the events arrive on the
@@ -84,6 +175,11 @@ impl ConversationService {
         idempotency_key: Option<IdempotencyKey>,
         deadline: Instant,
     ) -> Result<mpsc::Receiver<PromptEvent>, Error> {
+        if !self.answers.is_open() {
+            return Err(Error::Unavailable(
+                "the server is shutting down; send the prompt again".into(),
+            ));
+        }
         let span = tracing::info_span!(
             "db.query",
             db.system = self.store.backend(),
@@ -91,7 +187,7 @@ impl ConversationService {
         );
         let session = self
             .store
-            .session(user, prompt.session_id, Responses::Read)
+            .session(user, prompt.session_id, Responses::Skip)
             .instrument(span)
             .await?
             .ok_or_else(|| Error::NotFound(format!("session {} not found", prompt.session_id)))?;
@@ -116,6 +212,7 @@ impl ConversationService {
             }
             Written::New(ids) => ids,
         };
+        let settings = Arc::new(session.settings);
         for ((session_model_id, model_name), response_id) in models.into_iter().zip(response_ids) {
             let call = ModelCall {
                 store: self.store.clone(),
@@ -135,16 +232,10 @@ impl ConversationService {
                     error: None,
                     first_byte_ms: None,
                 },
-                request: ChatRequest {
-                    messages: conversation::model_messages(
-                        &session,
-                        session_model_id,
-                        &prompt.prompt_text,
-                        self.history_chars,
-                    ),
-                    params: conversation::generation_params(&session),
-                },
+                settings: settings.clone(),
+                history_chars: self.history_chars,
                 deadline,
+                registration: self.answers.register(session.session_id),
             };
             tokio::spawn(call.run().in_current_span());
         }
@@ -178,6 +269,7 @@ impl ConversationService {
         let ids = tx
             .insert_prompt(&PromptRows {
                 user,
+                replica_id: self.answers.replica_id(),
                 session_id: prompt.session_id,
                 prompt_text: &prompt.prompt_text,
                 now,
@@ -257,140 +349,4 @@ fn asked_models(session: &Session, ids: &[i64]) -> Result<Vec<(i64, String)>, Er
         )));
     }
     Ok(models)
-}
-
-/// One model answering one prompt.
-struct ModelCall {
-    store: Arc<dyn Store>,
-    models: Models,
-    events: mpsc::Sender<PromptEvent>,
-    /// The response row, filled in as the answer arrives.
-    response: Response,
-    request: ChatRequest,
-    deadline: Instant,
-}
-
-/// How the answer stream ended.
-enum End {
-    Done,
-    Failed(String),
-    Cancelled,
-}
-
-impl ModelCall {
-    async fn run(mut self) {
-        let started = StdInstant::now();
-        let _ = self
-            .events
-            .send(PromptEvent::Started {
-                session_model_id: self.response.session_model_id,
-                response_id: self.response.response_id,
-                model_name: self.response.model_name.clone(),
-            })
-            .await;
-        let mut usage = None;
-        let end = self.answer(started, &mut usage).await;
-        let r = &mut self.response;
-        r.latency_ms = Some(started.elapsed().as_millis() as i64);
-        let (prompt_tokens, completion_tokens) = usage.unwrap_or_else(|| {
-            let sent: String = self
-                .request
-                .messages
-                .iter()
-                .map(|m| m.content.as_str())
-                .collect();
-            (
-                conversation::estimate_tokens(&sent),
-                conversation::estimate_tokens(&r.response_text),
-            )
-        });
-        r.token_usage = conversation::token_usage(prompt_tokens, completion_tokens);
-        (r.status, r.error) = match end {
-            End::Done => (ResponseStatus::Completed, None),
-            End::Failed(why) => (ResponseStatus::Failed, Some(why)),
-            End::Cancelled => (
-                ResponseStatus::Cancelled,
-                Some("the client went away before the answer was complete".into()),
-            ),
-        };
-        let outcome = ResponseOutcome {
-            status: r.status,
-            response_text: r.response_text.clone(),
-            error: r.error.clone(),
-            token_usage: r.token_usage.clone(),
-            latency_ms: r.latency_ms.unwrap_or(0),
-            first_byte_ms: r.first_byte_ms,
-        };
-        if let Err(e) = self.store.finish_response(r.response_id, &outcome).await {
-            tracing::error!(response_id = r.response_id, error = %e, "could not store a response");
-        }
-        let event = if r.status == ResponseStatus::Completed {
-            PromptEvent::Finished(self.response)
-        } else {
-            PromptEvent::Failed(self.response)
-        };
-        let _ = self.events.send(event).await;
-    }
-
-    /// Streams the model's answer into the response and out as deltas,
-    /// until it ends, fails, runs out of time or the caller goes away.
-    async fn answer(&mut self, started: StdInstant, usage: &mut Option<(i64, i64)>) -> End {
-        let model = match self.models.get(&self.response.model_name) {
-            Ok(model) => model,
-            Err(e) => return End::Failed(e.0),
-        };
-        let limit = self.deadline.min(Instant::now() + model.timeout());
-        let events = self.events.clone();
-        let opened = tokio::select! {
-            _ = events.closed() => return End::Cancelled,
-            opened = tokio::time::timeout_at(limit, model.open(&self.request)) => opened,
-        };
-        let mut stream = match opened {
-            Err(_) => return End::Failed(timed_out(&self.response.model_name)),
-            Ok(Err(e)) => return End::Failed(e.0),
-            Ok(Ok(stream)) => stream,
-        };
-        loop {
-            let next = tokio::select! {
-                _ = events.closed() => return End::Cancelled,
-                next = tokio::time::timeout_at(limit, stream.next()) => next,
-            };
-            let chunk = match next {
-                Err(_) => return End::Failed(timed_out(&self.response.model_name)),
-                Ok(None) => return End::Done,
-                Ok(Some(Err(e))) => return End::Failed(e.0),
-                Ok(Some(Ok(chunk))) => chunk,
-            };
-            let text = match chunk {
-                Chunk::Usage {
-                    prompt_tokens,
-                    completion_tokens,
-                } => {
-                    *usage = Some((prompt_tokens, completion_tokens));
-                    continue;
-                }
-                Chunk::Text(text) => text,
-            };
-            let r = &mut self.response;
-            if r.response_text.len() + text.len() > MAX_ANSWER_BYTES {
-                return End::Failed(format!(
-                    "the answer was longer than {MAX_ANSWER_BYTES} bytes"
-                ));
-            }
-            r.first_byte_ms
-                .get_or_insert_with(|| started.elapsed().as_millis() as i64);
-            r.response_text.push_str(&text);
-            let delta = PromptEvent::Delta {
-                session_model_id: r.session_model_id,
-                text,
-            };
-            if events.send(delta).await.is_err() {
-                return End::Cancelled;
-            }
-        }
-    }
-}
-
-fn timed_out(model: &str) -> String {
-    format!("model {model:?} did not finish in time")
 }

@@ -1,9 +1,12 @@
 //! Use cases on domain types, independent of any transport.
 
+pub mod answers;
 pub mod catalog;
 pub mod conversation;
 pub mod examples;
 mod keys;
+pub mod leases;
+mod model_call;
 mod paging;
 pub mod practice;
 pub mod sessions;

@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Map;
 use tracing::Instrument;
 
+use super::answers::Answers;
+use super::conversation::{NEWEST_RESPONSES, REPLY_TEXT_BYTES};
 use super::keys;
 use super::tx::{self, TxError};
 use crate::domain::session::{CreateSessionInput, DEFAULT_STYLE_PRESET};
@@ -16,7 +18,7 @@ use crate::domain::{
     FewShotLink, IdempotencyKey, NewSession, Session, SessionModel, Settings, UserId, now_micros,
 };
 use crate::error::Error;
-use crate::store::{AgentRecord, Asked, References, Responses, SessionRows, Store, VisibleRefs};
+use crate::store::{AgentRecord, Asked, References, SessionRows, Store, VisibleRefs};
 
 #[derive(Clone)]
 pub struct PracticeService {
@@ -25,6 +27,8 @@ pub struct PracticeService {
     /// The largest reply the server sends: a session that wouldn't fit is
     /// refused before it is committed.
     max_response_bytes: usize,
+    /// The answers in flight here, which a deleted session cancels.
+    pub(super) answers: Arc<Answers>,
 }
 
 /// What one run of the create transaction produced.
@@ -39,11 +43,13 @@ impl PracticeService {
         store: Arc<dyn Store>,
         default_models: Vec<String>,
         max_response_bytes: usize,
+        answers: Arc<Answers>,
     ) -> Self {
         Self {
             store,
             default_models: default_models.into(),
             max_response_bytes,
+            answers,
         }
     }
 
@@ -68,7 +74,7 @@ impl PracticeService {
             Created::New(session) => *session,
             Created::Replay(id) => self
                 .store
-                .session(user, id, Responses::Read)
+                .session(user, id, NEWEST_RESPONSES)
                 .await?
                 .ok_or_else(|| {
                     Error::internal(anyhow::anyhow!(
@@ -87,7 +93,7 @@ impl PracticeService {
             db.operation = "get_session"
         );
         self.store
-            .session(user, session_id, Responses::Read)
+            .session(user, session_id, NEWEST_RESPONSES)
             .instrument(span)
             .await?
             .ok_or_else(|| Error::NotFound(format!("session {session_id} not found")))
@@ -139,12 +145,14 @@ impl PracticeService {
         };
         let settings = SettingsPlan::from_agent(agent);
         // Nothing is committed that the server would then refuse to send.
+        // Its replies also carry its newest responses: leave room for them.
         let size = settings.estimated_size(new, &model_names);
-        if size > self.max_response_bytes {
+        let room = self.max_response_bytes.saturating_sub(REPLY_TEXT_BYTES);
+        if size > room {
             return Err(Error::FailedPrecondition(format!(
-                "the session would be about {size} bytes, more than the {} a reply may carry: \
-                 its agent's few-shot examples are too large; link fewer or shorter examples",
-                self.max_response_bytes
+                "the session would be about {size} bytes, more than the {room} a reply may carry \
+                 beside its newest responses: its agent's few-shot examples are too large; \
+                 link fewer or shorter examples"
             ))
             .into());
         }
@@ -227,6 +235,7 @@ impl PracticeService {
             },
             models,
             responses: Vec::new(),
+            has_more_responses: false,
         })))
     }
 

@@ -166,9 +166,12 @@ impl PracticeService {
         self.get_session(user, session_id).await
     }
 
-    /// Deletes the session with everything that hangs off it.
+    /// Deletes the session with everything that hangs off it. Its answers
+    /// in flight here stop at once (as `cancelled`); those on another
+    /// replica stop when they next save their text and find the row gone.
     pub async fn delete_session(&self, user: UserId, session_id: i64) -> Result<(), Error> {
         if self.store.delete_session(user, session_id).await? {
+            self.answers.cancel_session(session_id);
             Ok(())
         } else {
             Err(not_found(session_id))

@@ -9,6 +9,7 @@
 //! rows are written in one call) is written out in each backend's module.
 //! Rows are read by column name into the structs of `rows.rs`.
 
+mod conversation;
 mod dialect;
 mod group_commit;
 mod json_param;
@@ -28,13 +29,13 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::domain::conversation::ResponseStatus;
-use crate::domain::session::Response;
 use crate::domain::{
     Agent, Class, Example, ExamplePatch, Knowledge, NewExample, NewSession, Project, Session,
     SessionFilter, SessionPatch, SettingsPatch, UserId,
 };
 use crate::error::Error;
 
+pub use conversation::{ConversationStore, ResponseBudget, ResponseSlice};
 pub use options::StoreOptions;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -212,6 +213,8 @@ pub struct SessionIds {
 #[derive(Debug, Clone, Copy)]
 pub struct PromptRows<'a> {
     pub user: UserId,
+    /// The replica that answers the prompt (see `ConversationStore`).
+    pub replica_id: &'a str,
     pub session_id: i64,
     pub prompt_text: &'a str,
     pub now: DateTime<Utc>,
@@ -232,11 +235,11 @@ pub struct ResponseOutcome {
     pub first_byte_ms: Option<i64>,
 }
 
-/// Whether a session read includes its responses (lists show sessions
-/// without them).
+/// Whether a session read includes its newest responses (lists show
+/// sessions without them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Responses {
-    Read,
+    Newest(ResponseBudget),
     Skip,
 }
 
@@ -261,7 +264,7 @@ pub struct PagedSession {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ConversationStore + Send + Sync + 'static {
     /// "sqlite" or "postgres".
     fn backend(&self) -> &'static str;
 
@@ -278,7 +281,7 @@ pub trait Store: Send + Sync + 'static {
     async fn begin_write(&self, attempt: u32) -> Result<Box<dyn WriteTx>, StoreError>;
 
     /// The caller's session; another user's is `None`, like a missing one.
-    /// Its responses are read only when `responses` is `Responses::Read`.
+    /// Its newest responses are read only when asked for.
     async fn session(
         &self,
         user: UserId,
@@ -359,20 +362,6 @@ pub trait Store: Send + Sync + 'static {
         example_id: i64,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
-
-    /// Stores how a response's answer ended.
-    async fn finish_response(
-        &self,
-        response_id: i64,
-        outcome: &ResponseOutcome,
-    ) -> Result<(), StoreError>;
-
-    /// The responses of the caller's prompt, in the models' order.
-    async fn prompt_responses(
-        &self,
-        user: UserId,
-        prompt_id: i64,
-    ) -> Result<Vec<Response>, StoreError>;
 
     /// Deletes idempotency keys claimed before `before`; how many.
     async fn delete_expired_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;

@@ -291,6 +291,7 @@ pub struct SessionParts {
     pub links: Vec<LinkRow>,
     pub models: Vec<ModelRow>,
     pub responses: Vec<ResponseRow>,
+    pub more_responses: bool,
 }
 
 impl From<SessionParts> for Session {
@@ -347,6 +348,7 @@ impl From<SessionParts> for Session {
                 .into_iter()
                 .map(ResponseRow::into_response)
                 .collect(),
+            has_more_responses: p.more_responses,
         }
     }
 }

@@ -104,6 +104,10 @@ pub const SESSION: &str = "\
 SELECT session_id, user_id, class_id, project_id, agent_id, title, notes, created_at, updated_at
 FROM practice_sessions WHERE session_id = $1 AND user_id = $2";
 
+/// The caller's (`$2`) session `$1`, if it is theirs.
+pub const SESSION_OWNED: &str =
+    "SELECT session_id FROM practice_sessions WHERE session_id = $1 AND user_id = $2";
+
 pub const SESSION_KNOWLEDGE: &str =
     "SELECT knowledge_id FROM session_knowledge WHERE session_id = $1 ORDER BY position";
 
@@ -123,10 +127,43 @@ pub const SESSION_MODELS: &str = "\
 SELECT session_model_id, model_name, sort_order, created_at
 FROM session_models WHERE session_id = $1 ORDER BY sort_order";
 
-pub const RESPONSES: &str = "\
+/// The sizes (characters of prompt and answer) of the session's (`$1`)
+/// newest responses, newest first, at most `$2`: what a bounded read plans
+/// with before it reads any text.
+pub const NEWEST_RESPONSE_SIZES: &str = "\
+SELECT response_id, CAST(length(prompt_text) + length(response_text) AS BIGINT) AS chars
+FROM responses WHERE session_id = $1 ORDER BY response_id DESC LIMIT $2";
+
+/// The sizes of the session's (`$1`) responses with ids above `$2` up to
+/// `$3`, oldest first, at most `$4`.
+pub const PAGE_RESPONSE_SIZES: &str = "\
+SELECT response_id, CAST(length(prompt_text) + length(response_text) AS BIGINT) AS chars
+FROM responses WHERE session_id = $1 AND response_id > $2 AND response_id <= $3
+ORDER BY response_id LIMIT $4";
+
+/// The session's (`$1`) responses with ids from `$2` to `$3`, oldest first.
+pub const RESPONSES_BETWEEN: &str = "\
 SELECT response_id, session_model_id, session_id, model_name, prompt_text, response_text,
        created_at, token_usage, latency_ms, status, error, first_byte_ms
-FROM responses WHERE session_id = $1 ORDER BY response_id";
+FROM responses WHERE session_id = $1 AND response_id BETWEEN $2 AND $3
+ORDER BY response_id";
+
+/// The session's (`$1`) highest response id: where a listing's snapshot ends.
+pub const LAST_RESPONSE_ID: &str =
+    "SELECT COALESCE(MAX(response_id), 0) FROM responses WHERE session_id = $1";
+
+/// The sizes of a session model's (`$1`) completed answers, newest first,
+/// at most `$2`.
+pub const HISTORY_SIZES: &str = "\
+SELECT response_id, CAST(length(prompt_text) + length(response_text) AS BIGINT) AS chars
+FROM responses WHERE session_model_id = $1 AND status = 'completed'
+ORDER BY response_id DESC LIMIT $2";
+
+/// A session model's (`$1`) completed turns from id `$2` on, newest first.
+pub const HISTORY: &str = "\
+SELECT prompt_text, response_text
+FROM responses WHERE session_model_id = $1 AND status = 'completed' AND response_id >= $2
+ORDER BY response_id DESC";
 
 // --- the conversation ---
 
@@ -136,22 +173,55 @@ INSERT INTO prompts (session_id, prompt_text, created_at)
 SELECT session_id, $3, $4 FROM practice_sessions WHERE session_id = $1 AND user_id = $2
 RETURNING prompt_id";
 
-/// A response being answered: no text yet, usage `{}`.
+/// A response being answered by the replica `$7`: no text yet, usage `{}`.
 pub const INSERT_RESPONSE: &str = "\
 INSERT INTO responses
     (prompt_id, session_model_id, session_id, model_name, prompt_text, response_text,
-     created_at, status)
-VALUES ($1, $2, $3, $4, $5, '', $6, 'in_progress')
+     created_at, status, replica_id)
+VALUES ($1, $2, $3, $4, $5, '', $6, 'in_progress', $7)
 RETURNING response_id";
 
 pub const LINK_KEY_TO_PROMPT: &str =
     "UPDATE idempotency_keys SET prompt_id = $3 WHERE user_id = $1 AND idem_key = $2";
 
+/// Stores how an answer ended, unless it has already ended (its replica was
+/// thought dead and it was swept) or is gone (its session was deleted).
 pub const FINISH_RESPONSE: &str = "\
 UPDATE responses
 SET response_text = $2, status = $3, error = $4, token_usage = $5, latency_ms = $6,
     first_byte_ms = $7
-WHERE response_id = $1";
+WHERE response_id = $1 AND status = 'in_progress'";
+
+/// The text of an answer in progress so far, so a crash loses at most what
+/// arrived since.
+pub const SAVE_PARTIAL: &str = "\
+UPDATE responses SET response_text = $2 WHERE response_id = $1 AND status = 'in_progress'";
+
+// --- replica leases ---
+
+pub const RENEW_LEASE: &str = "\
+INSERT INTO replica_leases (replica_id, expires_at) VALUES ($1, $2)
+ON CONFLICT (replica_id) DO UPDATE SET expires_at = excluded.expires_at";
+
+/// Answers in progress whose replica holds no live lease at `$1`: failed,
+/// "interrupted", keeping their text. Answers written before leases
+/// existed have no replica and count as interrupted.
+pub const FAIL_ORPHANED: &str = "\
+UPDATE responses SET status = 'failed', error = 'interrupted'
+WHERE status = 'in_progress'
+  AND (replica_id IS NULL OR NOT EXISTS (
+      SELECT 1 FROM replica_leases l
+      WHERE l.replica_id = responses.replica_id AND l.expires_at > $1))";
+
+/// This replica's (`$1`) answers still in progress as it stops.
+pub const FAIL_OWN: &str = "\
+UPDATE responses SET status = 'failed', error = 'interrupted'
+WHERE status = 'in_progress' AND replica_id = $1";
+
+pub const DROP_LEASE: &str = "DELETE FROM replica_leases WHERE replica_id = $1";
+
+/// Leases that ran out before `$1`.
+pub const DROP_EXPIRED_LEASES: &str = "DELETE FROM replica_leases WHERE expires_at < $1";
 
 /// The responses of the caller's (`$2`) prompt `$1`, in the models' order.
 pub const PROMPT_RESPONSES: &str = "\

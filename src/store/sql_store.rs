@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{Pool, QueryBuilder};
 
+use super::conversation::{ConversationStore, SizeRow, newest_responses};
 use super::dialect::Dialect;
 use super::group_commit::GroupCommit;
 use super::json_param::JsonParam;
@@ -20,10 +21,9 @@ use super::rows::{
 use super::sql_tx::SqlWriteTx;
 use super::wal_sync::WalSync;
 use super::{
-    CatalogKind, PagedSession, ResponseOutcome, Responses, SessionQuery, Store, StoreError,
-    TableCounts, WriteTx, sql,
+    CatalogKind, PagedSession, Responses, SessionQuery, Store, StoreError, TableCounts, WriteTx,
+    sql,
 };
-use crate::domain::session::Response;
 use crate::domain::{
     Class, Example, ExamplePatch, Knowledge, NewExample, Project, Session, SessionPatch, UserId,
 };
@@ -61,8 +61,16 @@ impl<DB: Dialect> SqlStore<DB> {
 
     /// Waits until what this store committed is durable (a no-op where
     /// each commit is durable by itself).
-    async fn synced(&self) -> Result<(), StoreError> {
+    pub(super) async fn synced(&self) -> Result<(), StoreError> {
         durable(&self.sync).await
+    }
+
+    pub(super) fn read_pool(&self) -> &Pool<DB> {
+        &self.read
+    }
+
+    pub(super) fn write_pool(&self) -> &Pool<DB> {
+        &self.write
     }
 }
 
@@ -104,6 +112,8 @@ where
     for<'a> JsonParam<'a>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
     for<'a> Option<JsonParam<'a>>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
     SqlWriteTx<DB>: WriteTx,
+    SqlStore<DB>: ConversationStore,
+    for<'r> SizeRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> ExampleRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> SessionRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> SettingsRow: sqlx::FromRow<'r, DB::Row>,
@@ -171,14 +181,9 @@ where
             .bind(session_id)
             .fetch_all(&mut *conn)
             .await?;
-        let responses: Vec<ResponseRow> = match with {
-            Responses::Read => {
-                sqlx::query_as(sql::RESPONSES)
-                    .bind(session_id)
-                    .fetch_all(&mut *conn)
-                    .await?
-            }
-            Responses::Skip => Vec::new(),
+        let (responses, more_responses) = match with {
+            Responses::Newest(budget) => newest_responses(&mut conn, session_id, budget).await?,
+            Responses::Skip => (Vec::new(), false),
         };
         Ok(Some(Session::from(SessionParts {
             session,
@@ -187,6 +192,7 @@ where
             links,
             models,
             responses,
+            more_responses,
         })))
     }
 
@@ -406,38 +412,6 @@ where
             .await?;
         self.synced().await?;
         Ok(DB::rows_affected(&done) > 0)
-    }
-
-    async fn finish_response(
-        &self,
-        response_id: i64,
-        outcome: &ResponseOutcome,
-    ) -> Result<(), StoreError> {
-        sqlx::query(sql::FINISH_RESPONSE)
-            .bind(response_id)
-            .bind(outcome.response_text.as_str())
-            .bind(outcome.status.as_str())
-            .bind(outcome.error.as_deref())
-            .bind(JsonParam(&outcome.token_usage))
-            .bind(outcome.latency_ms)
-            .bind(outcome.first_byte_ms)
-            .execute(&self.write)
-            .await?;
-        self.synced().await?;
-        Ok(())
-    }
-
-    async fn prompt_responses(
-        &self,
-        user: UserId,
-        prompt_id: i64,
-    ) -> Result<Vec<Response>, StoreError> {
-        let rows: Vec<ResponseRow> = sqlx::query_as(sql::PROMPT_RESPONSES)
-            .bind(prompt_id)
-            .bind(user.get())
-            .fetch_all(&self.read)
-            .await?;
-        Ok(rows.into_iter().map(ResponseRow::into_response).collect())
     }
 
     async fn delete_expired_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

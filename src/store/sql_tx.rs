@@ -259,6 +259,7 @@ where
                 .bind(model_name.as_str())
                 .bind(rows.prompt_text)
                 .bind(rows.now)
+                .bind(rows.replica_id)
                 .fetch_one(self.conn())
                 .await?;
             ids.push(id);

@@ -63,6 +63,7 @@ pub fn session_to_proto(s: domain::Session) -> pb::Session {
             })
             .collect(),
         responses: s.responses.into_iter().map(response_to_proto).collect(),
+        has_more_responses: s.has_more_responses,
     }
 }
 

@@ -112,6 +112,23 @@ impl PracticeRpc for PracticeApi {
         }))
     }
 
+    async fn list_responses(
+        &self,
+        request: Request<pb::ListResponsesRequest>,
+    ) -> Result<Response<pb::ListResponsesResponse>, Status> {
+        let user = principal(&request)?.user_id()?;
+        let r = request.get_ref();
+        tracing::Span::current().record("session_id", r.session_id);
+        let page = self
+            .conversation
+            .list_responses(user, r.session_id, r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListResponsesResponse {
+            responses: page.responses.into_iter().map(response_to_proto).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
     async fn create_session(
         &self,
         request: Request<pb::CreateSessionRequest>,

@@ -171,7 +171,12 @@ fn check_session(s: &Session, c: &Call) -> anyhow::Result<()> {
 
 impl Target {
     pub fn raw(store: Arc<dyn Store>) -> Self {
-        Target::Raw(PracticeService::new(store, Vec::new(), 4 * 1024 * 1024))
+        Target::Raw(PracticeService::new(
+            store,
+            Vec::new(),
+            4 * 1024 * 1024,
+            practice_service::service::answers::Answers::new("bench".into()),
+        ))
     }
 
     pub async fn connect(

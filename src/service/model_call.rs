@@ -1,0 +1,272 @@
+//! One model answering one prompt, as a job that can end at any point: the
+//! model finishes or fails, the deadline passes (reading from the model or
+//! sending to a client that doesn't read), the client goes away, the
+//! session is deleted, or the replica stops. Whatever ends it, the row is
+//! stored with the text that arrived, and the slot and upstream request are
+//! released when the job's stream is dropped.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant};
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::answers::{Registration, Stop};
+use super::conversation::{MAX_ANSWER_BYTES, PromptEvent};
+use crate::domain::conversation::{self, ResponseStatus, Turn};
+use crate::domain::session::{Response, Settings};
+use crate::llm::{ChatRequest, Chunk, Models};
+use crate::store::{ResponseOutcome, Store};
+
+/// How often the text of an answer in progress is saved: a crash loses at
+/// most this much of it, and a long answer costs a write per period, not
+/// one per delta.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+
+/// The most earlier turns a model is shown, whatever their size.
+const MAX_HISTORY_TURNS: i64 = 200;
+
+/// How long the last event may wait for a reader past the deadline.
+const LAST_EVENT_WAIT: Duration = Duration::from_secs(1);
+
+pub(super) struct ModelCall {
+    pub store: Arc<dyn Store>,
+    pub models: Models,
+    pub events: mpsc::Sender<PromptEvent>,
+    /// The response row, filled in as the answer arrives.
+    pub response: Response,
+    pub settings: Arc<Settings>,
+    pub history_chars: usize,
+    pub deadline: Instant,
+    /// `None`: the replica stopped before the answer could start.
+    pub registration: Option<Registration>,
+}
+
+/// How the answer ended.
+enum End {
+    Done,
+    Failed(String),
+    /// The client went away.
+    Cancelled,
+    Stopped(Stop),
+}
+
+impl ModelCall {
+    pub async fn run(mut self) {
+        let started = StdInstant::now();
+        let mut usage = None;
+        let mut sent = String::new();
+        // Held until the outcome is stored: a stopping replica waits for it,
+        // then fails whatever it still owns.
+        let mut registration = self.registration.take();
+        let end = match registration.as_mut() {
+            None => End::Stopped(Stop::Interrupted),
+            Some(registration) => {
+                let end = self
+                    .answer(started, &mut usage, &mut sent, registration)
+                    .await;
+                // Stopped from outside while the end was being reached.
+                match end {
+                    End::Cancelled | End::Failed(_) => {
+                        match futures_util::FutureExt::now_or_never(registration.stopped()) {
+                            Some(stop) => End::Stopped(stop),
+                            None => end,
+                        }
+                    }
+                    end => end,
+                }
+            }
+        };
+        let r = &mut self.response;
+        r.latency_ms = Some(started.elapsed().as_millis() as i64);
+        let (prompt_tokens, completion_tokens) = usage.unwrap_or_else(|| {
+            (
+                conversation::estimate_tokens(&sent),
+                conversation::estimate_tokens(&r.response_text),
+            )
+        });
+        r.token_usage = conversation::token_usage(prompt_tokens, completion_tokens);
+        (r.status, r.error) = match end {
+            End::Done => (ResponseStatus::Completed, None),
+            End::Failed(why) => (ResponseStatus::Failed, Some(why)),
+            End::Cancelled => (
+                ResponseStatus::Cancelled,
+                Some("the client went away before the answer was complete".into()),
+            ),
+            End::Stopped(Stop::Deleted) => (ResponseStatus::Cancelled, Some(deleted())),
+            End::Stopped(Stop::Interrupted) => (ResponseStatus::Failed, Some("interrupted".into())),
+        };
+        let outcome = ResponseOutcome {
+            status: r.status,
+            response_text: r.response_text.clone(),
+            error: r.error.clone(),
+            token_usage: r.token_usage.clone(),
+            latency_ms: r.latency_ms.unwrap_or(0),
+            first_byte_ms: r.first_byte_ms,
+        };
+        match self.store.finish_response(r.response_id, &outcome).await {
+            Ok(true) => {}
+            // The row is gone: its session was deleted, here or on
+            // another replica. Never report it completed.
+            Ok(false) => (r.status, r.error) = (ResponseStatus::Cancelled, Some(deleted())),
+            Err(e) => {
+                tracing::error!(response_id = r.response_id, error = %e, "could not store a response");
+            }
+        }
+        drop(registration);
+        let event = if r.status == ResponseStatus::Completed {
+            PromptEvent::Finished(self.response)
+        } else {
+            PromptEvent::Failed(self.response)
+        };
+        // A reader that doesn't read gets the last event only if it makes
+        // room soon; the row holds the outcome either way.
+        let wait = self
+            .deadline
+            .saturating_duration_since(Instant::now())
+            .max(LAST_EVENT_WAIT);
+        let _ = tokio::time::timeout(wait, self.events.send(event)).await;
+    }
+
+    /// Streams the model's answer into the response and out as deltas,
+    /// until it ends, fails, runs out of time, the caller goes away, or the
+    /// answer is stopped from outside.
+    async fn answer(
+        &mut self,
+        started: StdInstant,
+        usage: &mut Option<(i64, i64)>,
+        sent: &mut String,
+        registration: &mut Registration,
+    ) -> End {
+        let started_event = PromptEvent::Started {
+            session_model_id: self.response.session_model_id,
+            response_id: self.response.response_id,
+            model_name: self.response.model_name.clone(),
+        };
+        let model = match self.models.get(&self.response.model_name) {
+            Ok(model) => model,
+            Err(e) => return End::Failed(e.0),
+        };
+        let limit = self.deadline.min(Instant::now() + model.timeout());
+        let events = self.events.clone();
+        let model_name = self.response.model_name.clone();
+        let work = async {
+            deliver(&events, started_event, limit, &model_name).await?;
+            let request = match self.request().await {
+                Ok(request) => request,
+                Err(why) => return Err(End::Failed(why)),
+            };
+            sent.extend(request.messages.iter().map(|m| m.content.as_str()));
+            let opened = tokio::time::timeout_at(limit, model.open(&request)).await;
+            let mut stream = match opened {
+                Err(_) => return Err(End::Failed(timed_out(&model_name))),
+                Ok(Err(e)) => return Err(End::Failed(e.0)),
+                Ok(Ok(stream)) => stream,
+            };
+            let mut saved_at = StdInstant::now();
+            loop {
+                let chunk = match tokio::time::timeout_at(limit, stream.next()).await {
+                    Err(_) => return Err(End::Failed(timed_out(&model_name))),
+                    Ok(None) => return Ok(()),
+                    Ok(Some(Err(e))) => return Err(End::Failed(e.0)),
+                    Ok(Some(Ok(chunk))) => chunk,
+                };
+                let text = match chunk {
+                    Chunk::Usage {
+                        prompt_tokens,
+                        completion_tokens,
+                    } => {
+                        *usage = Some((prompt_tokens, completion_tokens));
+                        continue;
+                    }
+                    Chunk::Text(text) => text,
+                };
+                let r = &mut self.response;
+                if r.response_text.len() + text.len() > MAX_ANSWER_BYTES {
+                    return Err(End::Failed(format!(
+                        "the answer was longer than {MAX_ANSWER_BYTES} bytes"
+                    )));
+                }
+                r.first_byte_ms
+                    .get_or_insert_with(|| started.elapsed().as_millis() as i64);
+                r.response_text.push_str(&text);
+                if saved_at.elapsed() >= SAVE_EVERY {
+                    saved_at = StdInstant::now();
+                    match self
+                        .store
+                        .save_partial(r.response_id, &r.response_text)
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => return Err(End::Stopped(Stop::Deleted)),
+                        // The final write will try again; the answer goes on.
+                        Err(e) => tracing::warn!(error = %e, "could not save an answer's text"),
+                    }
+                }
+                let delta = PromptEvent::Delta {
+                    session_model_id: r.session_model_id,
+                    text,
+                };
+                deliver(&events, delta, limit, &model_name).await?;
+            }
+        };
+        tokio::select! {
+            _ = events.closed() => End::Cancelled,
+            stop = registration.stopped() => End::Stopped(stop),
+            done = work => match done {
+                Ok(()) => End::Done,
+                Err(end) => end,
+            },
+        }
+    }
+
+    /// What the model is sent: the few-shot examples and this model's
+    /// newest turns that fit the context budget, then the prompt.
+    async fn request(&self) -> Result<ChatRequest, String> {
+        let (examples, left) = conversation::example_share(&self.settings, self.history_chars);
+        let history: Vec<Turn> = if left > 0 {
+            self.store
+                .model_history(self.response.session_model_id, left, MAX_HISTORY_TURNS)
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "could not read a model's history");
+                    "the conversation's history could not be read".to_string()
+                })?
+        } else {
+            Vec::new()
+        };
+        Ok(ChatRequest {
+            messages: conversation::model_messages(
+                &self.settings,
+                examples,
+                &history,
+                &self.response.prompt_text,
+            ),
+            params: conversation::generation_params(&self.settings),
+        })
+    }
+}
+
+/// Sends an event within the deadline: a client that doesn't read holds
+/// the model no longer than one that reads.
+async fn deliver(
+    events: &mpsc::Sender<PromptEvent>,
+    event: PromptEvent,
+    limit: Instant,
+    model: &str,
+) -> Result<(), End> {
+    match tokio::time::timeout_at(limit, events.send(event)).await {
+        Err(_) => Err(End::Failed(timed_out(model))),
+        Ok(Err(_)) => Err(End::Cancelled),
+        Ok(Ok(())) => Ok(()),
+    }
+}
+
+fn timed_out(model: &str) -> String {
+    format!("model {model:?} did not finish in time")
+}
+
+fn deleted() -> String {
+    "the session was deleted while it was being answered".into()
+}

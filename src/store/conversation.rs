@@ -1,0 +1,324 @@
+//! The conversation's storage: bounded reads of a session's responses, a
+//! model's history, answers saved as they stream, and the replica leases
+//! that tell a live answer from one whose replica died.
+//!
+//! Every read of responses first reads their sizes (no text), decides how
+//! many fit, then reads only those: memory to serve a session doesn't grow
+//! with its history.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Pool;
+
+use super::dialect::Dialect;
+use super::json_param::JsonParam;
+use super::rows::ResponseRow;
+use super::sql_store::SqlStore;
+use super::{ResponseOutcome, StoreError, sql};
+use crate::domain::UserId;
+use crate::domain::conversation::{Turn, fitting};
+use crate::domain::session::Response;
+
+/// How many responses a read returns at most, and how many characters of
+/// prompt and answer text they may hold together. A read returns at least
+/// one response when there is one, whatever its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseBudget {
+    pub count: usize,
+    pub chars: i64,
+}
+
+/// Responses of a session, oldest first, and whether more follow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseSlice {
+    pub responses: Vec<Response>,
+    pub more: bool,
+    /// The highest response id the listing covers (its snapshot).
+    pub upto: i64,
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct SizeRow {
+    pub response_id: i64,
+    pub chars: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct TurnRow {
+    prompt_text: String,
+    response_text: String,
+}
+
+/// The conversation's verbs; every `Store` has them.
+#[async_trait]
+pub trait ConversationStore: Send + Sync {
+    /// The caller's session's responses with ids above `after` (oldest
+    /// first), up to `upto` (`None`: the newest there is now); `None` if the
+    /// caller has no such session.
+    async fn response_page(
+        &self,
+        user: UserId,
+        session_id: i64,
+        after: i64,
+        upto: Option<i64>,
+        budget: ResponseBudget,
+    ) -> Result<Option<ResponseSlice>, StoreError>;
+
+    /// A session model's newest completed turns, newest first, at most
+    /// `max_turns` and together at most `chars` characters.
+    async fn model_history(
+        &self,
+        session_model_id: i64,
+        chars: i64,
+        max_turns: i64,
+    ) -> Result<Vec<Turn>, StoreError>;
+
+    /// Saves the text of an answer in progress; `false` if it is no longer
+    /// in progress (swept as interrupted) or gone (its session deleted).
+    async fn save_partial(&self, response_id: i64, text: &str) -> Result<bool, StoreError>;
+
+    /// Stores how a response's answer ended; `false` as for `save_partial`.
+    async fn finish_response(
+        &self,
+        response_id: i64,
+        outcome: &ResponseOutcome,
+    ) -> Result<bool, StoreError>;
+
+    /// The responses of the caller's prompt, in the models' order.
+    async fn prompt_responses(
+        &self,
+        user: UserId,
+        prompt_id: i64,
+    ) -> Result<Vec<Response>, StoreError>;
+
+    /// Takes or extends this replica's lease until `expires_at`.
+    async fn renew_lease(
+        &self,
+        replica_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Stores every answer in progress whose replica's lease has run out
+    /// by `now` as failed "interrupted"; how many.
+    async fn fail_orphaned(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// A replica stopping: its answers still in progress become failed
+    /// "interrupted" and its lease goes; how many answers.
+    async fn release_lease(&self, replica_id: &str) -> Result<u64, StoreError>;
+}
+
+/// The newest responses of a session within the budget, oldest first, and
+/// whether older ones exist; inside the caller's read transaction.
+pub(super) async fn newest_responses<DB>(
+    conn: &mut DB::Connection,
+    session_id: i64,
+    budget: ResponseBudget,
+) -> Result<(Vec<ResponseRow>, bool), sqlx::Error>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    i64: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
+    for<'r> SizeRow: sqlx::FromRow<'r, DB::Row>,
+    for<'r> ResponseRow: sqlx::FromRow<'r, DB::Row>,
+{
+    let sizes: Vec<SizeRow> = sqlx::query_as(sql::NEWEST_RESPONSE_SIZES)
+        .bind(session_id)
+        .bind(budget.count as i64 + 1)
+        .fetch_all(&mut *conn)
+        .await?;
+    let n = fitting(sizes.iter().map(|s| s.chars), budget.chars, 1).min(budget.count);
+    if n == 0 {
+        return Ok((Vec::new(), false));
+    }
+    let rows = sqlx::query_as(sql::RESPONSES_BETWEEN)
+        .bind(session_id)
+        .bind(sizes[n - 1].response_id)
+        .bind(sizes[0].response_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok((rows, sizes.len() > n))
+}
+
+#[async_trait]
+impl<DB> ConversationStore for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'c> &'c Pool<DB>: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    i64: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB> + for<'r> sqlx::Decode<'r, DB>,
+    Option<i64>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
+    for<'a> &'a str: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
+    for<'a> Option<&'a str>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
+    DateTime<Utc>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
+    for<'a> JsonParam<'a>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+    for<'r> SizeRow: sqlx::FromRow<'r, DB::Row>,
+    for<'r> TurnRow: sqlx::FromRow<'r, DB::Row>,
+    for<'r> ResponseRow: sqlx::FromRow<'r, DB::Row>,
+{
+    async fn response_page(
+        &self,
+        user: UserId,
+        session_id: i64,
+        after: i64,
+        upto: Option<i64>,
+        budget: ResponseBudget,
+    ) -> Result<Option<ResponseSlice>, StoreError> {
+        let mut conn = DB::begin_read(self.read_pool()).await?;
+        let owned: Option<i64> = sqlx::query_scalar(sql::SESSION_OWNED)
+            .bind(session_id)
+            .bind(user.get())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if owned.is_none() {
+            return Ok(None);
+        }
+        let upto = match upto {
+            Some(upto) => upto,
+            None => {
+                sqlx::query_scalar(sql::LAST_RESPONSE_ID)
+                    .bind(session_id)
+                    .fetch_one(&mut *conn)
+                    .await?
+            }
+        };
+        let sizes: Vec<SizeRow> = sqlx::query_as(sql::PAGE_RESPONSE_SIZES)
+            .bind(session_id)
+            .bind(after)
+            .bind(upto)
+            .bind(budget.count as i64 + 1)
+            .fetch_all(&mut *conn)
+            .await?;
+        let n = fitting(sizes.iter().map(|s| s.chars), budget.chars, 1).min(budget.count);
+        let responses: Vec<ResponseRow> = if n == 0 {
+            Vec::new()
+        } else {
+            sqlx::query_as(sql::RESPONSES_BETWEEN)
+                .bind(session_id)
+                .bind(sizes[0].response_id)
+                .bind(sizes[n - 1].response_id)
+                .fetch_all(&mut *conn)
+                .await?
+        };
+        Ok(Some(ResponseSlice {
+            responses: responses
+                .into_iter()
+                .map(ResponseRow::into_response)
+                .collect(),
+            more: sizes.len() > n,
+            upto,
+        }))
+    }
+
+    async fn model_history(
+        &self,
+        session_model_id: i64,
+        chars: i64,
+        max_turns: i64,
+    ) -> Result<Vec<Turn>, StoreError> {
+        let mut conn = DB::begin_read(self.read_pool()).await?;
+        let sizes: Vec<SizeRow> = sqlx::query_as(sql::HISTORY_SIZES)
+            .bind(session_model_id)
+            .bind(max_turns)
+            .fetch_all(&mut *conn)
+            .await?;
+        let n = fitting(sizes.iter().map(|s| s.chars), chars, 0);
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<TurnRow> = sqlx::query_as(sql::HISTORY)
+            .bind(session_model_id)
+            .bind(sizes[n - 1].response_id)
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Turn {
+                prompt_text: r.prompt_text,
+                response_text: r.response_text,
+            })
+            .collect())
+    }
+
+    async fn save_partial(&self, response_id: i64, text: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql::SAVE_PARTIAL)
+            .bind(response_id)
+            .bind(text)
+            .execute(self.write_pool())
+            .await?;
+        Ok(DB::rows_affected(&done) > 0)
+    }
+
+    async fn finish_response(
+        &self,
+        response_id: i64,
+        outcome: &ResponseOutcome,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql::FINISH_RESPONSE)
+            .bind(response_id)
+            .bind(outcome.response_text.as_str())
+            .bind(outcome.status.as_str())
+            .bind(outcome.error.as_deref())
+            .bind(JsonParam(&outcome.token_usage))
+            .bind(outcome.latency_ms)
+            .bind(outcome.first_byte_ms)
+            .execute(self.write_pool())
+            .await?;
+        self.synced().await?;
+        Ok(DB::rows_affected(&done) > 0)
+    }
+
+    async fn prompt_responses(
+        &self,
+        user: UserId,
+        prompt_id: i64,
+    ) -> Result<Vec<Response>, StoreError> {
+        let rows: Vec<ResponseRow> = sqlx::query_as(sql::PROMPT_RESPONSES)
+            .bind(prompt_id)
+            .bind(user.get())
+            .fetch_all(self.read_pool())
+            .await?;
+        Ok(rows.into_iter().map(ResponseRow::into_response).collect())
+    }
+
+    async fn renew_lease(
+        &self,
+        replica_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(sql::RENEW_LEASE)
+            .bind(replica_id)
+            .bind(expires_at)
+            .execute(self.write_pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn fail_orphaned(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(sql::FAIL_ORPHANED)
+            .bind(now)
+            .execute(self.write_pool())
+            .await?;
+        sqlx::query(sql::DROP_EXPIRED_LEASES)
+            .bind(now)
+            .execute(self.write_pool())
+            .await?;
+        self.synced().await?;
+        Ok(DB::rows_affected(&done))
+    }
+
+    async fn release_lease(&self, replica_id: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(sql::FAIL_OWN)
+            .bind(replica_id)
+            .execute(self.write_pool())
+            .await?;
+        sqlx::query(sql::DROP_LEASE)
+            .bind(replica_id)
+            .execute(self.write_pool())
+            .await?;
+        self.synced().await?;
+        Ok(DB::rows_affected(&done))
+    }
+}
