@@ -166,6 +166,7 @@ impl Application {
                 self.config.default_models.clone(),
                 limits.max_response_bytes,
                 answers.clone(),
+                self.models.clone(),
             ),
             ExampleService::new(self.store.clone()),
             ConversationService::new(

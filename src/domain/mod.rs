@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod conversation;
+pub mod generation;
 pub mod rules;
 pub mod session;
 pub mod session_edit;

@@ -17,6 +17,7 @@ use futures_util::Stream;
 use serde_json::{Map, Value};
 
 use crate::domain::conversation::ChatMessage;
+use crate::domain::generation::ParamRules;
 
 /// What a model's answer stream yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +54,11 @@ pub trait ChatModel: Send + Sync {
 
     /// The longest one answer may take.
     fn timeout(&self) -> Duration;
+
+    /// The generation parameters sessions may set for this model.
+    fn params(&self) -> ParamRules {
+        ParamRules::default()
+    }
 }
 
 /// Every model the service can call, by name.
@@ -96,6 +102,12 @@ impl Models {
     /// Is every name answered by the development model?
     pub fn is_development(&self) -> bool {
         self.configured.is_none()
+    }
+
+    /// The parameter rules of a model by name: a name no model answers
+    /// (it can't be sent anything) gets the defaults.
+    pub fn params(&self, name: &str) -> ParamRules {
+        self.get(name).map(|m| m.params()).unwrap_or_default()
     }
 
     pub fn get(&self, name: &str) -> Result<Arc<dyn ChatModel>, ModelError> {

@@ -13,12 +13,19 @@
 //! timeout_secs = 60
 //! max_concurrency = 8
 //! headers = { "OpenAI-Organization" = "org-123" }
+//! # The generation parameters sessions may set for this model (default:
+//! # temperature, top_p, max_tokens, stop, presence_penalty,
+//! # frequency_penalty, seed), and the most max_tokens may ask for.
+//! params = ["temperature", "max_tokens", "reasoning_effort"]
+//! max_tokens = 4096
 //! ```
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::domain::generation::{MAX_TOKENS_CAP, ParamRules};
 
 /// One model as the file describes it, checked.
 #[derive(Clone)]
@@ -31,6 +38,7 @@ pub struct ModelConfig {
     pub timeout: Duration,
     pub max_concurrency: usize,
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub params: ParamRules,
 }
 
 impl std::fmt::Debug for ModelConfig {
@@ -65,6 +73,8 @@ struct Entry {
     max_concurrency: usize,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    params: Option<Vec<String>>,
+    max_tokens: Option<i64>,
 }
 
 fn default_timeout() -> u64 {
@@ -130,6 +140,26 @@ pub fn parse(
                 .map_err(|_| at(format!("the value of header {k:?} is not valid")))?;
             headers.push((name, value));
         }
+        let mut params = ParamRules::default();
+        if let Some(allowed) = entry.params {
+            if let Some(reserved) = allowed
+                .iter()
+                .find(|k| super::openai::RESERVED.contains(&k.as_str()) || k.trim().is_empty())
+            {
+                return Err(at(format!(
+                    "params lists {reserved:?}, which the service sets itself"
+                )));
+            }
+            params.allowed = allowed;
+        }
+        if let Some(cap) = entry.max_tokens {
+            if !(1..=MAX_TOKENS_CAP).contains(&cap) {
+                return Err(at(format!(
+                    "max_tokens must be between 1 and {MAX_TOKENS_CAP}"
+                )));
+            }
+            params.max_tokens = cap;
+        }
         models.insert(
             name.clone(),
             ModelConfig {
@@ -139,6 +169,7 @@ pub fn parse(
                 timeout: Duration::from_secs(entry.timeout_secs),
                 max_concurrency: entry.max_concurrency,
                 headers,
+                params,
             },
         );
     }
@@ -177,12 +208,20 @@ api_key_env = "KEY"
 timeout_secs = 5
 max_concurrency = 2
 headers = { "X-Team" = "learn" }
+params = ["max_tokens", "reasoning_effort"]
+max_tokens = 256
 "#;
         let models = parse(text, env).unwrap();
         assert_eq!(models["a"].upstream_model, "a");
         assert_eq!(models["a"].timeout, Duration::from_secs(120));
         assert_eq!(models["b"].api_key.as_deref(), Some("secret"));
         assert_eq!(models["b"].headers.len(), 1);
+        assert_eq!(models["a"].params, ParamRules::default());
+        assert_eq!(
+            models["b"].params.allowed,
+            ["max_tokens", "reasoning_effort"]
+        );
+        assert_eq!(models["b"].params.max_tokens, 256);
         assert!(!format!("{:?}", models["b"]).contains("secret"));
     }
 
@@ -206,6 +245,11 @@ headers = { "X-Team" = "learn" }
                 "[models.a]\nbase_url = \"http://h/\"\nmax_concurrency = 0\n",
                 "line 1",
                 "max_concurrency",
+            ),
+            (
+                "[models.a]\nbase_url = \"http://h/\"\nparams = [\"stream\"]\n",
+                "line 1",
+                "stream",
             ),
         ] {
             let err = parse(text, env).unwrap_err();

@@ -13,10 +13,11 @@ use tokio::sync::Semaphore;
 use super::models_file::ModelConfig;
 use super::sse::SseReader;
 use super::{ChatModel, ChatRequest, Chunk, ChunkStream, ModelError};
+use crate::domain::generation::ParamRules;
 
 /// Fields of the request body the service sets itself; generation
-/// parameters can't override them.
-const RESERVED: [&str; 4] = ["model", "messages", "stream", "stream_options"];
+/// parameters can't override them (the models file can't allow them).
+pub const RESERVED: [&str; 4] = ["model", "messages", "stream", "stream_options"];
 
 /// The longest wait before the one retry of a 429 or 5xx.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -59,9 +60,9 @@ impl OpenAiModel {
 
     fn body(&self, request: &ChatRequest) -> Value {
         let mut body = Map::new();
-        for (k, v) in &request.params {
+        for (k, v) in crate::domain::generation::allowed(&request.params, &self.config.params) {
             if !RESERVED.contains(&k.as_str()) {
-                body.insert(k.clone(), v.clone());
+                body.insert(k, v);
             }
         }
         body.insert("model".into(), json!(self.config.upstream_model));
@@ -196,6 +197,10 @@ impl ChatModel for OpenAiModel {
     fn timeout(&self) -> Duration {
         self.config.timeout
     }
+
+    fn params(&self) -> ParamRules {
+        self.config.params.clone()
+    }
 }
 
 /// The chunks of some events, and whether the answer ended with them
@@ -248,15 +253,32 @@ fn chunks(data: &str) -> Parsed {
         return Parsed::Error(ModelError(format!("the model's provider failed: {short}")));
     }
     let mut out = Vec::new();
-    if let Some(text) = value
-        .pointer("/choices/0/delta/content")
+    // Only the first choice is the answer: a provider that sends more
+    // (an `n` it was not asked for) doesn't interleave them into it.
+    let first = value
+        .get("choices")
+        .and_then(Value::as_array)
+        .and_then(|choices| {
+            choices
+                .iter()
+                .find(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
+        });
+    if let Some(text) = first
+        .and_then(|c| c.pointer("/delta/content"))
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty())
     {
         out.push(Chunk::Text(storable(text)));
     }
     if let Some(usage) = value.get("usage").filter(|u| u.is_object()) {
-        let count = |k: &str| usage.get(k).and_then(Value::as_i64).unwrap_or(0);
+        // Counts as sent, within i64: negative ones are 0, huge ones
+        // saturate.
+        let count = |k: &str| {
+            usage.get(k).map_or(0, |v| match v.as_u64() {
+                Some(n) => i64::try_from(n).unwrap_or(i64::MAX),
+                None => 0,
+            })
+        };
         out.push(Chunk::Usage {
             prompt_tokens: count("prompt_tokens"),
             completion_tokens: count("completion_tokens"),
@@ -296,6 +318,33 @@ mod tests {
     }
 
     #[test]
+    fn only_the_first_choice_is_read_and_counts_are_sane() {
+        let Parsed::Chunks(c) = chunks(
+            r#"{"choices":[{"index":1,"delta":{"content":"other"}},{"index":0,"delta":{"content":"mine"}}]}"#,
+        ) else {
+            panic!()
+        };
+        assert_eq!(c, [Chunk::Text("mine".into())]);
+        let Parsed::Chunks(c) = chunks(r#"{"choices":[{"index":1,"delta":{"content":"x"}}]}"#)
+        else {
+            panic!()
+        };
+        assert!(c.is_empty());
+        let Parsed::Chunks(c) = chunks(
+            r#"{"choices":[],"usage":{"prompt_tokens":9223372036854775808,"completion_tokens":-5}}"#,
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            c,
+            [Chunk::Usage {
+                prompt_tokens: i64::MAX,
+                completion_tokens: 0
+            }]
+        );
+    }
+
+    #[test]
     fn nul_from_the_provider_becomes_the_replacement_character() {
         let Parsed::Chunks(c) = chunks(r#"{"choices":[{"delta":{"content":"a\u0000b"}}]}"#) else {
             panic!()
@@ -308,7 +357,7 @@ mod tests {
     }
 
     #[test]
-    fn parameters_pass_through_but_cannot_replace_the_request() {
+    fn allowed_parameters_pass_through_but_cannot_replace_the_request() {
         let config = super::super::models_file::parse(
             "[models.m]\nbase_url = \"http://127.0.0.1:1/v1/\"\nupstream_model = \"up\"\n",
             |_| None,
@@ -322,6 +371,7 @@ mod tests {
         params.insert("temperature".into(), json!(0.5));
         params.insert("model".into(), json!("other"));
         params.insert("stream".into(), json!(false));
+        params.insert("n".into(), json!(128));
         let body = model.body(&ChatRequest {
             messages: vec![],
             params,
@@ -330,5 +380,6 @@ mod tests {
         assert_eq!(body["stream"], true);
         assert_eq!(body["temperature"], 0.5);
         assert_eq!(body["stream_options"]["include_usage"], true);
+        assert!(body.get("n").is_none());
     }
 }

@@ -13,11 +13,13 @@ use super::answers::Answers;
 use super::conversation::{NEWEST_RESPONSES, REPLY_TEXT_BYTES};
 use super::keys;
 use super::tx::{self, TxError};
+use crate::domain::generation;
 use crate::domain::session::{CreateSessionInput, DEFAULT_STYLE_PRESET};
 use crate::domain::{
     FewShotLink, IdempotencyKey, NewSession, Session, SessionModel, Settings, UserId, now_micros,
 };
 use crate::error::Error;
+use crate::llm::Models;
 use crate::store::{AgentRecord, Asked, References, SessionRows, Store, VisibleRefs};
 
 #[derive(Clone)]
@@ -29,6 +31,8 @@ pub struct PracticeService {
     max_response_bytes: usize,
     /// The answers in flight here, which a deleted session cancels.
     pub(super) answers: Arc<Answers>,
+    /// Which generation parameters each model accepts.
+    models: Models,
 }
 
 /// What one run of the create transaction produced.
@@ -44,13 +48,30 @@ impl PracticeService {
         default_models: Vec<String>,
         max_response_bytes: usize,
         answers: Arc<Answers>,
+        models: Models,
     ) -> Self {
         Self {
             store,
             default_models: default_models.into(),
             max_response_bytes,
             answers,
+            models,
         }
+    }
+
+    /// Checks generation parameters against the rules of each model that
+    /// will be sent them; the first problem as `(key, why)`.
+    pub(super) fn check_params(
+        &self,
+        params: &Map<String, serde_json::Value>,
+        model_names: &[String],
+    ) -> Result<(), (String, String)> {
+        generation::check(
+            params,
+            model_names
+                .iter()
+                .map(|m| (m.as_str(), self.models.params(m))),
+        )
     }
 
     pub async fn create_session(
@@ -144,6 +165,14 @@ impl PracticeService {
             None => None,
         };
         let settings = SettingsPlan::from_agent(agent);
+        if let Some(agent_id) = new.agent_id {
+            self.check_params(&settings.generation_params, &model_names)
+                .map_err(|(key, why)| {
+                    Error::FailedPrecondition(format!(
+                        "agent {agent_id}'s generation_params.{key} {why}"
+                    ))
+                })?;
+        }
         // Nothing is committed that the server would then refuse to send.
         // Its replies also carry its newest responses: leave room for them.
         let size = settings.estimated_size(new, &model_names);

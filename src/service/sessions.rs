@@ -188,6 +188,19 @@ impl PracticeService {
         patch: SettingsPatch,
     ) -> Result<Settings, Error> {
         patch.validate()?;
+        if let Some(params) = &patch.generation_params {
+            // A session's models never change, so they are read once,
+            // before anything is written.
+            let session = self
+                .store
+                .session(user, session_id, Responses::Skip)
+                .await?
+                .ok_or_else(|| not_found(session_id))?;
+            let names: Vec<String> = session.models.into_iter().map(|m| m.model_name).collect();
+            self.check_params(params, &names).map_err(|(key, why)| {
+                Error::invalid_field(&format!("generation_params.{key}"), why)
+            })?;
+        }
         let now = now_micros();
         tx::run(|attempt| self.update_settings_once(user, session_id, &patch, now, attempt))
             .await?;

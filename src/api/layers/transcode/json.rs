@@ -446,7 +446,7 @@ mod tests {
         // Every field, unset ones too, in the proto's declaration order.
         let declared: Vec<_> = session.fields().map(|f| f.name().to_owned()).collect();
         assert_eq!(keys, declared);
-        assert_eq!(keys.len(), 13);
+        assert_eq!(keys.len(), 14);
         assert_eq!(j["session_id"], 0);
         assert_eq!(j["knowledge_ids"], serde_json::json!([]));
         assert_eq!(j["class_id"], Json::Null);

@@ -101,6 +101,9 @@ fn free_form_shape(f: &FieldDescriptor) -> Option<Json> {
                 "not": containing("\0"),
             })
         }
+        "practice.v1.UpdateSessionSettingsRequest.generation_params" => {
+            crate::domain::generation::default_schema()
+        }
         "practice.v1.UpdateSessionSettingsRequest.few_shot_example_ids" => json!({
             "type": ["array", "null"], "maxItems": MAX_FEW_SHOT_EXAMPLES, "uniqueItems": true,
             // A list value's numbers are doubles: integers are exact up to 2^53.
@@ -455,7 +458,7 @@ mod tests {
             json!(["integer", "null"])
         );
         assert_eq!(session["properties"]["session_id"]["type"], "integer");
-        assert_eq!(session["required"].as_array().unwrap().len(), 13);
+        assert_eq!(session["required"].as_array().unwrap().len(), 14);
         let body = &doc["components"]["schemas"]["practice.v1.CreateSessionRequest.Input.Body"];
         assert!(
             body["properties"]["knowledge_ids"]["type"]
