@@ -52,6 +52,8 @@ pub struct Application {
     store: Arc<dyn Store>,
     auth: Arc<Authenticator>,
     models: Models,
+    /// This replica's answers in flight, under its lease.
+    answers: Arc<Answers>,
     config: Config,
 }
 
@@ -124,6 +126,11 @@ impl Application {
             },
         ));
         let models = load_models(&config.conversation)?;
+        // The lease before the first prompt: answers carry its id.
+        let answers = Answers::new(leases::new_replica_id());
+        leases::take(&*store, answers.replica_id(), config.conversation.lease)
+            .await
+            .context("taking this replica's lease")?;
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.addr))?;
@@ -132,6 +139,7 @@ impl Application {
             store,
             auth,
             models,
+            answers,
             config,
         })
     }
@@ -155,10 +163,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let limits = self.config.limits.clone();
         let lease = self.config.conversation.lease;
-        let answers = Answers::new(leases::new_replica_id());
-        leases::take(&*self.store, answers.replica_id(), lease)
-            .await
-            .context("taking this replica's lease")?;
+        let answers = self.answers.clone();
         let lease_renewal = leases::spawn(self.store.clone(), answers.replica_id().into(), lease);
         let practice = PracticeApi::new(
             PracticeService::new(

@@ -9,7 +9,13 @@
 //! - `fail500`: HTTP 500 every time;
 //! - `flaky429`: HTTP 429 the first time, then like `echo`;
 //! - `drop`: two words, then the connection closes mid-stream;
-//! - `hang`: one word, then nothing until the client goes away.
+//! - `hang`: one word, then nothing until the client goes away;
+//! - `big`: a 64,000-byte answer in 16 deltas;
+//! - `long`: 100 words, 100 ms apart (10 s);
+//! - `trickle`: like `echo`, but a prompt containing "forever" gets a word
+//!   every 2 ms until the client goes away (at most a minute);
+//! - `rude`: a second choice (index 1) interleaved with the first, and
+//!   usage counts past i64 and below zero.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -69,10 +75,20 @@ impl FakeProvider {
 
     /// A models file mapping each `(name, behaviour)` to this server.
     pub fn models_file(&self, models: &[(&str, &str)], dir: &std::path::Path) -> String {
+        self.models_file_with(models, "", dir)
+    }
+
+    /// The same, with `extra` lines in every model's entry.
+    pub fn models_file_with(
+        &self,
+        models: &[(&str, &str)],
+        extra: &str,
+        dir: &std::path::Path,
+    ) -> String {
         let mut text = String::new();
         for (name, behaviour) in models {
             text.push_str(&format!(
-                "[models.\"{name}\"]\nbase_url = \"http://{}/v1\"\nupstream_model = \"{behaviour}\"\ntimeout_secs = 20\n\n",
+                "[models.\"{name}\"]\nbase_url = \"http://{}/v1\"\nupstream_model = \"{behaviour}\"\ntimeout_secs = 20\n{extra}\n\n",
                 self.addr
             ));
         }
@@ -171,15 +187,28 @@ async fn answer(socket: &mut TcpStream, model: &str, earlier: usize, request: &V
         .and_then(|m| m["content"].as_str())
         .unwrap_or("");
     let text = format!("Answer to {prompt}.");
-    let words: Vec<String> = text.split_inclusive(' ').map(str::to_owned).collect();
-    let pause = if model == "slow" {
-        Duration::from_millis(150)
-    } else {
-        Duration::from_millis(5)
+    let mut words: Vec<String> = text.split_inclusive(' ').map(str::to_owned).collect();
+    let mut pause = match model {
+        "slow" => Duration::from_millis(150),
+        "long" => Duration::from_millis(100),
+        _ => Duration::from_millis(5),
     };
+    match model {
+        "big" => words = vec![format!("{:-<3999}\n", ""); 16],
+        "long" => words = (0..100).map(|i| format!("w{i} ")).collect(),
+        "trickle" if prompt.contains("forever") => {
+            pause = Duration::from_millis(2);
+            words = vec!["x ".to_owned(); 30_000];
+        }
+        _ => {}
+    }
     for (i, word) in words.iter().enumerate() {
         if (model == "drop" && i == 2) || (model == "hang" && i == 1) {
             break;
+        }
+        if model == "rude" {
+            let other = json!({"choices": [{"index": 1, "delta": {"content": "OTHER "}}]});
+            let _ = socket.write_all(&chunk(&other.to_string())).await;
         }
         if socket.write_all(&delta(word)).await.is_err() {
             seen.closed_early.fetch_add(1, Ordering::SeqCst);
@@ -199,7 +228,10 @@ async fn answer(socket: &mut TcpStream, model: &str, earlier: usize, request: &V
         }
         _ => {}
     }
-    if model != "nousage" {
+    if model == "rude" {
+        let usage = r#"{"choices": [], "usage": {"prompt_tokens": 9223372036854775808, "completion_tokens": -5, "total_tokens": 1}}"#;
+        let _ = socket.write_all(&chunk(usage)).await;
+    } else if model != "nousage" {
         let usage = json!({"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": words.len(), "total_tokens": 11 + words.len()}});
         let _ = socket.write_all(&chunk(&usage.to_string())).await;
     }

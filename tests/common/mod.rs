@@ -315,6 +315,25 @@ impl TestApp {
         class_id: Option<i64>,
         example_ids: &[i64],
     ) -> Agent {
+        self.agent_with_params(
+            agent_id,
+            owner,
+            class_id,
+            example_ids,
+            serde_json::json!({"temperature": 0.2, "max_tokens": 512}),
+        )
+        .await
+    }
+
+    /// An agent with these generation parameters.
+    pub async fn agent_with_params(
+        &self,
+        agent_id: i64,
+        owner: i64,
+        class_id: Option<i64>,
+        example_ids: &[i64],
+        generation_params: Value,
+    ) -> Agent {
         let agent = Agent {
             agent_id,
             owner_user_id: owner,
@@ -324,7 +343,7 @@ impl TestApp {
             system_prompt: Some("You are a patient tutor.".into()),
             style_preset: "balanced".into(),
             style_params: obj(serde_json::json!({"tone": "warm"})),
-            generation_params: obj(serde_json::json!({"temperature": 0.2, "max_tokens": 512})),
+            generation_params: obj(generation_params),
             example_ids: example_ids.to_vec(),
         };
         CatalogService::new(self.store.clone())

@@ -28,10 +28,23 @@ pub struct Chat {
 
 /// `models` are `(name, behaviour)`; the class offers them in that order.
 pub async fn chat(backend: Backend, models: &[(&str, &str)]) -> Option<Chat> {
+    chat_with(backend, models, "", &[]).await
+}
+
+/// `chat`, with `model_lines` in each model's entry of the models file and
+/// `env` for the server.
+pub async fn chat_with(
+    backend: Backend,
+    models: &[(&str, &str)],
+    model_lines: &str,
+    env: &[(&str, &str)],
+) -> Option<Chat> {
     let provider = FakeProvider::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let file = provider.models_file(models, dir.path());
-    let app = common::spawn_app_with(backend, &[("PRACTICE_MODELS_FILE", &file)]).await?;
+    let file = provider.models_file_with(models, model_lines, dir.path());
+    let mut env = env.to_vec();
+    env.push(("PRACTICE_MODELS_FILE", &file));
+    let app = common::spawn_app_with(backend, &env).await?;
     let names: Vec<(&str, bool)> = models.iter().map(|(n, _)| (*n, true)).collect();
     app.class(1, &[ME, OTHER], &names).await;
     let session = app.create(ME, common::in_class(1)).await.unwrap();

@@ -24,7 +24,7 @@ const SEED_BODY: &str = r#"
 }
 "#;
 
-const SESSION_KEYS: [&str; 13] = [
+const SESSION_KEYS: [&str; 14] = [
     "session_id",
     "user_id",
     "created_at",
@@ -38,6 +38,8 @@ const SESSION_KEYS: [&str; 13] = [
     "settings",
     "models",
     "responses",
+    // Beyond the original API (additive): whether older responses exist.
+    "has_more_responses",
 ];
 const SETTINGS_KEYS: [&str; 9] = [
     "setting_id",
@@ -82,6 +84,7 @@ fn is_time(v: &Value) -> bool {
 /// Checks the whole session shape: every key, in order, with its type.
 fn assert_session_shape(s: &Value) {
     assert_eq!(keys(s), SESSION_KEYS);
+    assert!(s["has_more_responses"].is_boolean());
     assert!(s["session_id"].is_i64() && s["user_id"].is_i64());
     assert!(is_time(&s["created_at"]) && is_time(&s["updated_at"]));
     for k in ["class_id", "project_id", "agent_id"] {

@@ -16,6 +16,7 @@ mod buf_curl;
 mod catalog;
 mod connect;
 mod conversation;
+mod conversation_bounds;
 mod conversation_streams;
 mod create_session;
 mod deploy;
