@@ -7,7 +7,14 @@ CREATE TABLE replica_leases (
     expires_at TIMESTAMPTZ NOT NULL
 );
 ALTER TABLE responses ADD COLUMN replica_id TEXT;
+-- The characters of prompt and answer text, kept beside the text so that
+-- a bounded read can plan from the indexes below without reading any text.
+ALTER TABLE responses ADD COLUMN text_chars BIGINT NOT NULL DEFAULT 0;
+UPDATE responses SET text_chars = length(prompt_text) + length(response_text);
 -- The sweep for expired leases reads only the answers in progress.
 CREATE INDEX responses_in_progress ON responses (replica_id) WHERE status = 'in_progress';
--- A model's history is read newest first, a bounded number of rows.
-CREATE INDEX responses_by_model ON responses (session_model_id, response_id);
+-- A session's newest responses and its pages, planned from the index alone.
+DROP INDEX responses_by_session;
+CREATE INDEX responses_by_session ON responses (session_id, response_id, text_chars);
+-- A model's history, newest first, planned from the index alone.
+CREATE INDEX responses_by_model ON responses (session_model_id, response_id, status, text_chars);

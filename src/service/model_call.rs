@@ -99,6 +99,7 @@ impl ModelCall {
         };
         let outcome = ResponseOutcome {
             status: r.status,
+            prompt_text: r.prompt_text.clone(),
             response_text: r.response_text.clone(),
             error: r.error.clone(),
             token_usage: r.token_usage.clone(),
@@ -193,11 +194,11 @@ impl ModelCall {
                 r.response_text.push_str(&text);
                 if saved_at.elapsed() >= SAVE_EVERY {
                     saved_at = StdInstant::now();
-                    match self
-                        .store
-                        .save_partial(r.response_id, &r.response_text)
-                        .await
-                    {
+                    let prompt_chars = r.prompt_text.chars().count() as i64;
+                    let saved =
+                        self.store
+                            .save_partial(r.response_id, prompt_chars, &r.response_text);
+                    match saved.await {
                         Ok(true) => {}
                         Ok(false) => return Err(End::Stopped(Stop::Deleted)),
                         // The final write will try again; the answer goes on.

@@ -16,7 +16,7 @@ use super::rows::ResponseRow;
 use super::sql_store::SqlStore;
 use super::{ResponseOutcome, StoreError, sql};
 use crate::domain::UserId;
-use crate::domain::conversation::{Turn, fitting};
+use crate::domain::conversation::{Turn, fitting, turn_chars};
 use crate::domain::session::Response;
 
 /// How many responses a read returns at most, and how many characters of
@@ -73,9 +73,15 @@ pub trait ConversationStore: Send + Sync {
         max_turns: i64,
     ) -> Result<Vec<Turn>, StoreError>;
 
-    /// Saves the text of an answer in progress; `false` if it is no longer
-    /// in progress (swept as interrupted) or gone (its session deleted).
-    async fn save_partial(&self, response_id: i64, text: &str) -> Result<bool, StoreError>;
+    /// Saves the text of an answer in progress (its prompt has
+    /// `prompt_chars` characters); `false` if it is no longer in progress
+    /// (swept as interrupted) or gone (its session deleted).
+    async fn save_partial(
+        &self,
+        response_id: i64,
+        prompt_chars: i64,
+        text: &str,
+    ) -> Result<bool, StoreError>;
 
     /// Stores how a response's answer ended; `false` as for `save_partial`.
     async fn finish_response(
@@ -242,10 +248,16 @@ where
             .collect())
     }
 
-    async fn save_partial(&self, response_id: i64, text: &str) -> Result<bool, StoreError> {
+    async fn save_partial(
+        &self,
+        response_id: i64,
+        prompt_chars: i64,
+        text: &str,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(sql::SAVE_PARTIAL)
             .bind(response_id)
             .bind(text)
+            .bind(prompt_chars + text.chars().count() as i64)
             .execute(self.write_pool())
             .await?;
         Ok(DB::rows_affected(&done) > 0)
@@ -256,6 +268,7 @@ where
         response_id: i64,
         outcome: &ResponseOutcome,
     ) -> Result<bool, StoreError> {
+        let chars = turn_chars(&outcome.prompt_text, &outcome.response_text);
         let done = sqlx::query(sql::FINISH_RESPONSE)
             .bind(response_id)
             .bind(outcome.response_text.as_str())
@@ -264,6 +277,7 @@ where
             .bind(JsonParam(&outcome.token_usage))
             .bind(outcome.latency_ms)
             .bind(outcome.first_byte_ms)
+            .bind(chars)
             .execute(self.write_pool())
             .await?;
         self.synced().await?;

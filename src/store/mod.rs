@@ -228,6 +228,8 @@ pub struct PromptRows<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResponseOutcome {
     pub status: ResponseStatus,
+    /// The prompt the answer is for (its size is stored with the answer's).
+    pub prompt_text: String,
     pub response_text: String,
     pub error: Option<String>,
     pub token_usage: Map<String, Value>,

@@ -129,15 +129,15 @@ FROM session_models WHERE session_id = $1 ORDER BY sort_order";
 
 /// The sizes (characters of prompt and answer) of the session's (`$1`)
 /// newest responses, newest first, at most `$2`: what a bounded read plans
-/// with before it reads any text.
+/// with before it reads any text (from the index `responses_by_session`).
 pub const NEWEST_RESPONSE_SIZES: &str = "\
-SELECT response_id, CAST(length(prompt_text) + length(response_text) AS BIGINT) AS chars
+SELECT response_id, text_chars AS chars
 FROM responses WHERE session_id = $1 ORDER BY response_id DESC LIMIT $2";
 
 /// The sizes of the session's (`$1`) responses with ids above `$2` up to
 /// `$3`, oldest first, at most `$4`.
 pub const PAGE_RESPONSE_SIZES: &str = "\
-SELECT response_id, CAST(length(prompt_text) + length(response_text) AS BIGINT) AS chars
+SELECT response_id, text_chars AS chars
 FROM responses WHERE session_id = $1 AND response_id > $2 AND response_id <= $3
 ORDER BY response_id LIMIT $4";
 
@@ -155,7 +155,7 @@ pub const LAST_RESPONSE_ID: &str =
 /// The sizes of a session model's (`$1`) completed answers, newest first,
 /// at most `$2`.
 pub const HISTORY_SIZES: &str = "\
-SELECT response_id, CAST(length(prompt_text) + length(response_text) AS BIGINT) AS chars
+SELECT response_id, text_chars AS chars
 FROM responses WHERE session_model_id = $1 AND status = 'completed'
 ORDER BY response_id DESC LIMIT $2";
 
@@ -173,12 +173,13 @@ INSERT INTO prompts (session_id, prompt_text, created_at)
 SELECT session_id, $3, $4 FROM practice_sessions WHERE session_id = $1 AND user_id = $2
 RETURNING prompt_id";
 
-/// A response being answered by the replica `$7`: no text yet, usage `{}`.
+/// A response being answered by the replica `$7`: no text yet (the prompt
+/// is `$8` characters), usage `{}`.
 pub const INSERT_RESPONSE: &str = "\
 INSERT INTO responses
     (prompt_id, session_model_id, session_id, model_name, prompt_text, response_text,
-     created_at, status, replica_id)
-VALUES ($1, $2, $3, $4, $5, '', $6, 'in_progress', $7)
+     created_at, status, replica_id, text_chars)
+VALUES ($1, $2, $3, $4, $5, '', $6, 'in_progress', $7, $8)
 RETURNING response_id";
 
 pub const LINK_KEY_TO_PROMPT: &str =
@@ -189,13 +190,14 @@ pub const LINK_KEY_TO_PROMPT: &str =
 pub const FINISH_RESPONSE: &str = "\
 UPDATE responses
 SET response_text = $2, status = $3, error = $4, token_usage = $5, latency_ms = $6,
-    first_byte_ms = $7
+    first_byte_ms = $7, text_chars = $8
 WHERE response_id = $1 AND status = 'in_progress'";
 
 /// The text of an answer in progress so far, so a crash loses at most what
 /// arrived since.
 pub const SAVE_PARTIAL: &str = "\
-UPDATE responses SET response_text = $2 WHERE response_id = $1 AND status = 'in_progress'";
+UPDATE responses SET response_text = $2, text_chars = $3
+WHERE response_id = $1 AND status = 'in_progress'";
 
 // --- replica leases ---
 

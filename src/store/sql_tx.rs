@@ -250,6 +250,7 @@ where
             return Ok(None);
         };
         // A handful of models: one statement each keeps the ids in order.
+        let prompt_chars = rows.prompt_text.chars().count() as i64;
         let mut ids = Vec::with_capacity(rows.models.len());
         for (session_model_id, model_name) in rows.models {
             let id: i64 = sqlx::query_scalar(sql::INSERT_RESPONSE)
@@ -260,6 +261,7 @@ where
                 .bind(rows.prompt_text)
                 .bind(rows.now)
                 .bind(rows.replica_id)
+                .bind(prompt_chars)
                 .fetch_one(self.conn())
                 .await?;
             ids.push(id);

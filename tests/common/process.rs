@@ -22,7 +22,11 @@ pub struct ServerProcess {
 /// Starts the binary on a SQLite database in `dir`, with the test secret
 /// and JSON logs, plus `env`; returns once it serves.
 pub async fn spawn_server(dir: &std::path::Path, env: &[(&str, &str)]) -> ServerProcess {
-    let db = format!("sqlite:{}", dir.join("server.db").display());
+    // A DATABASE_URL in `env` wins over the SQLite file.
+    let db = env.iter().find(|(k, _)| *k == "DATABASE_URL").map_or_else(
+        || format!("sqlite:{}", dir.join("server.db").display()),
+        |(_, v)| v.to_string(),
+    );
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_practice-service"));
     command
         .current_dir(dir)
@@ -82,10 +86,26 @@ impl ServerProcess {
     /// What the server's database holds, read through a store of its own
     /// (also after the process has ended).
     pub async fn counts(&self) -> TableCounts {
-        let store = store::connect(&self.database_url, &StoreOptions::default())
+        self.store().await.table_counts().await.unwrap()
+    }
+
+    /// A store of its own on the server's database.
+    pub async fn store(&self) -> std::sync::Arc<dyn store::Store> {
+        store::connect(&self.database_url, &StoreOptions::default())
             .await
-            .unwrap();
-        store.table_counts().await.unwrap()
+            .unwrap()
+    }
+
+    /// Sends a signal (`-KILL`, `-TERM`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("the server runs").to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
     }
 
     /// Fails unless the server's peak resident size stayed within `bound`

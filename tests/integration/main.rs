@@ -17,6 +17,8 @@ mod catalog;
 mod connect;
 mod conversation;
 mod conversation_bounds;
+mod conversation_crashes;
+mod conversation_memory;
 mod conversation_streams;
 mod create_session;
 mod deploy;
