@@ -21,6 +21,9 @@ pub const DEFAULT_PARAMS: [&str; 7] = [
 /// The largest `max_tokens` when a model's entry sets no cap of its own.
 pub const MAX_TOKENS_CAP: i64 = 1_000_000;
 
+/// The largest integer a double holds exactly (2^53 - 1).
+const MAX_EXACT: i64 = (1 << 53) - 1;
+
 /// The most stop sequences, and the longest one, as OpenAI allows.
 const MAX_STOPS: usize = 4;
 const MAX_STOP_CHARS: usize = 200;
@@ -52,7 +55,8 @@ fn bounds(key: &str, max_tokens: i64) -> Option<Json> {
             json!({"type": "number", "minimum": -2, "maximum": 2})
         }
         "max_tokens" => json!({"type": "integer", "minimum": 1, "maximum": max_tokens}),
-        "seed" => json!({"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX}),
+        // Free-form numbers arrive as doubles: integers are exact to 2^53.
+        "seed" => json!({"type": "integer", "minimum": -MAX_EXACT, "maximum": MAX_EXACT}),
         "stop" => json!({"oneOf": [
             {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS},
             {"type": "array", "maxItems": MAX_STOPS,
@@ -112,7 +116,7 @@ fn out_of_bounds(key: &str, value: &Value, max_tokens: i64) -> Option<String> {
 fn as_integer(value: &Value) -> Option<i64> {
     value.as_i64().or_else(|| {
         let f = value.as_f64()?;
-        (f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15).then_some(f as i64)
+        (f.fract() == 0.0 && f.abs() <= MAX_EXACT as f64).then_some(f as i64)
     })
 }
 
@@ -188,6 +192,7 @@ mod tests {
             (json!({"temperature": "hot"}), "temperature"),
             (json!({"max_tokens": 0}), "max_tokens"),
             (json!({"max_tokens": 1.5}), "max_tokens"),
+            (json!({"seed": 9_223_372_036_854_775_806i64}), "seed"),
             (json!({"stop": ["a", "b", "c", "d", "e"]}), "stop"),
             (json!({"stop": ""}), "stop"),
         ] {
