@@ -102,6 +102,9 @@ pub struct ConversationConfig {
     /// unrenewed; an answer of a replica that died reads `interrupted`
     /// about this long after.
     pub lease: Duration,
+    /// Per-user limits on prompts (`PRACTICE_USER_*`, `PRACTICE_CLASS_*`,
+    /// `PRACTICE_MODELS_PER_PROMPT`).
+    pub usage: crate::service::limits::UsageLimits,
 }
 
 /// Every limit the server runs with, each set explicitly.
@@ -310,6 +313,36 @@ impl Config {
                 history_chars: number("PRACTICE_HISTORY_CHARS", 24_000)? as usize,
                 dev_word_delay: ms("PRACTICE_DEV_MODEL_DELAY_MS", 30)?,
                 lease: ms("PRACTICE_LEASE_MS", 15_000)?.max(Duration::from_millis(300)),
+                usage: {
+                    let d = crate::service::limits::UsageLimits::default();
+                    crate::service::limits::UsageLimits {
+                        prompts_in_flight: number(
+                            "PRACTICE_USER_PROMPTS_IN_FLIGHT",
+                            d.prompts_in_flight as u64,
+                        )?
+                        .max(1) as usize,
+                        prompts_per_minute: number(
+                            "PRACTICE_USER_PROMPTS_PER_MINUTE",
+                            d.prompts_per_minute.into(),
+                        )?
+                        .clamp(1, 1_000_000) as u32,
+                        models_per_prompt: number(
+                            "PRACTICE_MODELS_PER_PROMPT",
+                            d.models_per_prompt as u64,
+                        )?
+                        .max(1) as usize,
+                        user_tokens_per_day: number(
+                            "PRACTICE_USER_TOKENS_PER_DAY",
+                            d.user_tokens_per_day as u64,
+                        )?
+                        .min(i64::MAX as u64) as i64,
+                        class_tokens_per_day: number(
+                            "PRACTICE_CLASS_TOKENS_PER_DAY",
+                            d.class_tokens_per_day as u64,
+                        )?
+                        .min(i64::MAX as u64) as i64,
+                    }
+                },
             },
         })
     }

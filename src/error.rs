@@ -54,6 +54,18 @@ pub enum Error {
     PermissionDenied(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A usage limit is reached: which one (`google.rpc.QuotaFailure`), and
+    /// when trying again can succeed (`google.rpc.RetryInfo`; none when
+    /// waiting doesn't help).
+    #[error("{message}")]
+    OverLimit {
+        message: String,
+        /// Whose limit: `user:42`, `class:3`.
+        subject: String,
+        /// Which limit, in words.
+        limit: String,
+        retry_after: Option<std::time::Duration>,
+    },
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -108,7 +120,7 @@ impl Error {
             Error::Aborted(_) => Code::Aborted,
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,
-            Error::ResourceExhausted(_) => Code::ResourceExhausted,
+            Error::ResourceExhausted(_) | Error::OverLimit { .. } => Code::ResourceExhausted,
             Error::Unavailable(_) => Code::Unavailable,
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Error::Internal(_) => Code::Internal,
@@ -152,6 +164,19 @@ impl From<Error> for tonic::Status {
                 }
                 tonic::Status::with_error_details(code, message, details)
             }
+            Error::OverLimit {
+                message,
+                subject,
+                limit,
+                retry_after,
+            } => {
+                let mut details = ErrorDetails::new();
+                details.add_quota_failure_violation(subject, limit);
+                if let Some(delay) = retry_after {
+                    details.set_retry_info(Some(delay));
+                }
+                tonic::Status::with_error_details(code, message, details)
+            }
             Error::Internal(cause) => {
                 // The cause may hold SQL or driver text: log it, never send it.
                 tracing::error!(error = ?cause, "internal error");
@@ -160,6 +185,13 @@ impl From<Error> for tonic::Status {
             other => tonic::Status::new(code, other.to_string()),
         }
     }
+}
+
+/// The whole seconds a status's `google.rpc.RetryInfo` asks a client to
+/// wait, rounded up: an HTTP reply's `Retry-After`.
+pub fn retry_after_secs(status: &tonic::Status) -> Option<u64> {
+    let delay = status.get_error_details().retry_info()?.retry_delay?;
+    Some(delay.as_secs() + u64::from(delay.subsec_nanos() > 0))
 }
 
 /// Database failures: "can't reach it" is retryable UNAVAILABLE; anything
@@ -236,6 +268,23 @@ mod tests {
             Error::internal(anyhow::anyhow!("syntax error near SELECT")).into();
         assert_eq!(status.code(), Code::Internal);
         assert_eq!(status.message(), "internal error");
+    }
+
+    #[test]
+    fn limits_carry_quota_failure_and_retry_info() {
+        let status: tonic::Status = Error::OverLimit {
+            message: "over".into(),
+            subject: "user:42".into(),
+            limit: "prompts per minute".into(),
+            retry_after: Some(std::time::Duration::from_millis(1500)),
+        }
+        .into();
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        let details = status.get_error_details();
+        let quota = details.quota_failure().expect("quota failure detail");
+        assert_eq!(quota.violations[0].subject, "user:42");
+        assert_eq!(retry_after_secs(&status), Some(2));
+        assert_eq!(retry_after_secs(&tonic::Status::internal("x")), None);
     }
 
     #[test]

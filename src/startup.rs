@@ -33,7 +33,10 @@ use crate::proto::practice::v1::catalog_service_server::CatalogServiceServer;
 use crate::proto::practice::v1::practice_service_server::PracticeServiceServer;
 use crate::service::answers::Answers;
 use crate::service::leases;
-use crate::service::{CatalogService, ConversationService, ExampleService, PracticeService};
+use crate::service::limits::Limiter;
+use crate::service::{
+    CatalogService, ConversationService, ExampleService, PracticeService, UsageService,
+};
 
 /// How long interrupted answers get to store their outcome and send their
 /// last event once the shutdown grace is over.
@@ -179,10 +182,15 @@ impl Application {
                 self.models.clone(),
                 self.config.conversation.history_chars,
                 answers.clone(),
+                Limiter::new(self.config.conversation.usage),
             ),
+            UsageService::new(self.store.clone(), self.config.conversation.usage),
             self.config.conversation.prompt_timeout,
         );
-        let catalog = CatalogApi::new(CatalogService::new(self.store.clone()));
+        let catalog = CatalogApi::new(
+            CatalogService::new(self.store.clone()),
+            UsageService::new(self.store.clone(), self.config.conversation.usage),
+        );
         let key_expiry = crate::service::spawn_key_expiry(self.store.clone());
         let (health, health_service, readiness) = GrpcHealth::start(self.store.clone()).await;
         let reflection = tonic_reflection::server::Builder::configure()

@@ -3,6 +3,7 @@
 //! file, a built-in development model that answers offline.
 
 mod dev;
+pub mod fair;
 pub mod models_file;
 mod openai;
 mod sse;
@@ -18,6 +19,7 @@ use serde_json::{Map, Value};
 
 use crate::domain::conversation::ChatMessage;
 use crate::domain::generation::ParamRules;
+use fair::FairSlots;
 
 /// What a model's answer stream yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,14 +61,25 @@ pub trait ChatModel: Send + Sync {
     fn params(&self) -> ParamRules {
         ParamRules::default()
     }
+
+    /// How many requests it takes at once; `None`: no limit.
+    fn max_concurrency(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Every model the service can call, by name.
 #[derive(Clone)]
 pub struct Models {
     /// `None`: no models file; the development model answers for every name.
-    configured: Option<Arc<BTreeMap<String, Arc<dyn ChatModel>>>>,
+    configured: Option<Arc<BTreeMap<String, Configured>>>,
     dev: Arc<dyn ChatModel>,
+}
+
+struct Configured {
+    model: Arc<dyn ChatModel>,
+    /// Its `max_concurrency` slots, shared fairly across users.
+    slots: Option<Arc<FairSlots>>,
 }
 
 impl Models {
@@ -90,7 +103,8 @@ impl Models {
             .map(|(name, config)| {
                 let model: Arc<dyn ChatModel> =
                     Arc::new(openai::OpenAiModel::new(client.clone(), config));
-                (name, model)
+                let slots = model.max_concurrency().map(FairSlots::new);
+                (name, Configured { model, slots })
             })
             .collect();
         Ok(Self {
@@ -113,9 +127,14 @@ impl Models {
     pub fn get(&self, name: &str) -> Result<Arc<dyn ChatModel>, ModelError> {
         match &self.configured {
             None => Ok(self.dev.clone()),
-            Some(models) => models.get(name).cloned().ok_or_else(|| {
+            Some(models) => models.get(name).map(|c| c.model.clone()).ok_or_else(|| {
                 ModelError(format!("model {name:?} is not configured on this server"))
             }),
         }
+    }
+
+    /// The model's concurrency slots, if it has a limit.
+    pub fn slots(&self, name: &str) -> Option<Arc<FairSlots>> {
+        self.configured.as_ref()?.get(name)?.slots.clone()
     }
 }

@@ -2,13 +2,11 @@
 //! `POST {base_url}/chat/completions` with `stream: true` and
 //! `stream_options.include_usage`, read as Server-Sent Events.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
-use tokio::sync::Semaphore;
 
 use super::models_file::ModelConfig;
 use super::sse::SseReader;
@@ -40,8 +38,6 @@ pub struct OpenAiModel {
     client: reqwest::Client,
     url: String,
     config: ModelConfig,
-    /// At most `max_concurrency` requests to this model at once.
-    slots: Arc<Semaphore>,
 }
 
 impl OpenAiModel {
@@ -53,7 +49,6 @@ impl OpenAiModel {
         Self {
             client,
             url,
-            slots: Arc::new(Semaphore::new(config.max_concurrency)),
             config,
         }
     }
@@ -119,12 +114,6 @@ fn unreachable_provider(e: &reqwest::Error) -> ModelError {
 #[async_trait]
 impl ChatModel for OpenAiModel {
     async fn open(&self, request: &ChatRequest) -> Result<ChunkStream, ModelError> {
-        let slot = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ModelError("the model is shutting down".into()))?;
         let body = serde_json::to_vec(&self.body(request)).expect("JSON values serialize");
         let mut retried = false;
         let response = loop {
@@ -148,9 +137,9 @@ impl ChatModel for OpenAiModel {
             )));
         };
 
-        let state = (response.bytes_stream(), SseReader::default(), false, slot);
+        let state = (response.bytes_stream(), SseReader::default(), false);
         let stream =
-            futures_util::stream::unfold(state, |(mut body, mut reader, done, slot)| async move {
+            futures_util::stream::unfold(state, |(mut body, mut reader, done)| async move {
                 if done {
                     return None;
                 }
@@ -159,10 +148,7 @@ impl ChatModel for OpenAiModel {
                         Some(Ok(bytes)) => match reader.push(&bytes) {
                             Ok(events) => (events, false),
                             Err(e) => {
-                                return Some((
-                                    vec![Err(ModelError(e))],
-                                    (body, reader, true, slot),
-                                ));
+                                return Some((vec![Err(ModelError(e))], (body, reader, true)));
                             }
                         },
                         Some(Err(e)) => {
@@ -171,7 +157,7 @@ impl ChatModel for OpenAiModel {
                             } else {
                                 ModelError("the model's provider broke off its answer".into())
                             };
-                            return Some((vec![Err(err)], (body, reader, true, slot)));
+                            return Some((vec![Err(err)], (body, reader, true)));
                         }
                         None => (reader.finish().into_iter().collect(), true),
                     };
@@ -183,10 +169,10 @@ impl ChatModel for OpenAiModel {
                         items.push(Err(ModelError(
                             "the model's provider ended its answer early".into(),
                         )));
-                        return Some((items, (body, reader, true, slot)));
+                        return Some((items, (body, reader, true)));
                     }
                     if !items.is_empty() || finished {
-                        return Some((items, (body, reader, finished, slot)));
+                        return Some((items, (body, reader, finished)));
                     }
                 }
             })
@@ -200,6 +186,10 @@ impl ChatModel for OpenAiModel {
 
     fn params(&self) -> ParamRules {
         self.config.params.clone()
+    }
+
+    fn max_concurrency(&self) -> Option<usize> {
+        Some(self.config.max_concurrency)
     }
 }
 

@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use super::answers::Answers;
 use super::keys;
+use super::limits::{Limiter, check_budget, total_tokens, until_next_day, usage_day};
 use super::model_call::ModelCall;
 use super::tx::{self, TxError};
 use crate::domain::conversation::{NewPrompt, ResponseStatus};
@@ -81,6 +82,7 @@ pub struct ConversationService {
     /// is shown at most.
     history_chars: usize,
     answers: Arc<Answers>,
+    limiter: Arc<Limiter>,
 }
 
 /// A page of a session's responses and the token for the next one.
@@ -102,13 +104,35 @@ impl ConversationService {
         models: Models,
         history_chars: usize,
         answers: Arc<Answers>,
+        limiter: Arc<Limiter>,
     ) -> Self {
         Self {
             store,
             models,
             history_chars,
             answers,
+            limiter,
         }
+    }
+
+    /// Refuses a prompt of `user` in a session of `class_id` whose daily
+    /// budget is spent (counted in the database: across replicas).
+    async fn check_budgets(&self, user: UserId, class_id: Option<i64>) -> Result<(), Error> {
+        let limits = self.limiter.limits();
+        let now = now_micros();
+        let day = usage_day(now);
+        let wait = until_next_day(now);
+        if limits.user_tokens_per_day > 0 {
+            let subject = format!("user:{}", user.get());
+            let used = total_tokens(&self.store.usage(&subject, &day).await?);
+            check_budget(&subject, used, limits.user_tokens_per_day, wait)?;
+        }
+        if let Some(class_id) = class_id.filter(|_| limits.class_tokens_per_day > 0) {
+            let subject = format!("class:{class_id}");
+            let used = total_tokens(&self.store.usage(&subject, &day).await?);
+            check_budget(&subject, used, limits.class_tokens_per_day, wait)?;
+        }
+        Ok(())
     }
 
     /// The caller's session's responses, oldest first, a page at a time.
@@ -192,6 +216,13 @@ impl ConversationService {
             .await?
             .ok_or_else(|| Error::NotFound(format!("session {} not found", prompt.session_id)))?;
         let models = asked_models(&session, &prompt.session_model_ids)?;
+        // Limits before anything is written: a refused prompt writes nothing.
+        let permit = self.limiter.admit(user.get(), models.len())?;
+        if let Err(e) = self.check_budgets(user, session.class_id).await {
+            permit.refund();
+            return Err(e);
+        }
+        let permit = Arc::new(permit);
 
         let key = idempotency_key.as_ref().map(IdempotencyKey::as_str);
         let now = now_micros();
@@ -215,6 +246,9 @@ impl ConversationService {
         let settings = Arc::new(session.settings);
         for ((session_model_id, model_name), response_id) in models.into_iter().zip(response_ids) {
             let call = ModelCall {
+                user: user.get(),
+                class_id: session.class_id,
+                permit: permit.clone(),
                 store: self.store.clone(),
                 models: self.models.clone(),
                 events: events.clone(),

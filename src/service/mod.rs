@@ -6,15 +6,18 @@ pub mod conversation;
 pub mod examples;
 mod keys;
 pub mod leases;
+pub mod limits;
 mod model_call;
 mod paging;
 pub mod practice;
 pub mod sessions;
 mod tx;
+pub mod usage;
 
 pub use catalog::CatalogService;
 pub use conversation::ConversationService;
 pub use examples::ExampleService;
 pub use practice::PracticeService;
+pub use usage::UsageService;
 
 pub use keys::spawn_expiry as spawn_key_expiry;

@@ -14,10 +14,11 @@ use tokio::time::Instant;
 
 use super::answers::{Registration, Stop};
 use super::conversation::{MAX_ANSWER_BYTES, PromptEvent};
+use super::limits::{MAX_COUNTED_TOKENS, PromptPermit, usage_day};
 use crate::domain::conversation::{self, ResponseStatus, Turn};
 use crate::domain::session::{Response, Settings};
 use crate::llm::{ChatRequest, Chunk, Models};
-use crate::store::{ResponseOutcome, Store};
+use crate::store::{Charge, ResponseOutcome, Store};
 
 /// How often the text of an answer in progress is saved: a crash loses at
 /// most this much of it, and a long answer costs a write per period, not
@@ -31,6 +32,12 @@ const MAX_HISTORY_TURNS: i64 = 200;
 const LAST_EVENT_WAIT: Duration = Duration::from_secs(1);
 
 pub(super) struct ModelCall {
+    /// The user whose prompt this is: slots are shared fairly by user.
+    pub user: i64,
+    /// The session's class, whose daily budget the answer also counts in.
+    pub class_id: Option<i64>,
+    /// The prompt counts as in flight until its last model call ends.
+    pub permit: Arc<PromptPermit>,
     pub store: Arc<dyn Store>,
     pub models: Models,
     pub events: mpsc::Sender<PromptEvent>,
@@ -97,7 +104,18 @@ impl ModelCall {
             End::Stopped(Stop::Deleted) => (ResponseStatus::Cancelled, Some(deleted())),
             End::Stopped(Stop::Interrupted) => (ResponseStatus::Failed, Some("interrupted".into())),
         };
+        let counted = |n: i64| n.clamp(0, MAX_COUNTED_TOKENS);
+        let mut subjects = vec![format!("user:{}", self.user)];
+        subjects.extend(self.class_id.map(|c| format!("class:{c}")));
+        let charge = Charge {
+            subjects,
+            day: usage_day(crate::domain::now_micros()),
+            model_name: r.model_name.clone(),
+            prompt_tokens: counted(prompt_tokens),
+            completion_tokens: counted(completion_tokens),
+        };
         let outcome = ResponseOutcome {
+            charge,
             status: r.status,
             prompt_text: r.prompt_text.clone(),
             response_text: r.response_text.clone(),
@@ -116,6 +134,7 @@ impl ModelCall {
             }
         }
         drop(registration);
+        drop(self.permit);
         let event = if r.status == ResponseStatus::Completed {
             PromptEvent::Finished(self.response)
         } else {
@@ -159,6 +178,16 @@ impl ModelCall {
                 Err(why) => return Err(End::Failed(why)),
             };
             sent.extend(request.messages.iter().map(|m| m.content.as_str()));
+            // A busy model's slots go round-robin across users; held until
+            // the answer's stream is dropped.
+            let _slot = match self.models.slots(&model_name) {
+                None => None,
+                Some(slots) => match tokio::time::timeout_at(limit, slots.acquire(self.user)).await
+                {
+                    Ok(slot) => Some(slot),
+                    Err(_) => return Err(End::Failed(busy(&model_name))),
+                },
+            };
             let opened = tokio::time::timeout_at(limit, model.open(&request)).await;
             let mut stream = match opened {
                 Err(_) => return Err(End::Failed(timed_out(&model_name))),
@@ -266,6 +295,10 @@ async fn deliver(
 
 fn timed_out(model: &str) -> String {
     format!("model {model:?} did not finish in time")
+}
+
+fn busy(model: &str) -> String {
+    format!("model {model:?} was busy until the deadline; try again later")
 }
 
 fn deleted() -> String {

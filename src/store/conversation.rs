@@ -14,7 +14,7 @@ use super::dialect::Dialect;
 use super::json_param::JsonParam;
 use super::rows::ResponseRow;
 use super::sql_store::SqlStore;
-use super::{ResponseOutcome, StoreError, sql};
+use super::{ModelUsage, ResponseOutcome, StoreError, sql};
 use crate::domain::UserId;
 use crate::domain::conversation::{Turn, fitting, turn_chars};
 use crate::domain::session::Response;
@@ -90,6 +90,9 @@ pub trait ConversationStore: Send + Sync {
         outcome: &ResponseOutcome,
     ) -> Result<bool, StoreError>;
 
+    /// A subject's usage on a UTC day (`YYYY-MM-DD`), per model.
+    async fn usage(&self, subject: &str, day: &str) -> Result<Vec<ModelUsage>, StoreError>;
+
     /// The responses of the caller's prompt, in the models' order.
     async fn prompt_responses(
         &self,
@@ -163,6 +166,7 @@ where
     for<'r> SizeRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> TurnRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> ResponseRow: sqlx::FromRow<'r, DB::Row>,
+    for<'r> ModelUsage: sqlx::FromRow<'r, DB::Row>,
 {
     async fn response_page(
         &self,
@@ -280,8 +284,27 @@ where
             .bind(chars)
             .execute(self.write_pool())
             .await?;
+        let charge = &outcome.charge;
+        for subject in &charge.subjects {
+            sqlx::query(sql::ADD_USAGE)
+                .bind(subject.as_str())
+                .bind(charge.day.as_str())
+                .bind(charge.model_name.as_str())
+                .bind(charge.prompt_tokens)
+                .bind(charge.completion_tokens)
+                .execute(self.write_pool())
+                .await?;
+        }
         self.synced().await?;
         Ok(DB::rows_affected(&done) > 0)
+    }
+
+    async fn usage(&self, subject: &str, day: &str) -> Result<Vec<ModelUsage>, StoreError> {
+        Ok(sqlx::query_as(sql::USAGE)
+            .bind(subject)
+            .bind(day)
+            .fetch_all(self.read_pool())
+            .await?)
     }
 
     async fn prompt_responses(

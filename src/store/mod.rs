@@ -224,6 +224,27 @@ pub struct PromptRows<'a> {
     pub idempotency_key: Option<&'a str>,
 }
 
+/// Tokens an answer spent, counted against each subject (`user:42`,
+/// `class:3`) for a UTC day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    pub subjects: Vec<String>,
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub model_name: String,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+}
+
+/// One model's usage of a subject's day.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ModelUsage {
+    pub model_name: String,
+    pub answers: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+}
+
 /// How a model's answer ended, as its response row stores it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResponseOutcome {
@@ -235,6 +256,8 @@ pub struct ResponseOutcome {
     pub token_usage: Map<String, Value>,
     pub latency_ms: i64,
     pub first_byte_ms: Option<i64>,
+    /// What the answer spent, counted even when the row is gone.
+    pub charge: Charge,
 }
 
 /// Whether a session read includes its newest responses (lists show

@@ -199,6 +199,22 @@ pub const SAVE_PARTIAL: &str = "\
 UPDATE responses SET response_text = $2, text_chars = $3
 WHERE response_id = $1 AND status = 'in_progress'";
 
+// --- usage ---
+
+/// Adds one answer's tokens to a subject's (`$1`) day (`$2`) for a model.
+pub const ADD_USAGE: &str = "\
+INSERT INTO usage_daily (subject, day, model_name, answers, prompt_tokens, completion_tokens)
+VALUES ($1, $2, $3, 1, $4, $5)
+ON CONFLICT (subject, day, model_name) DO UPDATE SET
+    answers = usage_daily.answers + 1,
+    prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,
+    completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens";
+
+/// A subject's (`$1`) usage on a day (`$2`), per model.
+pub const USAGE: &str = "\
+SELECT model_name, answers, prompt_tokens, completion_tokens
+FROM usage_daily WHERE subject = $1 AND day = $2 ORDER BY model_name";
+
 // --- replica leases ---
 
 pub const RENEW_LEASE: &str = "\

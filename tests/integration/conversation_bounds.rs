@@ -23,7 +23,8 @@ on_both_backends!(
 );
 
 async fn a_long_session_reads_and_writes_in_pages(backend: Backend) {
-    let Some(chat) = chat_with(backend, &[("m-big", "big")], "", &[]).await else {
+    let flood = [("PRACTICE_USER_PROMPTS_PER_MINUTE", "1000")];
+    let Some(chat) = chat_with(backend, &[("m-big", "big")], "", &flood).await else {
         return;
     };
     let id = chat.session.session_id;

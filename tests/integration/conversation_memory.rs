@@ -21,7 +21,7 @@ use practice_service::proto::practice::v1::practice_service_client::PracticeServ
 use practice_service::proto::practice::v1::{
     CreateSessionRequest, GetSessionRequest, ListResponsesRequest, SendPromptRequest,
 };
-use practice_service::store::{PromptRows, ResponseOutcome};
+use practice_service::store::{Charge, PromptRows, ResponseOutcome};
 
 const ME: i64 = 3;
 const STORED: usize = 600;
@@ -83,6 +83,13 @@ async fn a_long_session_costs_bounded_memory() {
             token_usage: Default::default(),
             latency_ms: 1,
             first_byte_ms: Some(1),
+            charge: Charge {
+                subjects: Vec::new(),
+                day: String::new(),
+                model_name: String::new(),
+                prompt_tokens: 0,
+                completion_tokens: 0,
+            },
         };
         assert!(store.finish_response(ids[0], &outcome).await.unwrap());
     }

@@ -29,3 +29,29 @@ impl From<PromptEvent> for pb::PromptEvent {
         pb::PromptEvent { event: Some(event) }
     }
 }
+
+pub fn usage_to_proto(u: crate::service::usage::UsageReport) -> pb::Usage {
+    let clamp = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    pb::Usage {
+        subject: u.subject,
+        day: u.day,
+        models: u
+            .models
+            .into_iter()
+            .map(|m| pb::ModelUsage {
+                total_tokens: m.prompt_tokens.saturating_add(m.completion_tokens),
+                model_name: m.model_name,
+                answers: m.answers,
+                prompt_tokens: m.prompt_tokens,
+                completion_tokens: m.completion_tokens,
+            })
+            .collect(),
+        total_tokens: u.total_tokens,
+        limits: Some(pb::UsageLimits {
+            tokens_per_day: u.tokens_per_day,
+            prompts_per_minute: clamp(u.limits.prompts_per_minute as usize),
+            prompts_in_flight: clamp(u.limits.prompts_in_flight),
+            models_per_prompt: clamp(u.limits.models_per_prompt),
+        }),
+    }
+}

@@ -3,23 +3,35 @@
 
 use tonic::{Request, Response, Status};
 
+use crate::api::convert::usage_to_proto;
 use crate::proto::practice::v1 as pb;
 use crate::proto::practice::v1::catalog_service_server::CatalogService as CatalogRpc;
-use crate::service::CatalogService;
+use crate::service::{CatalogService, UsageService};
 use crate::store::CatalogKind;
 
 pub struct CatalogApi {
     service: CatalogService,
+    usage: UsageService,
 }
 
 impl CatalogApi {
-    pub fn new(service: CatalogService) -> Self {
-        Self { service }
+    pub fn new(service: CatalogService, usage: UsageService) -> Self {
+        Self { service, usage }
     }
 }
 
 #[tonic::async_trait]
 impl CatalogRpc for CatalogApi {
+    async fn get_class_usage(
+        &self,
+        request: Request<pb::GetClassUsageRequest>,
+    ) -> Result<Response<pb::Usage>, Status> {
+        let class_id = request.get_ref().class_id;
+        Ok(Response::new(usage_to_proto(
+            self.usage.of_class(class_id).await?,
+        )))
+    }
+
     async fn upsert_class(
         &self,
         request: Request<pb::Class>,

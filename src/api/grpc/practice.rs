@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::api::convert::{
     example_to_proto, id_list, response_to_proto, session_to_proto, session_to_summary,
-    settings_to_proto, struct_to_json, text_change,
+    settings_to_proto, struct_to_json, text_change, usage_to_proto,
 };
 use crate::api::layers::auth::principal;
 use crate::api::layers::rpc::Deadline;
@@ -24,12 +24,13 @@ use crate::domain::{
 use crate::proto::practice::v1 as pb;
 use crate::proto::practice::v1::practice_service_server::PracticeService as PracticeRpc;
 use crate::service::conversation::PromptEvent;
-use crate::service::{ConversationService, ExampleService, PracticeService};
+use crate::service::{ConversationService, ExampleService, PracticeService, UsageService};
 
 pub struct PracticeApi {
     service: PracticeService,
     examples: ExampleService,
     conversation: ConversationService,
+    usage: UsageService,
     /// The deadline of a prompt that reached us without the RPC layer.
     prompt_timeout: Duration,
 }
@@ -39,12 +40,14 @@ impl PracticeApi {
         service: PracticeService,
         examples: ExampleService,
         conversation: ConversationService,
+        usage: UsageService,
         prompt_timeout: Duration,
     ) -> Self {
         Self {
             service,
             examples,
             conversation,
+            usage,
             prompt_timeout,
         }
     }
@@ -110,6 +113,16 @@ impl PracticeRpc for PracticeApi {
         Ok(Response::new(pb::SendPromptResponse {
             responses: responses.into_iter().map(response_to_proto).collect(),
         }))
+    }
+
+    async fn get_usage(
+        &self,
+        request: Request<pb::GetUsageRequest>,
+    ) -> Result<Response<pb::Usage>, Status> {
+        let user = principal(&request)?.user_id()?;
+        Ok(Response::new(usage_to_proto(
+            self.usage.of_user(user).await?,
+        )))
     }
 
     async fn list_responses(

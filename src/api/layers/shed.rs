@@ -1,6 +1,7 @@
 //! Load shedding: past a global number of requests in flight, a new
 //! request is refused at once (`RESOURCE_EXHAUSTED`, HTTP 429) instead of
-//! waiting in a queue that only grows. Sits outside every protocol, so a
+//! waiting in a queue that only grows. A request counts until its reply's
+//! body ends, so a prompt's stream counts for as long as it streams. Sits outside every protocol, so a
 //! shed request costs no parsing and no database work. Health probes are
 //! always let through.
 
@@ -8,7 +9,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::body::Body;
 use tower::Service;
 
@@ -53,9 +54,44 @@ impl Middleware for Shed {
             return Box::pin(async move { Ok(response) });
         }
         Box::pin(async move {
-            let response = inner.call(request).await;
-            drop(permit);
-            response
+            let response = inner.call(request).await?;
+            // The slot is held until the body ends, not just its head: a
+            // stream is work in flight for as long as it streams.
+            Ok(match permit {
+                Ok(permit) => response.map(|body| {
+                    Body::new(Held {
+                        body,
+                        _permit: permit,
+                    })
+                }),
+                Err(_) => response,
+            })
         })
+    }
+}
+
+/// A response body that holds the request's slot until it is dropped.
+struct Held {
+    body: Body,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl http_body::Body for Held {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }

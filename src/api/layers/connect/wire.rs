@@ -97,6 +97,9 @@ pub fn error_response(status: &tonic::Status) -> Response<Body> {
     if status.code() == tonic::Code::Unauthenticated {
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
+    if let Some(secs) = crate::error::retry_after_secs(status) {
+        headers.insert(header::RETRY_AFTER, secs.into());
+    }
     response
 }
 

@@ -9,7 +9,7 @@ use prost::Message;
 use serde_json::{Value as Json, json};
 use tonic::body::Body;
 
-use crate::error::{Error, http_status};
+use crate::error::{Error, http_status, retry_after_secs};
 
 pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
     let bytes = serde_json::to_vec(body).expect("JSON values serialize");
@@ -42,6 +42,28 @@ fn details_to_json(details: &[u8]) -> Vec<Json> {
                     })).collect::<Vec<_>>(),
                 });
             }
+            if any.type_url.ends_with("/google.rpc.QuotaFailure")
+                && let Ok(quota) = tonic_types::pb::QuotaFailure::decode(any.value.as_slice())
+            {
+                return json!({
+                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                    "violations": quota.violations.iter().map(|v| json!({
+                        "subject": v.subject,
+                        "description": v.description,
+                    })).collect::<Vec<_>>(),
+                });
+            }
+            if any.type_url.ends_with("/google.rpc.RetryInfo")
+                && let Ok(retry) = tonic_types::pb::RetryInfo::decode(any.value.as_slice())
+            {
+                // proto3 JSON of a Duration: seconds with a suffix.
+                let delay = retry.retry_delay.unwrap_or_default();
+                let seconds = delay.seconds as f64 + f64::from(delay.nanos) / 1e9;
+                return json!({
+                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                    "retry_delay": format!("{seconds}s"),
+                });
+            }
             json!({
                 "@type": any.type_url,
                 "value": base64::engine::general_purpose::STANDARD.encode(&any.value),
@@ -67,6 +89,11 @@ pub fn status_response(status: &tonic::Status) -> Response<Body> {
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    if let Some(secs) = retry_after_secs(status) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, secs.into());
     }
     response
 }

@@ -1,0 +1,13 @@
+-- Tokens spent per subject ('user:42', 'class:3'), UTC day ('2026-12-05')
+-- and model: what the daily budgets and GetUsage read. One row per
+-- subject, day and model, added to as answers end; counted here rather
+-- than summed from responses so a budget check reads a few rows.
+CREATE TABLE usage_daily (
+    subject           TEXT NOT NULL,
+    day               TEXT NOT NULL,
+    model_name        TEXT NOT NULL,
+    answers           BIGINT NOT NULL,
+    prompt_tokens     BIGINT NOT NULL,
+    completion_tokens BIGINT NOT NULL,
+    PRIMARY KEY (subject, day, model_name)
+);
