@@ -78,6 +78,13 @@ pub fn spawn_expiry(store: std::sync::Arc<dyn crate::store::Store>) -> tokio::ta
                 Ok(n) => tracing::debug!(deleted = n, "expired idempotency keys deleted"),
                 Err(e) => tracing::warn!(error = %e, "could not delete expired idempotency keys"),
             }
+            // Usage counts outlive their day by a month, for reports; no
+            // budget reads them.
+            let month_ago = crate::domain::now_micros() - chrono::TimeDelta::days(31);
+            let day = super::limits::usage_day(month_ago);
+            if let Err(e) = store.delete_usage_before(&day).await {
+                tracing::warn!(error = %e, "could not delete old usage counts");
+            }
         }
     })
 }

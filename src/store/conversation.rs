@@ -93,6 +93,9 @@ pub trait ConversationStore: Send + Sync {
     /// A subject's usage on a UTC day (`YYYY-MM-DD`), per model.
     async fn usage(&self, subject: &str, day: &str) -> Result<Vec<ModelUsage>, StoreError>;
 
+    /// Deletes the usage of days before `day`; how many rows.
+    async fn delete_usage_before(&self, day: &str) -> Result<u64, StoreError>;
+
     /// The responses of the caller's prompt, in the models' order.
     async fn prompt_responses(
         &self,
@@ -297,6 +300,14 @@ where
         }
         self.synced().await?;
         Ok(DB::rows_affected(&done) > 0)
+    }
+
+    async fn delete_usage_before(&self, day: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(sql::DELETE_OLD_USAGE)
+            .bind(day)
+            .execute(self.write_pool())
+            .await?;
+        Ok(DB::rows_affected(&done))
     }
 
     async fn usage(&self, subject: &str, day: &str) -> Result<Vec<ModelUsage>, StoreError> {

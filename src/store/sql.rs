@@ -210,6 +210,9 @@ ON CONFLICT (subject, day, model_name) DO UPDATE SET
     prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,
     completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens";
 
+/// Days before `$1` (`YYYY-MM-DD`), which no budget or report reads.
+pub const DELETE_OLD_USAGE: &str = "DELETE FROM usage_daily WHERE day < $1";
+
 /// A subject's (`$1`) usage on a day (`$2`), per model.
 pub const USAGE: &str = "\
 SELECT model_name, answers, prompt_tokens, completion_tokens

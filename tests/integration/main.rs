@@ -44,4 +44,5 @@ mod slow_bodies;
 mod sqlite_wal;
 mod tls;
 mod transcode_fuzz;
+mod usage_limits;
 mod write_groups;
