@@ -98,6 +98,9 @@ pub struct ConversationConfig {
     pub history_chars: usize,
     /// The development model's pause between words.
     pub dev_word_delay: Duration,
+    /// `PRACTICE_DEV_MODEL_MAX_CONCURRENCY`: answers the development model
+    /// gives at once (0: no limit), to try fair sharing without a provider.
+    pub dev_max_concurrency: usize,
     /// `PRACTICE_LEASE_MS`: how long a replica's lease on its answers lasts
     /// unrenewed; an answer of a replica that died reads `interrupted`
     /// about this long after.
@@ -312,6 +315,7 @@ impl Config {
                 prompt_timeout: ms("PRACTICE_PROMPT_TIMEOUT_MS", 120_000)?,
                 history_chars: number("PRACTICE_HISTORY_CHARS", 24_000)? as usize,
                 dev_word_delay: ms("PRACTICE_DEV_MODEL_DELAY_MS", 30)?,
+                dev_max_concurrency: number("PRACTICE_DEV_MODEL_MAX_CONCURRENCY", 0)? as usize,
                 lease: ms("PRACTICE_LEASE_MS", 15_000)?.max(Duration::from_millis(300)),
                 usage: {
                     let d = crate::service::limits::UsageLimits::default();

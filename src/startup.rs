@@ -68,7 +68,8 @@ pub fn load_models(config: &ConversationConfig) -> anyhow::Result<Models> {
             "DEVELOPMENT MODEL: PRACTICE_MODELS_FILE is not set; every model name is answered \
              by a built-in model that repeats the prompt. Configure real models in production."
         );
-        return Ok(Models::development(config.dev_word_delay));
+        let limit = Some(config.dev_max_concurrency).filter(|n| *n > 0);
+        return Ok(Models::development(config.dev_word_delay, limit));
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading PRACTICE_MODELS_FILE {}", path.display()))?;

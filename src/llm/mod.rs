@@ -74,6 +74,8 @@ pub struct Models {
     /// `None`: no models file; the development model answers for every name.
     configured: Option<Arc<BTreeMap<String, Configured>>>,
     dev: Arc<dyn ChatModel>,
+    /// The development model's slots (one pool for every name), if limited.
+    dev_slots: Option<Arc<FairSlots>>,
 }
 
 struct Configured {
@@ -83,11 +85,13 @@ struct Configured {
 }
 
 impl Models {
-    /// The development model for every name.
-    pub fn development(word_delay: Duration) -> Self {
+    /// The development model for every name; `max_concurrency` answers at
+    /// once across all names, or no limit.
+    pub fn development(word_delay: Duration, max_concurrency: Option<usize>) -> Self {
         Self {
             configured: None,
             dev: Arc::new(dev::DevModel::new(word_delay)),
+            dev_slots: max_concurrency.map(FairSlots::new),
         }
     }
 
@@ -110,6 +114,7 @@ impl Models {
         Ok(Self {
             configured: Some(Arc::new(models)),
             dev: Arc::new(dev::DevModel::new(Duration::ZERO)),
+            dev_slots: None,
         })
     }
 
@@ -135,6 +140,9 @@ impl Models {
 
     /// The model's concurrency slots, if it has a limit.
     pub fn slots(&self, name: &str) -> Option<Arc<FairSlots>> {
-        self.configured.as_ref()?.get(name)?.slots.clone()
+        match &self.configured {
+            None => self.dev_slots.clone(),
+            Some(models) => models.get(name)?.slots.clone(),
+        }
     }
 }

@@ -176,7 +176,7 @@ impl Target {
             Vec::new(),
             4 * 1024 * 1024,
             practice_service::service::answers::Answers::new("bench".into()),
-            practice_service::llm::Models::development(std::time::Duration::ZERO),
+            practice_service::llm::Models::development(std::time::Duration::ZERO, None),
         ))
     }
 

@@ -10,6 +10,7 @@ mod load;
 mod naive;
 mod prompt;
 mod server;
+mod two_users;
 
 // The test suite's throwaway PostgreSQL cluster, shared rather than copied.
 #[path = "../../../tests/common/pg.rs"]
@@ -91,8 +92,11 @@ struct Args {
     /// Also run gRPC (and raw) open-loop at this fraction of gRPC's closed-loop maximum.
     #[arg(long, default_value_t = 0.5)]
     open_fraction: f64,
-    /// `create` (CreateSession on every protocol) or `prompt` (SendPrompt
-    /// over gRPC against the development model, three models a prompt).
+    /// `create` (CreateSession on every protocol), `prompt` (SendPrompt
+    /// over gRPC against the development model, three models a prompt) or
+    /// `prompt-two-users` (one user flooding with `--concurrency` prompts
+    /// at once, another prompting one at a time, the model limited to 4
+    /// answers at once).
     #[arg(long, default_value = "create")]
     scenario: String,
     /// The server binary (default: practice-service beside this one).
@@ -274,6 +278,9 @@ async fn main() -> anyhow::Result<()> {
     };
     if args.scenario == "prompt" {
         return prompt_scenario(&args, &server_bin).await;
+    }
+    if args.scenario == "prompt-two-users" {
+        return two_users::scenario(&args, &server_bin).await;
     }
     let mut rows = Vec::new();
     for db in &args.db {
