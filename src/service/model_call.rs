@@ -126,9 +126,19 @@ impl ModelCall {
         };
         match self.store.finish_response(r.response_id, &outcome).await {
             Ok(true) => {}
-            // The row is gone: its session was deleted, here or on
-            // another replica. Never report it completed.
-            Ok(false) => (r.status, r.error) = (ResponseStatus::Cancelled, Some(deleted())),
+            // The row had already ended (swept as interrupted while this
+            // replica couldn't renew its lease) or is gone (its session was
+            // deleted, here or on another replica): report what is stored,
+            // never "completed".
+            Ok(false) => {
+                (r.status, r.error) = match self.store.response_status(r.response_id).await {
+                    Ok(Some((status, error))) => (
+                        ResponseStatus::parse(&status).unwrap_or(ResponseStatus::Failed),
+                        error,
+                    ),
+                    _ => (ResponseStatus::Cancelled, Some(deleted())),
+                }
+            }
             Err(e) => {
                 tracing::error!(response_id = r.response_id, error = %e, "could not store a response");
             }

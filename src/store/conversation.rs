@@ -83,6 +83,12 @@ pub trait ConversationStore: Send + Sync {
         text: &str,
     ) -> Result<bool, StoreError>;
 
+    /// A response's status and error (`None`: no such response).
+    async fn response_status(
+        &self,
+        response_id: i64,
+    ) -> Result<Option<(String, Option<String>)>, StoreError>;
+
     /// Stores how a response's answer ended; `false` as for `save_partial`.
     async fn finish_response(
         &self,
@@ -170,6 +176,7 @@ where
     for<'r> TurnRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> ResponseRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> ModelUsage: sqlx::FromRow<'r, DB::Row>,
+    for<'r> (String, Option<String>): sqlx::FromRow<'r, DB::Row>,
 {
     async fn response_page(
         &self,
@@ -308,6 +315,16 @@ where
             .execute(self.write_pool())
             .await?;
         Ok(DB::rows_affected(&done))
+    }
+
+    async fn response_status(
+        &self,
+        response_id: i64,
+    ) -> Result<Option<(String, Option<String>)>, StoreError> {
+        Ok(sqlx::query_as(sql::RESPONSE_STATUS)
+            .bind(response_id)
+            .fetch_optional(self.read_pool())
+            .await?)
     }
 
     async fn usage(&self, subject: &str, day: &str) -> Result<Vec<ModelUsage>, StoreError> {

@@ -193,6 +193,9 @@ SET response_text = $2, status = $3, error = $4, token_usage = $5, latency_ms = 
     first_byte_ms = $7, text_chars = $8
 WHERE response_id = $1 AND status = 'in_progress'";
 
+/// A response's status and error, by id.
+pub const RESPONSE_STATUS: &str = "SELECT status, error FROM responses WHERE response_id = $1";
+
 /// The text of an answer in progress so far, so a crash loses at most what
 /// arrived since.
 pub const SAVE_PARTIAL: &str = "\

@@ -59,7 +59,11 @@ impl PracticeApi {
     ) -> Result<mpsc::Receiver<PromptEvent>, Status> {
         let user = principal(&request)?.user_id()?;
         let key = idempotency_key(&request)?;
+        // The answers end a little before the request does, so the client
+        // gets their stored outcome ("did not finish in time", "busy")
+        // rather than a bare DEADLINE_EXCEEDED.
         let deadline = Deadline::of(&request, self.prompt_timeout);
+        let deadline = (deadline - OUTCOME_MARGIN).max(tokio::time::Instant::now());
         let r = request.into_inner();
         tracing::Span::current().record("session_id", r.session_id);
         let prompt = NewPrompt {
@@ -73,6 +77,9 @@ impl PracticeApi {
             .await?)
     }
 }
+
+/// How long before a prompt's request deadline its answers are ended.
+const OUTCOME_MARGIN: Duration = Duration::from_millis(250);
 
 pub type PromptStream = Pin<Box<dyn Stream<Item = Result<pb::PromptEvent, Status>> + Send>>;
 
