@@ -62,10 +62,8 @@ async fn one_users_flood_does_not_fail_another_users_prompts() {
             Ok(reply) => {
                 // The flood's own prompts may wait past their deadline.
                 let r = &reply.get_ref().responses[0];
-                assert!(
-                    r.status == "completed" || r.error().contains("busy"),
-                    "{r:?}"
-                );
+                let late = r.error().contains("busy") || r.error().contains("in time");
+                assert!(r.status == "completed" || late, "{r:?}");
                 completed += usize::from(r.status == "completed");
             }
             // The flood's own prompts may outlive their deadline waiting.
