@@ -44,9 +44,11 @@ const INTERRUPT_WAIT: Duration = Duration::from_secs(2);
 
 /// The RPCs that wait for models, with the prompt timeout rather than the
 /// request timeout.
-const PROMPT_METHODS: [&str; 2] = [
+const PROMPT_METHODS: [&str; 4] = [
     "/practice.v1.PracticeService/SendPrompt",
     "/practice.v1.PracticeService/SendPromptAndWait",
+    "/practice.v1.PracticeService/RegenerateResponse",
+    "/practice.v1.PracticeService/RegenerateResponseAndWait",
 ];
 use crate::store::{self, Store, StoreOptions};
 

@@ -20,15 +20,23 @@ impl NewPrompt {
     /// A digest of the request, to tell a replay from a different request
     /// that reuses an idempotency key (never equal to a create's digest).
     pub fn fingerprint(&self) -> String {
-        let canonical = json!([
+        digest(&json!([
             "prompt",
             self.session_id,
             self.prompt_text,
             self.session_model_ids
-        ]);
-        let digest = Sha256::digest(canonical.to_string().as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        ]))
     }
+}
+
+/// A RegenerateResponse's digest, for its idempotency key.
+pub fn regenerate_fingerprint(session_id: i64, response_id: i64) -> String {
+    digest(&json!(["regenerate", session_id, response_id]))
+}
+
+fn digest(canonical: &Value) -> String {
+    let digest = Sha256::digest(canonical.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Where a stored response stands.

@@ -121,6 +121,15 @@ pub struct Response {
     pub status: super::conversation::ResponseStatus,
     pub error: Option<String>,
     pub first_byte_ms: Option<i64>,
+    /// The turn (prompt) it answers, and which attempt at it this is.
+    pub prompt_id: i64,
+    pub attempt: i64,
+    /// "up" or "down", once the learner rated it.
+    pub rating: Option<String>,
+    pub rating_comment: Option<String>,
+    /// The turn's choice as it stands for this response: "" (none yet),
+    /// "chosen", "not_chosen", "tie" or "none_good".
+    pub choice: String,
 }
 
 #[cfg(test)]

@@ -16,11 +16,11 @@ use tracing::Instrument;
 
 use super::answers::Answers;
 use super::keys;
-use super::limits::{Limiter, check_budget, total_tokens, until_next_day, usage_day};
+use super::limits::{Limiter, PromptPermit, check_budget, total_tokens, until_next_day, usage_day};
 use super::model_call::ModelCall;
 use super::tx::{self, TxError};
 use crate::domain::conversation::{NewPrompt, ResponseStatus};
-use crate::domain::session::Response;
+use crate::domain::session::{Response, Settings};
 use crate::domain::{IdempotencyKey, Session, UserId, now_micros};
 use crate::error::Error;
 use crate::llm::Models;
@@ -32,7 +32,7 @@ pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// Events buffered per prompt before the slowest reader holds models back:
 /// with the answer's size cap, what one stream can hold in memory.
-const EVENT_BUFFER: usize = 256;
+pub(super) const EVENT_BUFFER: usize = 256;
 
 /// Responses a page of `ListResponses` holds by default and at most.
 pub const DEFAULT_RESPONSE_PAGE: i32 = 20;
@@ -76,13 +76,13 @@ pub enum PromptEvent {
 
 #[derive(Clone)]
 pub struct ConversationService {
-    store: Arc<dyn Store>,
-    models: Models,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) models: Models,
     /// How many characters of few-shot examples and earlier turns a model
     /// is shown at most.
-    history_chars: usize,
-    answers: Arc<Answers>,
-    limiter: Arc<Limiter>,
+    pub(super) history_chars: usize,
+    pub(super) answers: Arc<Answers>,
+    pub(super) limiter: Arc<Limiter>,
 }
 
 /// A page of a session's responses and the token for the next one.
@@ -93,7 +93,8 @@ pub struct ResponsePage {
 
 /// What the prompt's transaction produced.
 enum Written {
-    New(Vec<i64>),
+    /// The prompt's id and its responses' ids, in the models' order.
+    New(i64, Vec<i64>),
     /// The prompt an earlier request with the same key wrote.
     Replay(i64),
 }
@@ -117,7 +118,11 @@ impl ConversationService {
 
     /// Refuses a prompt of `user` in a session of `class_id` whose daily
     /// budget is spent (counted in the database: across replicas).
-    async fn check_budgets(&self, user: UserId, class_id: Option<i64>) -> Result<(), Error> {
+    pub(super) async fn check_budgets(
+        &self,
+        user: UserId,
+        class_id: Option<i64>,
+    ) -> Result<(), Error> {
         let limits = self.limiter.limits();
         let now = now_micros();
         let day = usage_day(now);
@@ -222,7 +227,6 @@ impl ConversationService {
             permit.refund();
             return Err(e);
         }
-        let permit = Arc::new(permit);
 
         let key = idempotency_key.as_ref().map(IdempotencyKey::as_str);
         let now = now_micros();
@@ -236,23 +240,29 @@ impl ConversationService {
             .await?;
 
         let (events, receiver) = mpsc::channel(EVENT_BUFFER);
-        let response_ids = match written {
+        let (prompt_id, response_ids) = match written {
             Written::Replay(prompt_id) => {
-                self.replay(user, prompt_id, events).await?;
+                let responses = self.store.prompt_responses(user, prompt_id).await?;
+                // The prompt's own answers, not later attempts at it.
+                let first: Vec<Response> =
+                    responses.into_iter().filter(|r| r.attempt == 1).collect();
+                replay(first, events)?;
                 return Ok(receiver);
             }
-            Written::New(ids) => ids,
+            Written::New(prompt_id, ids) => (prompt_id, ids),
         };
-        let settings = Arc::new(session.settings);
+        let call = Call {
+            user,
+            class_id: session.class_id,
+            settings: Arc::new(session.settings),
+            permit: Arc::new(permit),
+            events,
+            deadline,
+        };
         for ((session_model_id, model_name), response_id) in models.into_iter().zip(response_ids) {
-            let call = ModelCall {
-                user: user.get(),
-                class_id: session.class_id,
-                permit: permit.clone(),
-                store: self.store.clone(),
-                models: self.models.clone(),
-                events: events.clone(),
-                response: Response {
+            self.start(
+                &call,
+                Response {
                     response_id,
                     session_model_id,
                     session_id: session.session_id,
@@ -265,13 +275,13 @@ impl ConversationService {
                     status: ResponseStatus::InProgress,
                     error: None,
                     first_byte_ms: None,
+                    prompt_id,
+                    attempt: 1,
+                    rating: None,
+                    rating_comment: None,
+                    choice: String::new(),
                 },
-                settings: settings.clone(),
-                history_chars: self.history_chars,
-                deadline,
-                registration: self.answers.register(session.session_id),
-            };
-            tokio::spawn(call.run().in_current_span());
+            );
         }
         Ok(receiver)
     }
@@ -314,49 +324,77 @@ impl ConversationService {
             // Deleted since it was read.
             .ok_or_else(|| Error::NotFound(format!("session {} not found", prompt.session_id)))?;
         tx.commit().await?;
-        Ok(Written::New(ids))
+        Ok(Written::New(ids.0, ids.1))
     }
 
-    /// The stored responses of an earlier request with the same key, as
-    /// the events that ended it; no model is called again.
-    async fn replay(
-        &self,
-        user: UserId,
-        prompt_id: i64,
-        events: mpsc::Sender<PromptEvent>,
-    ) -> Result<(), Error> {
-        let responses = self.store.prompt_responses(user, prompt_id).await?;
-        if responses
-            .iter()
-            .any(|r| r.status == ResponseStatus::InProgress)
-        {
-            return Err(Error::Aborted(
-                "the prompt with this Idempotency-Key is still being answered; retry when it is done"
-                    .into(),
-            ));
-        }
-        let mut replayed = Vec::with_capacity(responses.len() * 2);
-        for r in responses {
-            replayed.push(PromptEvent::Started {
-                session_model_id: r.session_model_id,
-                response_id: r.response_id,
-                model_name: r.model_name.clone(),
-            });
-            replayed.push(if r.status == ResponseStatus::Completed {
-                PromptEvent::Finished(r)
-            } else {
-                PromptEvent::Failed(r)
-            });
-        }
-        tokio::spawn(async move {
-            for event in replayed {
-                if events.send(event).await.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(())
+    /// Starts one model answering, as a task of its own.
+    pub(super) fn start(&self, call: &Call, response: Response) {
+        let registration = self.answers.register(response.session_id);
+        let job = ModelCall {
+            user: call.user.get(),
+            class_id: call.class_id,
+            permit: call.permit.clone(),
+            store: self.store.clone(),
+            models: self.models.clone(),
+            events: call.events.clone(),
+            response,
+            settings: call.settings.clone(),
+            history_chars: self.history_chars,
+            deadline: call.deadline,
+            registration,
+        };
+        tokio::spawn(job.run().in_current_span());
     }
+}
+
+/// What the model calls of one request share.
+pub(super) struct Call {
+    pub user: UserId,
+    pub class_id: Option<i64>,
+    pub settings: Arc<Settings>,
+    /// The request counts as a prompt in flight until its last call ends.
+    pub permit: Arc<PromptPermit>,
+    pub events: mpsc::Sender<PromptEvent>,
+    pub deadline: Instant,
+}
+
+/// Stored responses of an earlier request with the same key, as the events
+/// that ended them; no model is called again. While one is still being
+/// answered the request is refused (`ABORTED`): retry when it is done.
+pub(super) fn replay(
+    responses: Vec<Response>,
+    events: mpsc::Sender<PromptEvent>,
+) -> Result<(), Error> {
+    if responses
+        .iter()
+        .any(|r| r.status == ResponseStatus::InProgress)
+    {
+        return Err(Error::Aborted(
+            "the request with this Idempotency-Key is still being answered; retry when it is done"
+                .into(),
+        ));
+    }
+    let mut replayed = Vec::with_capacity(responses.len() * 2);
+    for r in responses {
+        replayed.push(PromptEvent::Started {
+            session_model_id: r.session_model_id,
+            response_id: r.response_id,
+            model_name: r.model_name.clone(),
+        });
+        replayed.push(if r.status == ResponseStatus::Completed {
+            PromptEvent::Finished(r)
+        } else {
+            PromptEvent::Failed(r)
+        });
+    }
+    tokio::spawn(async move {
+        for event in replayed {
+            if events.send(event).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(())
 }
 
 /// The session models a prompt asks, as `(session_model_id, model_name)`

@@ -18,6 +18,7 @@ pub struct Earlier {
     pub session_id: Option<i64>,
     pub prompt_id: Option<i64>,
     pub example_id: Option<i64>,
+    pub response_id: Option<i64>,
 }
 
 /// Claims the key inside the create's transaction. `Some` when an earlier
@@ -48,6 +49,7 @@ pub async fn claim(
             session_id: None,
             prompt_id: None,
             example_id: None,
+            response_id: None,
             ..
         } => Err(Error::Aborted(
             "a request with this Idempotency-Key is still in progress; retry shortly".into(),
@@ -57,11 +59,13 @@ pub async fn claim(
             session_id,
             prompt_id,
             example_id,
+            response_id,
             ..
         } => Ok(Some(Earlier {
             session_id,
             prompt_id,
             example_id,
+            response_id,
         })),
     }
 }

@@ -11,6 +11,7 @@ mod model_call;
 mod paging;
 pub mod practice;
 pub mod sessions;
+mod turns;
 mod tx;
 pub mod usage;
 

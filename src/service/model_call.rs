@@ -267,7 +267,12 @@ impl ModelCall {
         let (examples, left) = conversation::example_share(&self.settings, self.history_chars);
         let history: Vec<Turn> = if left > 0 {
             self.store
-                .model_history(self.response.session_model_id, left, MAX_HISTORY_TURNS)
+                .model_history(
+                    self.response.session_model_id,
+                    self.response.prompt_id,
+                    left,
+                    MAX_HISTORY_TURNS,
+                )
                 .await
                 .map_err(|e| {
                     tracing::error!(error = %e, "could not read a model's history");

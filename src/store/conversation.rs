@@ -44,7 +44,15 @@ pub(super) struct SizeRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct TurnRow {
+pub(super) struct HistorySizeRow {
+    response_id: i64,
+    chars: i64,
+    prompt_id: i64,
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct TurnRow {
+    response_id: i64,
     prompt_text: String,
     response_text: String,
 }
@@ -64,11 +72,14 @@ pub trait ConversationStore: Send + Sync {
         budget: ResponseBudget,
     ) -> Result<Option<ResponseSlice>, StoreError>;
 
-    /// A session model's newest completed turns, newest first, at most
-    /// `max_turns` and together at most `chars` characters.
+    /// A session model's newest completed turns before the turn
+    /// `before_prompt_id`, newest first, one answer a turn (its newest
+    /// attempt), at most `max_turns` and together at most `chars`
+    /// characters.
     async fn model_history(
         &self,
         session_model_id: i64,
+        before_prompt_id: i64,
         chars: i64,
         max_turns: i64,
     ) -> Result<Vec<Turn>, StoreError>;
@@ -174,6 +185,7 @@ where
     usize: sqlx::ColumnIndex<DB::Row>,
     for<'r> SizeRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> TurnRow: sqlx::FromRow<'r, DB::Row>,
+    for<'r> HistorySizeRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> ResponseRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> ModelUsage: sqlx::FromRow<'r, DB::Row>,
     for<'r> (String, Option<String>): sqlx::FromRow<'r, DB::Row>,
@@ -235,26 +247,36 @@ where
     async fn model_history(
         &self,
         session_model_id: i64,
+        before_prompt_id: i64,
         chars: i64,
         max_turns: i64,
     ) -> Result<Vec<Turn>, StoreError> {
         let mut conn = DB::begin_read(self.read_pool()).await?;
-        let sizes: Vec<SizeRow> = sqlx::query_as(sql::HISTORY_SIZES)
+        let sizes: Vec<HistorySizeRow> = sqlx::query_as(sql::HISTORY_SIZES)
             .bind(session_model_id)
             .bind(max_turns)
+            .bind(before_prompt_id)
             .fetch_all(&mut *conn)
             .await?;
-        let n = fitting(sizes.iter().map(|s| s.chars), chars, 0);
+        // Newest first, so the first answer seen of a turn is its newest.
+        let mut turns = std::collections::HashSet::new();
+        let newest: Vec<&HistorySizeRow> =
+            sizes.iter().filter(|r| turns.insert(r.prompt_id)).collect();
+        let n = fitting(newest.iter().map(|s| s.chars), chars, 0);
         if n == 0 {
             return Ok(Vec::new());
         }
+        let wanted: std::collections::HashSet<i64> =
+            newest[..n].iter().map(|r| r.response_id).collect();
         let rows: Vec<TurnRow> = sqlx::query_as(sql::HISTORY)
             .bind(session_model_id)
-            .bind(sizes[n - 1].response_id)
+            .bind(newest[n - 1].response_id)
+            .bind(before_prompt_id)
             .fetch_all(&mut *conn)
             .await?;
         Ok(rows
             .into_iter()
+            .filter(|r| wanted.contains(&r.response_id))
             .map(|r| Turn {
                 prompt_text: r.prompt_text,
                 response_text: r.response_text,

@@ -20,6 +20,7 @@ mod sql;
 mod sql_store;
 mod sql_tx;
 mod sqlite;
+mod turns;
 mod wal_sync;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use conversation::{ConversationStore, ResponseBudget, ResponseSlice};
 pub use options::StoreOptions;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use turns::{Choice, TurnStore};
 
 /// Catalog object kinds, for deletes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +126,8 @@ pub enum KeyClaim {
         session_id: Option<i64>,
         prompt_id: Option<i64>,
         example_id: Option<i64>,
+        /// The attempt a RegenerateResponse made.
+        response_id: Option<i64>,
     },
 }
 
@@ -289,7 +293,7 @@ pub struct PagedSession {
 }
 
 #[async_trait]
-pub trait Store: ConversationStore + Send + Sync + 'static {
+pub trait Store: ConversationStore + TurnStore + Send + Sync + 'static {
     /// "sqlite" or "postgres".
     fn backend(&self) -> &'static str;
 
@@ -464,12 +468,27 @@ pub trait WriteTx: Send {
     ) -> Result<(), StoreError>;
 
     /// Writes a prompt of the caller's session with one response in
-    /// progress per model; the responses' ids in the models' order, or
-    /// `None` if the caller has no such session.
+    /// progress per model; the prompt's id and the responses' ids in the
+    /// models' order, or `None` if the caller has no such session.
     async fn insert_prompt(
         &mut self,
         rows: &PromptRows<'_>,
-    ) -> Result<Option<Vec<i64>>, StoreError>;
+    ) -> Result<Option<(i64, Vec<i64>)>, StoreError>;
+
+    /// Writes a new attempt, in progress, at the turn of the caller's
+    /// response `response_id` of session `session_id`, by the same model,
+    /// answered by `replica_id`, linked to the idempotency key the request
+    /// carried; the new response's id and attempt number, or `None` if the
+    /// caller has no such response.
+    async fn insert_attempt(
+        &mut self,
+        user: UserId,
+        session_id: i64,
+        response_id: i64,
+        now: DateTime<Utc>,
+        replica_id: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Option<(i64, i64)>, StoreError>;
 
     /// Writes the user's new example, linked to the idempotency key the
     /// request carried; its id.

@@ -261,6 +261,11 @@ pub struct ResponseRow {
     pub status: String,
     pub error: Option<String>,
     pub first_byte_ms: Option<i64>,
+    pub prompt_id: Option<i64>,
+    pub attempt: i64,
+    pub rating: Option<String>,
+    pub rating_comment: Option<String>,
+    pub choice: String,
 }
 
 impl ResponseRow {
@@ -279,6 +284,11 @@ impl ResponseRow {
             status: ResponseStatus::parse(&self.status).unwrap_or(ResponseStatus::Failed),
             error: self.error,
             first_byte_ms: self.first_byte_ms,
+            prompt_id: self.prompt_id.unwrap_or(0),
+            attempt: self.attempt,
+            rating: self.rating,
+            rating_comment: self.rating_comment,
+            choice: self.choice,
         }
     }
 }

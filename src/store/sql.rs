@@ -10,12 +10,13 @@ pub const CLAIM_KEY: &str = "\
 INSERT INTO idempotency_keys (user_id, idem_key, request_hash, session_id, created_at_us)
 VALUES ($1, $2, $3, NULL, $4)
 ON CONFLICT (user_id, idem_key) DO UPDATE
-SET request_hash = excluded.request_hash, session_id = NULL, created_at_us = excluded.created_at_us
+SET request_hash = excluded.request_hash, session_id = NULL, prompt_id = NULL, example_id = NULL,
+    response_id = NULL, created_at_us = excluded.created_at_us
 WHERE idempotency_keys.created_at_us < $5
 RETURNING user_id";
 
 pub const HELD_KEY: &str = "\
-SELECT request_hash, session_id, prompt_id, example_id FROM idempotency_keys
+SELECT request_hash, session_id, prompt_id, example_id, response_id FROM idempotency_keys
 WHERE user_id = $1 AND idem_key = $2";
 
 pub const LINK_KEY_TO_EXAMPLE: &str =
@@ -141,28 +142,37 @@ SELECT response_id, text_chars AS chars
 FROM responses WHERE session_id = $1 AND response_id > $2 AND response_id <= $3
 ORDER BY response_id LIMIT $4";
 
-/// The session's (`$1`) responses with ids from `$2` to `$3`, oldest first.
+/// The session's (`$1`) responses with ids from `$2` to `$3`, oldest first,
+/// each with its turn's choice as it stands for it.
 pub const RESPONSES_BETWEEN: &str = "\
-SELECT response_id, session_model_id, session_id, model_name, prompt_text, response_text,
-       created_at, token_usage, latency_ms, status, error, first_byte_ms
-FROM responses WHERE session_id = $1 AND response_id BETWEEN $2 AND $3
-ORDER BY response_id";
+SELECT r.response_id, r.session_model_id, r.session_id, r.model_name, r.prompt_text,
+       r.response_text, r.created_at, r.token_usage, r.latency_ms, r.status, r.error,
+       r.first_byte_ms, r.prompt_id, r.attempt, r.rating, r.rating_comment,
+       CASE WHEN p.outcome IS NULL THEN ''
+            WHEN p.outcome <> 'chosen' THEN p.outcome
+            WHEN p.chosen_response_id = r.response_id THEN 'chosen'
+            ELSE 'not_chosen' END AS choice
+FROM responses r LEFT JOIN prompts p ON p.prompt_id = r.prompt_id
+WHERE r.session_id = $1 AND r.response_id BETWEEN $2 AND $3
+ORDER BY r.response_id";
 
 /// The session's (`$1`) highest response id: where a listing's snapshot ends.
 pub const LAST_RESPONSE_ID: &str =
     "SELECT COALESCE(MAX(response_id), 0) FROM responses WHERE session_id = $1";
 
-/// The sizes of a session model's (`$1`) completed answers, newest first,
-/// at most `$2`.
+/// The sizes of a session model's (`$1`) completed answers to turns before
+/// the turn `$3`, newest first, at most `$2`.
 pub const HISTORY_SIZES: &str = "\
-SELECT response_id, text_chars AS chars
-FROM responses WHERE session_model_id = $1 AND status = 'completed'
+SELECT response_id, text_chars AS chars, prompt_id
+FROM responses WHERE session_model_id = $1 AND status = 'completed' AND prompt_id < $3
 ORDER BY response_id DESC LIMIT $2";
 
-/// A session model's (`$1`) completed turns from id `$2` on, newest first.
+/// A session model's (`$1`) completed answers from id `$2` on, newest
+/// first, to turns before the turn `$3`.
 pub const HISTORY: &str = "\
-SELECT prompt_text, response_text
-FROM responses WHERE session_model_id = $1 AND status = 'completed' AND response_id >= $2
+SELECT response_id, prompt_text, response_text
+FROM responses
+WHERE session_model_id = $1 AND status = 'completed' AND response_id >= $2 AND prompt_id < $3
 ORDER BY response_id DESC";
 
 // --- the conversation ---
@@ -251,9 +261,61 @@ pub const DROP_EXPIRED_LEASES: &str = "DELETE FROM replica_leases WHERE expires_
 pub const PROMPT_RESPONSES: &str = "\
 SELECT r.response_id, r.session_model_id, r.session_id, r.model_name, r.prompt_text,
        r.response_text, r.created_at, r.token_usage, r.latency_ms, r.status, r.error,
-       r.first_byte_ms
+       r.first_byte_ms, r.prompt_id, r.attempt, r.rating, r.rating_comment,
+       CASE WHEN p.outcome IS NULL THEN ''
+            WHEN p.outcome <> 'chosen' THEN p.outcome
+            WHEN p.chosen_response_id = r.response_id THEN 'chosen'
+            ELSE 'not_chosen' END AS choice
 FROM responses r JOIN practice_sessions s ON s.session_id = r.session_id
+     LEFT JOIN prompts p ON p.prompt_id = r.prompt_id
 WHERE r.prompt_id = $1 AND s.user_id = $2 ORDER BY r.response_id";
+
+/// One response of the caller's (`$3`) session `$2`, by id (`$1`).
+pub const ONE_RESPONSE: &str = "\
+SELECT r.response_id, r.session_model_id, r.session_id, r.model_name, r.prompt_text,
+       r.response_text, r.created_at, r.token_usage, r.latency_ms, r.status, r.error,
+       r.first_byte_ms, r.prompt_id, r.attempt, r.rating, r.rating_comment,
+       CASE WHEN p.outcome IS NULL THEN ''
+            WHEN p.outcome <> 'chosen' THEN p.outcome
+            WHEN p.chosen_response_id = r.response_id THEN 'chosen'
+            ELSE 'not_chosen' END AS choice
+FROM responses r JOIN practice_sessions s ON s.session_id = r.session_id
+     LEFT JOIN prompts p ON p.prompt_id = r.prompt_id
+WHERE r.response_id = $1 AND r.session_id = $2 AND s.user_id = $3";
+
+/// Rates the caller's (`$5`) response `$1` of session `$2`: `$3` up, down
+/// or NULL, with the comment `$4`.
+pub const RATE_RESPONSE: &str = "\
+UPDATE responses SET rating = $3, rating_comment = $4
+WHERE response_id = $1 AND session_id = $2
+  AND session_id IN (SELECT session_id FROM practice_sessions WHERE user_id = $5)";
+
+/// Sets the choice (`$3`: chosen, tie or none_good; `$4` the chosen
+/// response or NULL) of the turn of the caller's (`$5`) response `$1` of
+/// session `$2`; the turn's prompt id.
+pub const CHOOSE: &str = "\
+UPDATE prompts SET outcome = $3, chosen_response_id = $4
+WHERE prompt_id = (
+    SELECT r.prompt_id FROM responses r JOIN practice_sessions s ON s.session_id = r.session_id
+    WHERE r.response_id = $1 AND r.session_id = $2 AND s.user_id = $5)
+RETURNING prompt_id";
+
+/// A new attempt at the turn of the caller's (`$3`) response `$1` of
+/// session `$2`, by the same model, answered by the replica `$5`.
+pub const INSERT_ATTEMPT: &str = "\
+INSERT INTO responses
+    (prompt_id, session_model_id, session_id, model_name, prompt_text, response_text,
+     created_at, status, replica_id, text_chars, attempt)
+SELECT r.prompt_id, r.session_model_id, r.session_id, r.model_name, r.prompt_text, '',
+       $4, 'in_progress', $5, length(r.prompt_text),
+       (SELECT MAX(x.attempt) + 1 FROM responses x
+        WHERE x.prompt_id = r.prompt_id AND x.session_model_id = r.session_model_id)
+FROM responses r JOIN practice_sessions s ON s.session_id = r.session_id
+WHERE r.response_id = $1 AND r.session_id = $2 AND s.user_id = $3 AND r.prompt_id IS NOT NULL
+RETURNING response_id, attempt";
+
+pub const LINK_KEY_TO_RESPONSE: &str =
+    "UPDATE idempotency_keys SET response_id = $3 WHERE user_id = $1 AND idem_key = $2";
 
 /// One page of the caller's (`$1`) sessions as they stood at `$2`, newest
 /// first, after the cursor `($5, $6)`, at most `$7`, filtered by class

@@ -19,6 +19,7 @@ use super::rows::{
     SettingsRow,
 };
 use super::sql_tx::SqlWriteTx;
+use super::turns::TurnStore;
 use super::wal_sync::WalSync;
 use super::{
     CatalogKind, PagedSession, Responses, SessionQuery, Store, StoreError, TableCounts, WriteTx,
@@ -112,7 +113,7 @@ where
     for<'a> JsonParam<'a>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
     for<'a> Option<JsonParam<'a>>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
     SqlWriteTx<DB>: WriteTx,
-    SqlStore<DB>: ConversationStore,
+    SqlStore<DB>: ConversationStore + TurnStore,
     for<'r> SizeRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> ExampleRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> SessionRow: sqlx::FromRow<'r, DB::Row>,

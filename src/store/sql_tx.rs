@@ -88,8 +88,9 @@ where
         if claimed.is_some() {
             return Ok(KeyClaim::Claimed);
         }
-        let (request_hash, session_id, prompt_id, example_id): (
+        let (request_hash, session_id, prompt_id, example_id, response_id): (
             String,
+            Option<i64>,
             Option<i64>,
             Option<i64>,
             Option<i64>,
@@ -103,6 +104,7 @@ where
             session_id,
             prompt_id,
             example_id,
+            response_id,
         })
     }
 
@@ -237,7 +239,7 @@ where
     async fn insert_prompt(
         &mut self,
         rows: &PromptRows<'_>,
-    ) -> Result<Option<Vec<i64>>, StoreError> {
+    ) -> Result<Option<(i64, Vec<i64>)>, StoreError> {
         self.before_write().await?;
         let prompt_id: Option<i64> = sqlx::query_scalar(sql::INSERT_PROMPT)
             .bind(rows.session_id)
@@ -274,7 +276,36 @@ where
                 .execute(self.conn())
                 .await?;
         }
-        Ok(Some(ids))
+        Ok(Some((prompt_id, ids)))
+    }
+
+    async fn insert_attempt(
+        &mut self,
+        user: UserId,
+        session_id: i64,
+        response_id: i64,
+        now: DateTime<Utc>,
+        replica_id: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        self.before_write().await?;
+        let made: Option<(i64, i64)> = sqlx::query_as(sql::INSERT_ATTEMPT)
+            .bind(response_id)
+            .bind(session_id)
+            .bind(user.get())
+            .bind(now)
+            .bind(replica_id)
+            .fetch_optional(self.conn())
+            .await?;
+        if let (Some((id, _)), Some(key)) = (made, idempotency_key) {
+            sqlx::query(sql::LINK_KEY_TO_RESPONSE)
+                .bind(user.get())
+                .bind(key)
+                .bind(id)
+                .execute(self.conn())
+                .await?;
+        }
+        Ok(made)
     }
 
     async fn insert_example(

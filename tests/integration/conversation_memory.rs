@@ -91,7 +91,7 @@ async fn a_long_session_costs_bounded_memory() {
                 completion_tokens: 0,
             },
         };
-        assert!(store.finish_response(ids[0], &outcome).await.unwrap());
+        assert!(store.finish_response(ids.1[0], &outcome).await.unwrap());
     }
     drop(store);
     let short = client

@@ -35,6 +35,11 @@ pub fn response_to_proto(r: DomainResponse) -> pb::PracticeResponse {
         status: r.status.as_str().to_owned(),
         error: r.error,
         first_byte_ms: r.first_byte_ms,
+        prompt_id: r.prompt_id,
+        attempt: r.attempt,
+        rating: r.rating,
+        rating_comment: r.rating_comment,
+        choice: r.choice,
     }
 }
 

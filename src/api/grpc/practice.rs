@@ -81,6 +81,25 @@ impl PracticeApi {
 /// How long before a prompt's request deadline its answers are ended.
 const OUTCOME_MARGIN: Duration = Duration::from_millis(250);
 
+impl PracticeApi {
+    /// Starts a new attempt at a turn; its events, as they happen.
+    async fn regenerate(
+        &self,
+        request: Request<pb::RegenerateResponseRequest>,
+    ) -> Result<mpsc::Receiver<PromptEvent>, Status> {
+        let user = principal(&request)?.user_id()?;
+        let key = idempotency_key(&request)?;
+        let deadline = Deadline::of(&request, self.prompt_timeout);
+        let deadline = (deadline - OUTCOME_MARGIN).max(tokio::time::Instant::now());
+        let r = request.into_inner();
+        tracing::Span::current().record("session_id", r.session_id);
+        Ok(self
+            .conversation
+            .regenerate(user, r.session_id, r.response_id, key, deadline)
+            .await?)
+    }
+}
+
 pub type PromptStream = Pin<Box<dyn Stream<Item = Result<pb::PromptEvent, Status>> + Send>>;
 
 /// The `idempotency-key` metadata (the `Idempotency-Key` header over HTTP).
@@ -94,6 +113,66 @@ fn idempotency_key<T>(request: &Request<T>) -> Result<Option<IdempotencyKey>, St
 #[tonic::async_trait]
 impl PracticeRpc for PracticeApi {
     type SendPromptStream = PromptStream;
+    type RegenerateResponseStream = PromptStream;
+
+    async fn regenerate_response(
+        &self,
+        request: Request<pb::RegenerateResponseRequest>,
+    ) -> Result<Response<PromptStream>, Status> {
+        let events = self.regenerate(request).await?;
+        let stream = ReceiverStream::new(events).map(|e| Ok(pb::PromptEvent::from(e)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn regenerate_response_and_wait(
+        &self,
+        request: Request<pb::RegenerateResponseRequest>,
+    ) -> Result<Response<pb::RegenerateResponseResponse>, Status> {
+        let mut events = self.regenerate(request).await?;
+        let mut response = None;
+        while let Some(event) = events.recv().await {
+            if let PromptEvent::Finished(r) | PromptEvent::Failed(r) = event {
+                response = Some(response_to_proto(r));
+            }
+        }
+        Ok(Response::new(pb::RegenerateResponseResponse { response }))
+    }
+
+    async fn rate_response(
+        &self,
+        request: Request<pb::RateResponseRequest>,
+    ) -> Result<Response<pb::PracticeResponse>, Status> {
+        let user = principal(&request)?.user_id()?;
+        let r = request.into_inner();
+        tracing::Span::current().record("session_id", r.session_id);
+        let rated = self
+            .conversation
+            .rate(
+                user,
+                r.session_id,
+                r.response_id,
+                &r.rating,
+                r.comment.as_deref(),
+            )
+            .await?;
+        Ok(Response::new(response_to_proto(rated)))
+    }
+
+    async fn choose_response(
+        &self,
+        request: Request<pb::ChooseResponseRequest>,
+    ) -> Result<Response<pb::ChooseResponseResponse>, Status> {
+        let user = principal(&request)?.user_id()?;
+        let r = request.into_inner();
+        tracing::Span::current().record("session_id", r.session_id);
+        let turn = self
+            .conversation
+            .choose(user, r.session_id, r.response_id, r.tie, r.none_good)
+            .await?;
+        Ok(Response::new(pb::ChooseResponseResponse {
+            responses: turn.into_iter().map(response_to_proto).collect(),
+        }))
+    }
 
     async fn send_prompt(
         &self,

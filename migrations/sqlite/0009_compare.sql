@@ -1,0 +1,14 @@
+-- Compare and continue: a turn (a prompt) may be answered again by a model
+-- (a new attempt; the earlier ones stay), each answer may be rated, and the
+-- learner chooses the turn's best answer, a tie, or that none was good.
+ALTER TABLE responses ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE responses ADD COLUMN rating TEXT CHECK (rating IN ('up', 'down'));
+ALTER TABLE responses ADD COLUMN rating_comment TEXT;
+ALTER TABLE prompts ADD COLUMN outcome TEXT CHECK (outcome IN ('chosen', 'tie', 'none_good'));
+ALTER TABLE prompts ADD COLUMN chosen_response_id INTEGER REFERENCES responses (response_id) ON DELETE SET NULL;
+-- A RegenerateResponse's key names the attempt it made.
+ALTER TABLE idempotency_keys ADD COLUMN response_id INTEGER REFERENCES responses (response_id) ON DELETE CASCADE;
+-- A model's history, newest first, one answer per turn: planned from the
+-- index alone (the turn is part of it now).
+DROP INDEX responses_by_model;
+CREATE INDEX responses_by_model ON responses (session_model_id, response_id, status, text_chars, prompt_id);
