@@ -14,6 +14,7 @@ mod auth;
 mod browser;
 mod buf_curl;
 mod catalog;
+mod compare;
 mod connect;
 mod conversation;
 mod conversation_bounds;
