@@ -6,6 +6,9 @@ ALTER TABLE responses ADD COLUMN rating TEXT CHECK (rating IN ('up', 'down'));
 ALTER TABLE responses ADD COLUMN rating_comment TEXT;
 ALTER TABLE prompts ADD COLUMN outcome TEXT CHECK (outcome IN ('chosen', 'tie', 'none_good'));
 ALTER TABLE prompts ADD COLUMN chosen_response_id INTEGER REFERENCES responses (response_id) ON DELETE SET NULL;
+-- A blind session hides which model gave an answer until its turn is
+-- chosen.
+ALTER TABLE session_settings ADD COLUMN blind INTEGER NOT NULL DEFAULT 0;
 -- A RegenerateResponse's key names the attempt it made.
 ALTER TABLE idempotency_keys ADD COLUMN response_id INTEGER REFERENCES responses (response_id) ON DELETE CASCADE;
 -- A model's history, newest first, one answer per turn: planned from the

@@ -69,6 +69,16 @@ impl ResponseStatus {
     }
 }
 
+/// The model name a reader is shown for an answer: in a blind session,
+/// none until the answer's turn is chosen (or called a tie, or none good).
+pub fn shown_model(blind: bool, choice: &str, model_name: String) -> String {
+    if blind && choice.is_empty() {
+        String::new()
+    } else {
+        model_name
+    }
+}
+
 /// One message of the list a model is sent (OpenAI chat roles).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatMessage {

@@ -86,6 +86,8 @@ pub struct Settings {
     pub generation_params: Map<String, Value>,
     pub agent_snapshot: Map<String, Value>,
     pub few_shot_links: Vec<FewShotLink>,
+    /// Model names are hidden from the learner until a turn is chosen.
+    pub blind: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +132,32 @@ pub struct Response {
     /// The turn's choice as it stands for this response: "" (none yet),
     /// "chosen", "not_chosen", "tie" or "none_good".
     pub choice: String,
+    /// Whether its session is blind (see `shown`).
+    pub blind: bool,
+}
+
+impl Response {
+    /// The response as the learner may see it: in a blind session, without
+    /// its model's name until its turn is chosen.
+    pub fn shown(mut self) -> Self {
+        self.model_name =
+            super::conversation::shown_model(self.blind, &self.choice, self.model_name);
+        self
+    }
+}
+
+impl Session {
+    /// The session as the learner may see it: in a blind session, its
+    /// models without their names, and its responses `shown`.
+    pub fn shown(mut self) -> Self {
+        if self.settings.blind {
+            for m in &mut self.models {
+                m.model_name.clear();
+            }
+        }
+        self.responses = self.responses.into_iter().map(Response::shown).collect();
+        self
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ pub struct SettingsPatch {
     pub generation_params: Option<Map<String, Value>>,
     /// Replaces the few-shot links, in this order.
     pub few_shot_example_ids: Option<Vec<i64>>,
+    pub blind: Option<bool>,
 }
 
 impl SettingsPatch {

@@ -189,7 +189,7 @@ impl ConversationService {
             _ => String::new(),
         };
         Ok(ResponsePage {
-            responses,
+            responses: responses.into_iter().map(Response::shown).collect(),
             next_page_token,
         })
     }
@@ -280,6 +280,7 @@ impl ConversationService {
                     rating: None,
                     rating_comment: None,
                     choice: String::new(),
+                    blind: call.settings.blind,
                 },
             );
         }
@@ -375,7 +376,7 @@ pub(super) fn replay(
         ));
     }
     let mut replayed = Vec::with_capacity(responses.len() * 2);
-    for r in responses {
+    for r in responses.into_iter().map(Response::shown) {
         replayed.push(PromptEvent::Started {
             session_model_id: r.session_model_id,
             response_id: r.response_id,

@@ -145,10 +145,11 @@ impl ModelCall {
         }
         drop(registration);
         drop(self.permit);
-        let event = if r.status == ResponseStatus::Completed {
-            PromptEvent::Finished(self.response)
+        let shown = self.response.shown();
+        let event = if shown.status == ResponseStatus::Completed {
+            PromptEvent::Finished(shown)
         } else {
-            PromptEvent::Failed(self.response)
+            PromptEvent::Failed(shown)
         };
         // A reader that doesn't read gets the last event only if it makes
         // room soon; the row holds the outcome either way.
@@ -172,7 +173,7 @@ impl ModelCall {
         let started_event = PromptEvent::Started {
             session_model_id: self.response.session_model_id,
             response_id: self.response.response_id,
-            model_name: self.response.model_name.clone(),
+            model_name: self.response.clone().shown().model_name,
         };
         let model = match self.models.get(&self.response.model_name) {
             Ok(model) => model,

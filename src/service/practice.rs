@@ -117,6 +117,7 @@ impl PracticeService {
             .session(user, session_id, NEWEST_RESPONSES)
             .instrument(span)
             .await?
+            .map(Session::shown)
             .ok_or_else(|| Error::NotFound(format!("session {session_id} not found")))
     }
 
@@ -261,6 +262,7 @@ impl PracticeService {
                 generation_params: settings.generation_params,
                 agent_snapshot: settings.agent_snapshot,
                 few_shot_links,
+                blind: false,
             },
             models,
             responses: Vec::new(),

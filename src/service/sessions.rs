@@ -139,7 +139,7 @@ impl PracticeService {
                 .session(user, item.session_id, Responses::Skip)
                 .await?
             {
-                sessions.push(session);
+                sessions.push(session.shown());
             }
         }
         Ok(SessionPage {

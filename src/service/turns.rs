@@ -99,6 +99,7 @@ impl ConversationService {
                 rating: None,
                 rating_comment: None,
                 choice: String::new(),
+                blind: call.settings.blind,
                 ..target
             },
         );
@@ -164,6 +165,7 @@ impl ConversationService {
         self.store
             .response(user, session_id, response_id)
             .await?
+            .map(Response::shown)
             .ok_or_else(|| missing(response_id))
     }
 
@@ -189,6 +191,7 @@ impl ConversationService {
             .choose(user, session_id, response_id, choice)
             .await?
             .ok_or_else(|| missing(response_id))?;
-        Ok(self.store.prompt_responses(user, prompt_id).await?)
+        let turn = self.store.prompt_responses(user, prompt_id).await?;
+        Ok(turn.into_iter().map(Response::shown).collect())
     }
 }

@@ -228,6 +228,7 @@ pub struct SettingsRow {
     pub agent_snapshot: JsonObject,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub blind: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -266,6 +267,8 @@ pub struct ResponseRow {
     pub rating: Option<String>,
     pub rating_comment: Option<String>,
     pub choice: String,
+    /// Whether its session is blind (see `conversation::shown_model`).
+    pub blind: Option<bool>,
 }
 
 impl ResponseRow {
@@ -289,6 +292,7 @@ impl ResponseRow {
             rating: self.rating,
             rating_comment: self.rating_comment,
             choice: self.choice,
+            blind: self.blind.unwrap_or(false),
         }
     }
 }
@@ -329,6 +333,7 @@ impl From<SessionParts> for Session {
                 agent_snapshot: st.agent_snapshot.0,
                 created_at: st.created_at,
                 updated_at: st.updated_at,
+                blind: st.blind,
                 few_shot_links: p
                     .links
                     .into_iter()

@@ -114,7 +114,7 @@ pub const SESSION_KNOWLEDGE: &str =
 
 pub const SESSION_SETTINGS: &str = "\
 SELECT setting_id, style_preset, style_params, generation_params, agent_snapshot,
-       created_at, updated_at
+       created_at, updated_at, blind
 FROM session_settings WHERE session_id = $1";
 
 pub const FEW_SHOT_LINKS: &str = "\
@@ -151,7 +151,8 @@ SELECT r.response_id, r.session_model_id, r.session_id, r.model_name, r.prompt_t
        CASE WHEN p.outcome IS NULL THEN ''
             WHEN p.outcome <> 'chosen' THEN p.outcome
             WHEN p.chosen_response_id = r.response_id THEN 'chosen'
-            ELSE 'not_chosen' END AS choice
+            ELSE 'not_chosen' END AS choice,
+       (SELECT st.blind FROM session_settings st WHERE st.session_id = r.session_id) AS blind
 FROM responses r LEFT JOIN prompts p ON p.prompt_id = r.prompt_id
 WHERE r.session_id = $1 AND r.response_id BETWEEN $2 AND $3
 ORDER BY r.response_id";
@@ -265,7 +266,8 @@ SELECT r.response_id, r.session_model_id, r.session_id, r.model_name, r.prompt_t
        CASE WHEN p.outcome IS NULL THEN ''
             WHEN p.outcome <> 'chosen' THEN p.outcome
             WHEN p.chosen_response_id = r.response_id THEN 'chosen'
-            ELSE 'not_chosen' END AS choice
+            ELSE 'not_chosen' END AS choice,
+       (SELECT st.blind FROM session_settings st WHERE st.session_id = r.session_id) AS blind
 FROM responses r JOIN practice_sessions s ON s.session_id = r.session_id
      LEFT JOIN prompts p ON p.prompt_id = r.prompt_id
 WHERE r.prompt_id = $1 AND s.user_id = $2 ORDER BY r.response_id";
@@ -278,7 +280,8 @@ SELECT r.response_id, r.session_model_id, r.session_id, r.model_name, r.prompt_t
        CASE WHEN p.outcome IS NULL THEN ''
             WHEN p.outcome <> 'chosen' THEN p.outcome
             WHEN p.chosen_response_id = r.response_id THEN 'chosen'
-            ELSE 'not_chosen' END AS choice
+            ELSE 'not_chosen' END AS choice,
+       (SELECT st.blind FROM session_settings st WHERE st.session_id = r.session_id) AS blind
 FROM responses r JOIN practice_sessions s ON s.session_id = r.session_id
      LEFT JOIN prompts p ON p.prompt_id = r.prompt_id
 WHERE r.response_id = $1 AND r.session_id = $2 AND s.user_id = $3";
@@ -374,7 +377,8 @@ pub const UPDATE_SETTINGS: &str = "\
 UPDATE session_settings SET
     style_preset = COALESCE($2, style_preset),
     style_params = COALESCE($3, style_params),
-    generation_params = COALESCE($4, generation_params)
+    generation_params = COALESCE($4, generation_params),
+    blind = COALESCE($5, blind)
 WHERE setting_id = $1";
 
 pub const DELETE_LINKS: &str = "DELETE FROM few_shot_links WHERE setting_id = $1";

@@ -61,6 +61,7 @@ where
     i64: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB> + for<'r> sqlx::Decode<'r, DB>,
     Option<i64>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
     bool: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
+    Option<bool>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
     String: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB> + for<'r> sqlx::Decode<'r, DB>,
     for<'a> &'a str: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
     for<'a> Option<&'a str>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
@@ -205,6 +206,7 @@ where
             .bind(patch.style_preset.as_deref())
             .bind(patch.style_params.as_ref().map(JsonParam))
             .bind(patch.generation_params.as_ref().map(JsonParam))
+            .bind(patch.blind)
             .execute(self.conn())
             .await?;
         Ok(())

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 on_both_backends!(
     a_turn_answered_again_keeps_the_earlier_attempt,
     answers_are_rated_and_turns_chosen,
+    a_blind_session_hides_model_names_until_chosen,
 );
 
 const OTHER: i64 = ME + 1;
@@ -247,4 +248,104 @@ async fn answers_are_rated_and_turns_chosen(backend: Backend) {
     assert_eq!(tie.status, 200, "{}", tie.text);
     let read = chat.app.get(ME, id).await.unwrap();
     assert!(read.responses.iter().all(|r| r.choice == "tie"), "{read:?}");
+}
+
+async fn a_blind_session_hides_model_names_until_chosen(backend: Backend) {
+    let Some(chat) = chat_with(backend, &[("m-a", "echo"), ("m-b", "echo")], "", &[]).await else {
+        return;
+    };
+    let id = chat.session.session_id;
+    let settings = format!("/user/practice/sessions/{id}/settings");
+    let set = chat
+        .app
+        .http(
+            "PATCH",
+            &settings,
+            Some(&token(ME)),
+            Some(r#"{"blind": true}"#),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.text);
+    assert_eq!(set.json()["blind"], true);
+
+    // SSE: no name in any event.
+    let sse = chat
+        .app
+        .http_with(
+            "POST",
+            &format!("/user/practice/sessions/{id}/prompts"),
+            Some(&token(ME)),
+            Some(r#"{"prompt_text": "who are you"}"#),
+            &[("accept", "text/event-stream")],
+        )
+        .await;
+    assert_eq!(sse.status, 200);
+    assert!(
+        !sse.text.contains("m-a") && !sse.text.contains("m-b"),
+        "{}",
+        sse.text
+    );
+    // gRPC: the same.
+    let mut events = chat
+        .stream(common::authed(
+            crate::conversation::prompt(id, "again"),
+            &token(ME),
+        ))
+        .await;
+    while let Some(event) = events.message().await.unwrap() {
+        let shown = format!("{event:?}");
+        assert!(!shown.contains("m-a") && !shown.contains("m-b"), "{shown}");
+    }
+    // Reads: neither the session's models nor its answers are named.
+    let read = chat
+        .app
+        .http(
+            "GET",
+            &format!("/user/practice/sessions/{id}"),
+            Some(&token(ME)),
+            None,
+        )
+        .await;
+    assert!(
+        !read.text.contains("m-a") && !read.text.contains("m-b"),
+        "{}",
+        read.text
+    );
+    let first = read.json()["responses"][0]["response_id"].as_i64().unwrap();
+
+    // Choosing reveals that turn's names, and only that turn's.
+    let chosen = chat
+        .app
+        .http(
+            "POST",
+            &format!("/user/practice/sessions/{id}/responses/{first}:choose"),
+            Some(&token(ME)),
+            Some("{}"),
+        )
+        .await
+        .json();
+    let names: Vec<&str> = chosen["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["model_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["m-a", "m-b"]);
+    let listed = chat
+        .app
+        .http(
+            "GET",
+            &format!("/user/practice/sessions/{id}/responses"),
+            Some(&token(ME)),
+            None,
+        )
+        .await
+        .json();
+    let named: Vec<bool> = listed["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["model_name"] != "")
+        .collect();
+    assert_eq!(named, [true, true, false, false]);
 }

@@ -322,6 +322,7 @@ impl PracticeRpc for PracticeApi {
                 .few_shot_example_ids
                 .map(|ids| id_list("few_shot_example_ids", ids))
                 .transpose()?,
+            blind: r.blind,
         };
         let settings = self
             .service
