@@ -35,7 +35,8 @@ use crate::service::answers::Answers;
 use crate::service::leases;
 use crate::service::limits::Limiter;
 use crate::service::{
-    CatalogService, ConversationService, ExampleService, PracticeService, UsageService,
+    CatalogService, ConversationService, ExampleService, PracticeService, StatsService,
+    UsageService,
 };
 
 /// How long interrupted answers get to store their outcome and send their
@@ -188,11 +189,13 @@ impl Application {
                 Limiter::new(self.config.conversation.usage),
             ),
             UsageService::new(self.store.clone(), self.config.conversation.usage),
+            StatsService::new(self.store.clone()),
             self.config.conversation.prompt_timeout,
         );
         let catalog = CatalogApi::new(
             CatalogService::new(self.store.clone()),
             UsageService::new(self.store.clone(), self.config.conversation.usage),
+            StatsService::new(self.store.clone()),
         );
         let key_expiry = crate::service::spawn_key_expiry(self.store.clone());
         let (health, health_service, readiness) = GrpcHealth::start(self.store.clone()).await;

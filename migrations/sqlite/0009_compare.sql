@@ -15,3 +15,7 @@ ALTER TABLE idempotency_keys ADD COLUMN response_id INTEGER REFERENCES responses
 -- index alone (the turn is part of it now).
 DROP INDEX responses_by_model;
 CREATE INDEX responses_by_model ON responses (session_model_id, response_id, status, text_chars, prompt_id);
+-- A class's model statistics read its sessions' answers and turns.
+CREATE INDEX practice_sessions_by_class ON practice_sessions (class_id, session_id)
+    WHERE class_id IS NOT NULL;
+CREATE INDEX prompts_chosen ON prompts (session_id, prompt_id) WHERE outcome IS NOT NULL;

@@ -6,6 +6,7 @@ pub mod generation;
 pub mod rules;
 pub mod session;
 pub mod session_edit;
+pub mod stats;
 pub mod user;
 
 pub use catalog::{

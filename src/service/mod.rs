@@ -11,6 +11,7 @@ mod model_call;
 mod paging;
 pub mod practice;
 pub mod sessions;
+pub mod stats;
 mod turns;
 mod tx;
 pub mod usage;
@@ -19,6 +20,7 @@ pub use catalog::CatalogService;
 pub use conversation::ConversationService;
 pub use examples::ExampleService;
 pub use practice::PracticeService;
+pub use stats::StatsService;
 pub use usage::UsageService;
 
 pub use keys::spawn_expiry as spawn_key_expiry;

@@ -20,6 +20,7 @@ mod sql;
 mod sql_store;
 mod sql_tx;
 mod sqlite;
+mod stats;
 mod turns;
 mod wal_sync;
 
@@ -40,6 +41,7 @@ pub use conversation::{ConversationStore, ResponseBudget, ResponseSlice};
 pub use options::StoreOptions;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use stats::{AnswerCounts, StatsStore, Timing, TurnModel};
 pub use turns::{Choice, TurnStore};
 
 /// Catalog object kinds, for deletes.
@@ -241,7 +243,7 @@ pub struct Charge {
 }
 
 /// One model's usage of a subject's day.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct ModelUsage {
     pub model_name: String,
     pub answers: i64,
@@ -293,7 +295,7 @@ pub struct PagedSession {
 }
 
 #[async_trait]
-pub trait Store: ConversationStore + TurnStore + Send + Sync + 'static {
+pub trait Store: ConversationStore + TurnStore + StatsStore + Send + Sync + 'static {
     /// "sqlite" or "postgres".
     fn backend(&self) -> &'static str;
 

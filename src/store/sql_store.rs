@@ -19,6 +19,7 @@ use super::rows::{
     SettingsRow,
 };
 use super::sql_tx::SqlWriteTx;
+use super::stats::StatsStore;
 use super::turns::TurnStore;
 use super::wal_sync::WalSync;
 use super::{
@@ -113,7 +114,7 @@ where
     for<'a> JsonParam<'a>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
     for<'a> Option<JsonParam<'a>>: sqlx::Type<DB> + sqlx::Encode<'a, DB>,
     SqlWriteTx<DB>: WriteTx,
-    SqlStore<DB>: ConversationStore + TurnStore,
+    SqlStore<DB>: ConversationStore + TurnStore + StatsStore,
     for<'r> SizeRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> ExampleRow: sqlx::FromRow<'r, DB::Row>,
     for<'r> SessionRow: sqlx::FromRow<'r, DB::Row>,

@@ -55,3 +55,35 @@ pub fn usage_to_proto(u: crate::service::usage::UsageReport) -> pb::Usage {
         }),
     }
 }
+
+pub fn stats_to_proto(s: crate::service::stats::ModelStats) -> pb::ModelStats {
+    pb::ModelStats {
+        class_id: s.class_id,
+        since: Some(super::timestamp(s.since)),
+        until: Some(super::timestamp(s.until)),
+        models: s
+            .models
+            .into_iter()
+            .map(|m| {
+                let counts = m.counts.unwrap_or_default();
+                let usage = m.usage.unwrap_or_default();
+                pb::ModelStat {
+                    model_name: m.model_name,
+                    answers: counts.answers,
+                    completed: counts.completed,
+                    failed: counts.failed,
+                    wins: m.record.wins,
+                    ties: m.record.ties,
+                    losses: m.record.losses,
+                    score: m.record.score,
+                    thumbs_up: counts.thumbs_up,
+                    thumbs_down: counts.thumbs_down,
+                    median_latency_ms: m.median_latency_ms,
+                    median_first_byte_ms: m.median_first_byte_ms,
+                    prompt_tokens: usage.prompt_tokens,
+                    completion_tokens: usage.completion_tokens,
+                }
+            })
+            .collect(),
+    }
+}

@@ -3,25 +3,39 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::api::convert::usage_to_proto;
+use crate::api::convert::{stats_to_proto, usage_to_proto};
 use crate::proto::practice::v1 as pb;
 use crate::proto::practice::v1::catalog_service_server::CatalogService as CatalogRpc;
-use crate::service::{CatalogService, UsageService};
+use crate::service::{CatalogService, StatsService, UsageService};
 use crate::store::CatalogKind;
 
 pub struct CatalogApi {
     service: CatalogService,
     usage: UsageService,
+    stats: StatsService,
 }
 
 impl CatalogApi {
-    pub fn new(service: CatalogService, usage: UsageService) -> Self {
-        Self { service, usage }
+    pub fn new(service: CatalogService, usage: UsageService, stats: StatsService) -> Self {
+        Self {
+            service,
+            usage,
+            stats,
+        }
     }
 }
 
 #[tonic::async_trait]
 impl CatalogRpc for CatalogApi {
+    async fn get_class_model_stats(
+        &self,
+        request: Request<pb::GetModelStatsRequest>,
+    ) -> Result<Response<pb::ModelStats>, Status> {
+        let r = request.get_ref();
+        let stats = self.stats.of_class(r.class_id, &r.since, &r.until).await?;
+        Ok(Response::new(stats_to_proto(stats)))
+    }
+
     async fn get_class_usage(
         &self,
         request: Request<pb::GetClassUsageRequest>,

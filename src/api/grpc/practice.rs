@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::api::convert::{
     example_to_proto, id_list, response_to_proto, session_to_proto, session_to_summary,
-    settings_to_proto, struct_to_json, text_change, usage_to_proto,
+    settings_to_proto, stats_to_proto, struct_to_json, text_change, usage_to_proto,
 };
 use crate::api::layers::auth::principal;
 use crate::api::layers::rpc::Deadline;
@@ -24,13 +24,16 @@ use crate::domain::{
 use crate::proto::practice::v1 as pb;
 use crate::proto::practice::v1::practice_service_server::PracticeService as PracticeRpc;
 use crate::service::conversation::PromptEvent;
-use crate::service::{ConversationService, ExampleService, PracticeService, UsageService};
+use crate::service::{
+    ConversationService, ExampleService, PracticeService, StatsService, UsageService,
+};
 
 pub struct PracticeApi {
     service: PracticeService,
     examples: ExampleService,
     conversation: ConversationService,
     usage: UsageService,
+    stats: StatsService,
     /// The deadline of a prompt that reached us without the RPC layer.
     prompt_timeout: Duration,
 }
@@ -41,6 +44,7 @@ impl PracticeApi {
         examples: ExampleService,
         conversation: ConversationService,
         usage: UsageService,
+        stats: StatsService,
         prompt_timeout: Duration,
     ) -> Self {
         Self {
@@ -48,6 +52,7 @@ impl PracticeApi {
             examples,
             conversation,
             usage,
+            stats,
             prompt_timeout,
         }
     }
@@ -199,6 +204,19 @@ impl PracticeRpc for PracticeApi {
         Ok(Response::new(pb::SendPromptResponse {
             responses: responses.into_iter().map(response_to_proto).collect(),
         }))
+    }
+
+    async fn get_model_stats(
+        &self,
+        request: Request<pb::GetModelStatsRequest>,
+    ) -> Result<Response<pb::ModelStats>, Status> {
+        let user = principal(&request)?.user_id()?;
+        let r = request.get_ref();
+        let stats = self
+            .stats
+            .for_teacher(user, r.class_id, &r.since, &r.until)
+            .await?;
+        Ok(Response::new(stats_to_proto(stats)))
     }
 
     async fn get_usage(
