@@ -9,6 +9,10 @@ ALTER TABLE prompts ADD COLUMN chosen_response_id BIGINT REFERENCES responses (r
 -- A blind session hides which model gave an answer until its turn is
 -- chosen.
 ALTER TABLE session_settings ADD COLUMN blind BOOLEAN NOT NULL DEFAULT false;
+-- What each model is shown of earlier turns: its own answers ('own'), or
+-- the answer the learner chose where a turn has one ('chosen').
+ALTER TABLE session_settings ADD COLUMN continue_from TEXT NOT NULL DEFAULT 'own'
+    CHECK (continue_from IN ('own', 'chosen'));
 -- A RegenerateResponse's key names the attempt it made.
 ALTER TABLE idempotency_keys ADD COLUMN response_id BIGINT REFERENCES responses (response_id) ON DELETE CASCADE;
 -- A model's history, newest first, one answer per turn: planned from the

@@ -8,6 +8,10 @@ use sha2::{Digest, Sha256};
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_NOTES_CHARS: usize = 20_000;
 pub const DEFAULT_STYLE_PRESET: &str = "accurate";
+/// Each model continues from its own answers by default: a side-by-side
+/// comparison is fair only while every model is judged on its own
+/// conversation; "chosen" is for carrying on from the best answer.
+pub const DEFAULT_CONTINUE_FROM: &str = "own";
 
 /// The create request as it arrives, before any rule is checked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,6 +92,9 @@ pub struct Settings {
     pub few_shot_links: Vec<FewShotLink>,
     /// Model names are hidden from the learner until a turn is chosen.
     pub blind: bool,
+    /// What each model is shown of earlier turns: "own" (its own answers)
+    /// or "chosen" (a turn's chosen answer where it has one).
+    pub continue_from: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -41,6 +41,7 @@ pub struct SettingsPatch {
     /// Replaces the few-shot links, in this order.
     pub few_shot_example_ids: Option<Vec<i64>>,
     pub blind: Option<bool>,
+    pub continue_from: Option<String>,
 }
 
 impl SettingsPatch {

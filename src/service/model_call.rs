@@ -273,6 +273,7 @@ impl ModelCall {
                     self.response.prompt_id,
                     left,
                     MAX_HISTORY_TURNS,
+                    (self.settings.continue_from == "chosen").then_some(self.response.session_id),
                 )
                 .await
                 .map_err(|e| {

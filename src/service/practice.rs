@@ -14,7 +14,7 @@ use super::conversation::{NEWEST_RESPONSES, REPLY_TEXT_BYTES};
 use super::keys;
 use super::tx::{self, TxError};
 use crate::domain::generation;
-use crate::domain::session::{CreateSessionInput, DEFAULT_STYLE_PRESET};
+use crate::domain::session::{CreateSessionInput, DEFAULT_CONTINUE_FROM, DEFAULT_STYLE_PRESET};
 use crate::domain::{
     FewShotLink, IdempotencyKey, NewSession, Session, SessionModel, Settings, UserId, now_micros,
 };
@@ -263,6 +263,7 @@ impl PracticeService {
                 agent_snapshot: settings.agent_snapshot,
                 few_shot_links,
                 blind: false,
+                continue_from: DEFAULT_CONTINUE_FROM.into(),
             },
             models,
             responses: Vec::new(),

@@ -74,14 +74,16 @@ pub trait ConversationStore: Send + Sync {
 
     /// A session model's newest completed turns before the turn
     /// `before_prompt_id`, newest first, one answer a turn (its newest
-    /// attempt), at most `max_turns` and together at most `chars`
-    /// characters.
+    /// attempt; with `chosen_in`, the session's id, the turn's chosen
+    /// answer where it has one), at most `max_turns` and together at most
+    /// `chars` characters.
     async fn model_history(
         &self,
         session_model_id: i64,
         before_prompt_id: i64,
         chars: i64,
         max_turns: i64,
+        chosen_in: Option<i64>,
     ) -> Result<Vec<Turn>, StoreError>;
 
     /// Saves the text of an answer in progress (its prompt has
@@ -250,14 +252,22 @@ where
         before_prompt_id: i64,
         chars: i64,
         max_turns: i64,
+        chosen_in: Option<i64>,
     ) -> Result<Vec<Turn>, StoreError> {
         let mut conn = DB::begin_read(self.read_pool()).await?;
-        let sizes: Vec<HistorySizeRow> = sqlx::query_as(sql::HISTORY_SIZES)
-            .bind(session_model_id)
-            .bind(max_turns)
-            .bind(before_prompt_id)
-            .fetch_all(&mut *conn)
-            .await?;
+        let sizes: Vec<HistorySizeRow> = match chosen_in {
+            None => sqlx::query_as(sql::HISTORY_SIZES)
+                .bind(session_model_id)
+                .bind(max_turns)
+                .bind(before_prompt_id),
+            Some(session_id) => sqlx::query_as(sql::CHOSEN_HISTORY_SIZES)
+                .bind(session_id)
+                .bind(max_turns)
+                .bind(before_prompt_id)
+                .bind(session_model_id),
+        }
+        .fetch_all(&mut *conn)
+        .await?;
         // Newest first, so the first answer seen of a turn is its newest.
         let mut turns = std::collections::HashSet::new();
         let newest: Vec<&HistorySizeRow> =
@@ -268,12 +278,19 @@ where
         }
         let wanted: std::collections::HashSet<i64> =
             newest[..n].iter().map(|r| r.response_id).collect();
-        let rows: Vec<TurnRow> = sqlx::query_as(sql::HISTORY)
-            .bind(session_model_id)
-            .bind(newest[n - 1].response_id)
-            .bind(before_prompt_id)
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows: Vec<TurnRow> = match chosen_in {
+            None => sqlx::query_as(sql::HISTORY)
+                .bind(session_model_id)
+                .bind(newest[n - 1].response_id)
+                .bind(before_prompt_id),
+            Some(session_id) => sqlx::query_as(sql::CHOSEN_HISTORY)
+                .bind(session_id)
+                .bind(newest[n - 1].prompt_id)
+                .bind(before_prompt_id)
+                .bind(session_model_id),
+        }
+        .fetch_all(&mut *conn)
+        .await?;
         Ok(rows
             .into_iter()
             .filter(|r| wanted.contains(&r.response_id))

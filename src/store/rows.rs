@@ -229,6 +229,7 @@ pub struct SettingsRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub blind: bool,
+    pub continue_from: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -334,6 +335,7 @@ impl From<SessionParts> for Session {
                 created_at: st.created_at,
                 updated_at: st.updated_at,
                 blind: st.blind,
+                continue_from: st.continue_from,
                 few_shot_links: p
                     .links
                     .into_iter()

@@ -114,7 +114,7 @@ pub const SESSION_KNOWLEDGE: &str =
 
 pub const SESSION_SETTINGS: &str = "\
 SELECT setting_id, style_preset, style_params, generation_params, agent_snapshot,
-       created_at, updated_at, blind
+       created_at, updated_at, blind, continue_from
 FROM session_settings WHERE session_id = $1";
 
 pub const FEW_SHOT_LINKS: &str = "\
@@ -167,6 +167,30 @@ pub const HISTORY_SIZES: &str = "\
 SELECT response_id, text_chars AS chars, prompt_id
 FROM responses WHERE session_model_id = $1 AND status = 'completed' AND prompt_id < $3
 ORDER BY response_id DESC LIMIT $2";
+
+/// The sizes of the answers session model `$4` of session `$1` is shown of
+/// turns before `$3` when it continues from the chosen answers: a turn's
+/// chosen answer where it has one (whichever model gave it), else the
+/// model's own; newest turn first, at most `$2`.
+pub const CHOSEN_HISTORY_SIZES: &str = "\
+SELECT r.response_id, r.text_chars AS chars, r.prompt_id
+FROM prompts p JOIN responses r ON r.prompt_id = p.prompt_id
+WHERE p.session_id = $1 AND p.prompt_id < $3 AND r.status = 'completed'
+  AND (r.response_id = p.chosen_response_id
+       OR (r.session_model_id = $4
+           AND (p.outcome IS NULL OR p.outcome <> 'chosen' OR p.chosen_response_id IS NULL)))
+ORDER BY p.prompt_id DESC, r.response_id DESC LIMIT $2";
+
+/// Those answers' texts, for turns from `$2` to before `$3`.
+pub const CHOSEN_HISTORY: &str = "\
+SELECT r.response_id, r.prompt_text, r.response_text
+FROM prompts p JOIN responses r ON r.prompt_id = p.prompt_id
+WHERE p.session_id = $1 AND p.prompt_id >= $2 AND p.prompt_id < $3
+  AND r.status = 'completed'
+  AND (r.response_id = p.chosen_response_id
+       OR (r.session_model_id = $4
+           AND (p.outcome IS NULL OR p.outcome <> 'chosen' OR p.chosen_response_id IS NULL)))
+ORDER BY p.prompt_id DESC, r.response_id DESC";
 
 /// A session model's (`$1`) completed answers from id `$2` on, newest
 /// first, to turns before the turn `$3`.
@@ -446,7 +470,8 @@ UPDATE session_settings SET
     style_preset = COALESCE($2, style_preset),
     style_params = COALESCE($3, style_params),
     generation_params = COALESCE($4, generation_params),
-    blind = COALESCE($5, blind)
+    blind = COALESCE($5, blind),
+    continue_from = COALESCE($6, continue_from)
 WHERE setting_id = $1";
 
 pub const DELETE_LINKS: &str = "DELETE FROM few_shot_links WHERE setting_id = $1";

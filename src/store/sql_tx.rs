@@ -207,6 +207,7 @@ where
             .bind(patch.style_params.as_ref().map(JsonParam))
             .bind(patch.generation_params.as_ref().map(JsonParam))
             .bind(patch.blind)
+            .bind(patch.continue_from.as_deref())
             .execute(self.conn())
             .await?;
         Ok(())

@@ -14,6 +14,7 @@
 //! - `long`: 100 words, 100 ms apart (10 s);
 //! - `trickle`: like `echo`, but a prompt containing "forever" gets a word
 //!   every 2 ms until the client goes away (at most a minute);
+//! - `other`: like `echo`, but "Another answer to <prompt>.";
 //! - `rude`: a second choice (index 1) interleaved with the first, and
 //!   usage counts past i64 and below zero.
 
@@ -186,7 +187,11 @@ async fn answer(socket: &mut TcpStream, model: &str, earlier: usize, request: &V
         .and_then(|m| m.last())
         .and_then(|m| m["content"].as_str())
         .unwrap_or("");
-    let text = format!("Answer to {prompt}.");
+    let text = if model == "other" {
+        format!("Another answer to {prompt}.")
+    } else {
+        format!("Answer to {prompt}.")
+    };
     let mut words: Vec<String> = text.split_inclusive(' ').map(str::to_owned).collect();
     let mut pause = match model {
         "slow" => Duration::from_millis(150),

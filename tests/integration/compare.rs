@@ -15,6 +15,7 @@ on_both_backends!(
     answers_are_rated_and_turns_chosen,
     a_blind_session_hides_model_names_until_chosen,
     a_class_sees_which_model_serves_it_best,
+    models_continue_from_the_chosen_answer_when_asked,
 );
 
 const OTHER: i64 = ME + 1;
@@ -487,4 +488,57 @@ async fn a_class_sees_which_model_serves_it_best(backend: Backend) {
         .await
         .json();
     assert_eq!(empty["models"], json!([]));
+}
+
+async fn models_continue_from_the_chosen_answer_when_asked(backend: Backend) {
+    let Some(chat) = chat_with(backend, &[("m-a", "echo"), ("m-b", "other")], "", &[]).await else {
+        return;
+    };
+    let id = chat.session.session_id;
+    let say = |text: &str| {
+        let body = json!({"prompt_text": text}).to_string();
+        let path = format!("/user/practice/sessions/{id}/prompts");
+        let app = &chat.app;
+        async move {
+            app.http("POST", &path, Some(&token(ME)), Some(&body))
+                .await
+                .json()
+        }
+    };
+    let first = say("one").await;
+    let b_answer = first["responses"][1]["response_id"].as_i64().unwrap();
+    chat.app
+        .http(
+            "POST",
+            &format!("/user/practice/sessions/{id}/responses/{b_answer}:choose"),
+            Some(&token(ME)),
+            Some("{}"),
+        )
+        .await;
+    // By default each model is shown its own answer.
+    say("two").await;
+    let own = chat.provider.seen.requests_for("echo").pop().unwrap();
+    assert_eq!(own["messages"][2]["content"], "Answer to one.");
+    let set = chat
+        .app
+        .http(
+            "PATCH",
+            &format!("/user/practice/sessions/{id}/settings"),
+            Some(&token(ME)),
+            Some(r#"{"continue_from": "chosen"}"#),
+        )
+        .await;
+    assert_eq!(set.json()["continue_from"], "chosen");
+    // Now m-a is shown m-b's chosen answer to turn one, and its own to
+    // turn two, which has no choice.
+    say("three").await;
+    let chosen = chat.provider.seen.requests_for("echo").pop().unwrap();
+    let assistant: Vec<&str> = chosen["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "assistant")
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(assistant, ["Another answer to one.", "Answer to two."]);
 }

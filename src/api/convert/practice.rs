@@ -83,6 +83,7 @@ pub fn settings_to_proto(st: domain::Settings) -> pb::SessionSettings {
         generation_params: Some(json_to_struct(st.generation_params)),
         agent_snapshot: Some(json_to_struct(st.agent_snapshot)),
         blind: st.blind,
+        continue_from: st.continue_from,
         few_shot_links: st
             .few_shot_links
             .into_iter()

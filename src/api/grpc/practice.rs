@@ -341,6 +341,7 @@ impl PracticeRpc for PracticeApi {
                 .map(|ids| id_list("few_shot_example_ids", ids))
                 .transpose()?,
             blind: r.blind,
+            continue_from: r.continue_from,
         };
         let settings = self
             .service
