@@ -172,6 +172,14 @@ async fn grpc_web_from_a_real_browser() {
             assert_eq!(prompt["onPage"][id], finished["text"], "{result}");
         }
         assert_eq!(prompt["finished"].as_object().unwrap().len(), 2, "{result}");
+        // A regenerated answer, streamed onto the page, then rated.
+        let again = &result["regenerated"];
+        assert_eq!(again["attempt"], "2", "{result}");
+        assert_eq!(again["status"], "completed");
+        assert_eq!(again["promptId"], again["firstPromptId"]);
+        assert_eq!(again["onPage"], again["text"]);
+        assert_eq!(result["rated"]["rating"], "up");
+        assert_eq!(result["rated"]["responseId"], again["responseId"]);
         let shown = out["shown"].as_str().unwrap();
         assert!(
             shown.starts_with("gRPC status 16 (Unauthenticated)"),

@@ -99,8 +99,43 @@ async function main() {
   const onPage = {};
   for (const [id, line] of shown) onPage[id] = line.textContent;
 
+  // Compare: answer the first model's turn again over gRPC-Web, streamed
+  // onto the page beside the first attempt, then give it a thumbs up.
+  const firstId = Object.keys(finished).sort()[0];
+  const firstResponse = events.find((e) => e.kind === "started" && e.sessionModelId === firstId);
+  const before = await client.getSession({ sessionId: created.sessionId }, auth);
+  const target = before.responses.find((r) => String(r.sessionModelId) === firstId);
+  const again = document.createElement("p");
+  again.id = "again";
+  chat.appendChild(again);
+  let regenerated = null;
+  for await (const ev of client.regenerateResponse(
+    { sessionId: created.sessionId, responseId: target.responseId },
+    auth,
+  )) {
+    const { case: kind, value } = ev.event;
+    if (kind === "delta") again.textContent += value.text;
+    if (kind === "finished" || kind === "failed") {
+      regenerated = {
+        attempt: String(value.attempt),
+        status: value.status,
+        promptId: String(value.promptId),
+        firstPromptId: String(target.promptId),
+        responseId: String(value.responseId),
+        onPage: again.textContent,
+        text: value.responseText,
+      };
+    }
+  }
+  const rated = await client.rateResponse(
+    { sessionId: created.sessionId, responseId: BigInt(regenerated.responseId), rating: "up" },
+    auth,
+  );
+
   window.__result = {
     prompt: { events, finished, onPage },
+    regenerated,
+    rated: { rating: rated.rating, responseId: String(rated.responseId), started: Boolean(firstResponse) },
     created: plain(created),
     read: plain(read),
     same: JSON.stringify(plain(created)) === JSON.stringify(plain(read)),
