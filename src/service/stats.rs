@@ -41,25 +41,13 @@ pub struct StatsService {
     store: Arc<dyn Store>,
 }
 
-/// `[since, until)`: RFC 3339 times, or the last 30 days.
-fn window(since: &str, until: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), Error> {
-    let parse = |field: &str, text: &str| {
-        DateTime::parse_from_rfc3339(text)
-            .map(|t| t.to_utc())
-            .map_err(|_| {
-                Error::invalid_field(field, "must be an RFC 3339 time, like 2026-12-01T00:00:00Z")
-            })
-    };
-    let until = if until.is_empty() {
-        now_micros()
-    } else {
-        parse("until", until)?
-    };
-    let since = if since.is_empty() {
-        until - TimeDelta::days(DEFAULT_DAYS)
-    } else {
-        parse("since", since)?
-    };
+/// `[since, until)`, or the last 30 days.
+fn window(
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), Error> {
+    let until = until.unwrap_or_else(now_micros);
+    let since = since.unwrap_or(until - TimeDelta::days(DEFAULT_DAYS));
     if since >= until {
         return Err(Error::invalid_field("since", "must be before until"));
     }
@@ -77,8 +65,8 @@ impl StatsService {
         &self,
         user: UserId,
         class_id: i64,
-        since: &str,
-        until: &str,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
     ) -> Result<ModelStats, Error> {
         match self
             .store
@@ -98,8 +86,8 @@ impl StatsService {
     pub async fn of_class(
         &self,
         class_id: i64,
-        since: &str,
-        until: &str,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
     ) -> Result<ModelStats, Error> {
         let (since, until) = window(since, until)?;
         let mut models: BTreeMap<String, ModelStat> = BTreeMap::new();

@@ -41,7 +41,7 @@ const SESSION_KEYS: [&str; 14] = [
     // Beyond the original API (additive): whether older responses exist.
     "has_more_responses",
 ];
-const SETTINGS_KEYS: [&str; 10] = [
+const SETTINGS_KEYS: [&str; 11] = [
     "setting_id",
     "session_id",
     "created_at",
@@ -51,8 +51,10 @@ const SETTINGS_KEYS: [&str; 10] = [
     "generation_params",
     "agent_snapshot",
     "few_shot_links",
-    // Beyond the original API (additive): a blind comparison.
+    // Beyond the original API (additive): a blind comparison, and what
+    // models continue from.
     "blind",
+    "continue_from",
 ];
 const LINK_KEYS: [&str; 6] = [
     "id",

@@ -1,6 +1,8 @@
 //! The conversation's events as `practice.v1.PromptEvent`.
 
 use super::response_to_proto;
+use chrono::{DateTime, Utc};
+
 use crate::proto::practice::v1::{self as pb, prompt_event::Event};
 use crate::service::conversation::PromptEvent;
 
@@ -86,4 +88,20 @@ pub fn stats_to_proto(s: crate::service::stats::ModelStats) -> pb::ModelStats {
             })
             .collect(),
     }
+}
+
+/// A stats request's window, as times (a timestamp out of range is a field
+/// violation).
+pub fn window_of(
+    r: &pb::GetModelStatsRequest,
+) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), crate::error::Error> {
+    let time = |field: &str, t: &Option<prost_types::Timestamp>| {
+        t.as_ref()
+            .map(|t| {
+                DateTime::from_timestamp(t.seconds, t.nanos.clamp(0, 999_999_999) as u32)
+                    .ok_or_else(|| crate::error::Error::invalid_field(field, "is out of range"))
+            })
+            .transpose()
+    };
+    Ok((time("since", &r.since)?, time("until", &r.until)?))
 }

@@ -5,7 +5,7 @@ mod catalog;
 mod conversation;
 mod practice;
 
-pub use conversation::{stats_to_proto, usage_to_proto};
+pub use conversation::{stats_to_proto, usage_to_proto, window_of};
 pub use practice::{
     example_to_proto, id_list, response_to_proto, session_to_proto, session_to_summary,
     settings_to_proto, text_change,

@@ -32,7 +32,8 @@ impl CatalogRpc for CatalogApi {
         request: Request<pb::GetModelStatsRequest>,
     ) -> Result<Response<pb::ModelStats>, Status> {
         let r = request.get_ref();
-        let stats = self.stats.of_class(r.class_id, &r.since, &r.until).await?;
+        let (since, until) = crate::api::convert::window_of(r)?;
+        let stats = self.stats.of_class(r.class_id, since, until).await?;
         Ok(Response::new(stats_to_proto(stats)))
     }
 

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::api::convert::{
     example_to_proto, id_list, response_to_proto, session_to_proto, session_to_summary,
-    settings_to_proto, stats_to_proto, struct_to_json, text_change, usage_to_proto,
+    settings_to_proto, stats_to_proto, struct_to_json, text_change, usage_to_proto, window_of,
 };
 use crate::api::layers::auth::principal;
 use crate::api::layers::rpc::Deadline;
@@ -212,9 +212,10 @@ impl PracticeRpc for PracticeApi {
     ) -> Result<Response<pb::ModelStats>, Status> {
         let user = principal(&request)?.user_id()?;
         let r = request.get_ref();
+        let (since, until) = window_of(r)?;
         let stats = self
             .stats
-            .for_teacher(user, r.class_id, &r.since, &r.until)
+            .for_teacher(user, r.class_id, since, until)
             .await?;
         Ok(Response::new(stats_to_proto(stats)))
     }

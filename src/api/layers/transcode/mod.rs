@@ -195,8 +195,9 @@ impl Transcoder {
                     ));
                 }
             };
-            // No body at all is an empty request; a body is JSON.
-            let value: Option<Json> = if bytes.iter().all(u8::is_ascii_whitespace) {
+            // No body at all is an empty request; a body, even one of only
+            // whitespace, must be JSON.
+            let value: Option<Json> = if bytes.is_empty() {
                 None
             } else {
                 Some(json::parse_body(&bytes).map_err(error_response)?)
