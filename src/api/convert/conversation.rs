@@ -90,11 +90,12 @@ pub fn stats_to_proto(s: crate::service::stats::ModelStats) -> pb::ModelStats {
     }
 }
 
+/// A window's two ends; `None` where the request leaves one open.
+pub type Window = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// A stats request's window, as times (a timestamp out of range is a field
 /// violation).
-pub fn window_of(
-    r: &pb::GetModelStatsRequest,
-) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), crate::error::Error> {
+pub fn window_of(r: &pb::GetModelStatsRequest) -> Result<Window, crate::error::Error> {
     let time = |field: &str, t: &Option<prost_types::Timestamp>| {
         t.as_ref()
             .map(|t| {
