@@ -345,6 +345,20 @@ impl Config {
                             d.class_tokens_per_day as u64,
                         )?
                         .min(i64::MAX as u64) as i64,
+                        user_cost_per_day_micros: match get("PRACTICE_USER_COST_PER_DAY_USD") {
+                            None => d.user_cost_per_day_micros,
+                            Some(v) => match v.parse::<f64>() {
+                                Ok(usd) if usd.is_finite() && usd >= 0.0 => {
+                                    (usd * 1e6).round().min(i64::MAX as f64) as i64
+                                }
+                                _ => {
+                                    return Err(bad(
+                                        "PRACTICE_USER_COST_PER_DAY_USD",
+                                        format!("{v:?} is not an amount of US dollars"),
+                                    ));
+                                }
+                            },
+                        },
                     }
                 },
             },

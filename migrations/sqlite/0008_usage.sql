@@ -9,5 +9,10 @@ CREATE TABLE usage_daily (
     answers           BIGINT NOT NULL,
     prompt_tokens     BIGINT NOT NULL,
     completion_tokens BIGINT NOT NULL,
+    -- What the answers cost, in millionths of a US dollar, where the
+    -- models file gives the model's prices.
+    cost_micros       BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (subject, day, model_name)
 );
+-- Each answer keeps its cost where its model has prices.
+ALTER TABLE responses ADD COLUMN cost_micros BIGINT;

@@ -7,6 +7,23 @@
 
 use serde_json::{Map, Value, json};
 
+/// A model's prices, in US dollars per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prices {
+    pub input_per_million: f64,
+    pub output_per_million: f64,
+}
+
+impl Prices {
+    /// What an answer cost, in millionths of a US dollar (rounded, and
+    /// within i64 whatever the counts).
+    pub fn cost_micros(&self, prompt_tokens: i64, completion_tokens: i64) -> i64 {
+        let usd = prompt_tokens.max(0) as f64 * self.input_per_million / 1e6
+            + completion_tokens.max(0) as f64 * self.output_per_million / 1e6;
+        (usd * 1e6).round().clamp(0.0, i64::MAX as f64) as i64
+    }
+}
+
 /// The keys every model allows unless its models file entry says otherwise.
 pub const DEFAULT_PARAMS: [&str; 7] = [
     "temperature",

@@ -141,6 +141,9 @@ pub struct Response {
     pub choice: String,
     /// Whether its session is blind (see `shown`).
     pub blind: bool,
+    /// What it cost, in millionths of a US dollar, where its model has
+    /// prices.
+    pub cost_micros: Option<i64>,
 }
 
 impl Response {

@@ -18,7 +18,7 @@ use futures_util::Stream;
 use serde_json::{Map, Value};
 
 use crate::domain::conversation::ChatMessage;
-use crate::domain::generation::ParamRules;
+use crate::domain::generation::{ParamRules, Prices};
 use fair::FairSlots;
 
 /// What a model's answer stream yields.
@@ -64,6 +64,11 @@ pub trait ChatModel: Send + Sync {
 
     /// How many requests it takes at once; `None`: no limit.
     fn max_concurrency(&self) -> Option<usize> {
+        None
+    }
+
+    /// Its prices, if the operator gave them.
+    fn prices(&self) -> Option<Prices> {
         None
     }
 }
@@ -136,6 +141,11 @@ impl Models {
                 ModelError(format!("model {name:?} is not configured on this server"))
             }),
         }
+    }
+
+    /// The model's prices, if it has them.
+    pub fn prices(&self, name: &str) -> Option<Prices> {
+        self.get(name).ok()?.prices()
     }
 
     /// The model's concurrency slots, if it has a limit.

@@ -18,6 +18,9 @@
 //! # frequency_penalty, seed), and the most max_tokens may ask for.
 //! params = ["temperature", "max_tokens", "reasoning_effort"]
 //! max_tokens = 4096
+//! # US dollars per million tokens: each answer's cost, and cost budgets.
+//! input_price_per_million = 0.15
+//! output_price_per_million = 0.60
 //! ```
 
 use std::collections::BTreeMap;
@@ -25,7 +28,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::domain::generation::{MAX_TOKENS_CAP, ParamRules};
+use crate::domain::generation::{MAX_TOKENS_CAP, ParamRules, Prices};
 
 /// One model as the file describes it, checked.
 #[derive(Clone)]
@@ -39,6 +42,7 @@ pub struct ModelConfig {
     pub max_concurrency: usize,
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub params: ParamRules,
+    pub prices: Option<Prices>,
 }
 
 impl std::fmt::Debug for ModelConfig {
@@ -75,6 +79,9 @@ struct Entry {
     headers: BTreeMap<String, String>,
     params: Option<Vec<String>>,
     max_tokens: Option<i64>,
+    /// US dollars per million prompt and completion tokens.
+    input_price_per_million: Option<f64>,
+    output_price_per_million: Option<f64>,
 }
 
 fn default_timeout() -> u64 {
@@ -160,6 +167,26 @@ pub fn parse(
             }
             params.max_tokens = cap;
         }
+        let prices = match (
+            entry.input_price_per_million,
+            entry.output_price_per_million,
+        ) {
+            (None, None) => None,
+            (Some(input), Some(output))
+                if input.is_finite() && output.is_finite() && input >= 0.0 && output >= 0.0 =>
+            {
+                Some(Prices {
+                    input_per_million: input,
+                    output_per_million: output,
+                })
+            }
+            _ => {
+                return Err(at(
+                    "set both input_price_per_million and output_price_per_million, each 0 or more"
+                        .into(),
+                ));
+            }
+        };
         models.insert(
             name.clone(),
             ModelConfig {
@@ -170,6 +197,7 @@ pub fn parse(
                 max_concurrency: entry.max_concurrency,
                 headers,
                 params,
+                prices,
             },
         );
     }

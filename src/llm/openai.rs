@@ -191,6 +191,10 @@ impl ChatModel for OpenAiModel {
     fn max_concurrency(&self) -> Option<usize> {
         Some(self.config.max_concurrency)
     }
+
+    fn prices(&self) -> Option<crate::domain::generation::Prices> {
+        self.config.prices
+    }
 }
 
 /// The chunks of some events, and whether the answer ended with them

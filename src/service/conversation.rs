@@ -16,7 +16,10 @@ use tracing::Instrument;
 
 use super::answers::Answers;
 use super::keys;
-use super::limits::{Limiter, PromptPermit, check_budget, total_tokens, until_next_day, usage_day};
+use super::limits::{
+    Limiter, PromptPermit, check_budget, check_cost, total_cost, total_tokens, until_next_day,
+    usage_day,
+};
 use super::model_call::ModelCall;
 use super::tx::{self, TxError};
 use crate::domain::conversation::{NewPrompt, ResponseStatus};
@@ -127,10 +130,21 @@ impl ConversationService {
         let now = now_micros();
         let day = usage_day(now);
         let wait = until_next_day(now);
-        if limits.user_tokens_per_day > 0 {
+        if limits.user_tokens_per_day > 0 || limits.user_cost_per_day_micros > 0 {
             let subject = format!("user:{}", user.get());
-            let used = total_tokens(&self.store.usage(&subject, &day).await?);
-            check_budget(&subject, used, limits.user_tokens_per_day, wait)?;
+            let usage = self.store.usage(&subject, &day).await?;
+            check_budget(
+                &subject,
+                total_tokens(&usage),
+                limits.user_tokens_per_day,
+                wait,
+            )?;
+            check_cost(
+                &subject,
+                total_cost(&usage),
+                limits.user_cost_per_day_micros,
+                wait,
+            )?;
         }
         if let Some(class_id) = class_id.filter(|_| limits.class_tokens_per_day > 0) {
             let subject = format!("class:{class_id}");
@@ -281,6 +295,7 @@ impl ConversationService {
                     rating_comment: None,
                     choice: String::new(),
                     blind: call.settings.blind,
+                    cost_micros: None,
                 },
             );
         }

@@ -19,6 +19,9 @@ pub struct UsageLimits {
     pub models_per_prompt: usize,
     pub user_tokens_per_day: i64,
     pub class_tokens_per_day: i64,
+    /// Millionths of a US dollar a user's answers may cost a day (0: none),
+    /// from the models' prices.
+    pub user_cost_per_day_micros: i64,
 }
 
 impl Default for UsageLimits {
@@ -31,6 +34,7 @@ impl Default for UsageLimits {
             models_per_prompt: 8,
             user_tokens_per_day: 2_000_000,
             class_tokens_per_day: 0,
+            user_cost_per_day_micros: 0,
         }
     }
 }
@@ -182,6 +186,35 @@ pub fn total_tokens(usage: &[crate::store::ModelUsage]) -> i64 {
         sum.saturating_add(m.prompt_tokens)
             .saturating_add(m.completion_tokens)
     })
+}
+
+/// What a subject's usage of a day cost, in millionths of a US dollar.
+pub fn total_cost(usage: &[crate::store::ModelUsage]) -> i64 {
+    usage
+        .iter()
+        .fold(0i64, |sum, m| sum.saturating_add(m.cost_micros))
+}
+
+/// Refuses a prompt when a daily cost budget (millionths of a US dollar;
+/// 0: none) is spent.
+pub fn check_cost(
+    subject: &str,
+    spent: i64,
+    budget: i64,
+    until_midnight: Duration,
+) -> Result<(), Error> {
+    if budget > 0 && spent >= budget {
+        return Err(Error::OverLimit {
+            message: format!(
+                "{subject} has spent its US${:.2} for today (UTC); the budget renews at midnight",
+                budget as f64 / 1e6
+            ),
+            subject: subject.to_owned(),
+            limit: "cost per day".into(),
+            retry_after: Some(until_midnight),
+        });
+    }
+    Ok(())
 }
 
 /// Refuses a prompt when a daily budget is spent: `used` tokens of

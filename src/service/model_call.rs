@@ -107,7 +107,13 @@ impl ModelCall {
         let counted = |n: i64| n.clamp(0, MAX_COUNTED_TOKENS);
         let mut subjects = vec![format!("user:{}", self.user)];
         subjects.extend(self.class_id.map(|c| format!("class:{c}")));
+        let cost = self
+            .models
+            .prices(&r.model_name)
+            .map(|p| p.cost_micros(prompt_tokens, completion_tokens));
+        r.cost_micros = cost;
         let charge = Charge {
+            cost_micros: cost,
             subjects,
             day: usage_day(crate::domain::now_micros()),
             model_name: r.model_name.clone(),

@@ -100,6 +100,7 @@ impl ConversationService {
                 rating_comment: None,
                 choice: String::new(),
                 blind: call.settings.blind,
+                cost_micros: None,
                 ..target
             },
         );

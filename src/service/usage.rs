@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::limits::{UsageLimits, total_tokens, usage_day};
+use super::limits::{UsageLimits, total_cost, total_tokens, usage_day};
 use crate::domain::{UserId, now_micros};
 use crate::error::Error;
 use crate::store::{ModelUsage, Store};
@@ -15,8 +15,10 @@ pub struct UsageReport {
     pub day: String,
     pub models: Vec<ModelUsage>,
     pub total_tokens: i64,
-    /// The subject's daily budget (0: none).
+    pub total_cost_micros: i64,
+    /// The subject's daily budgets (0: none).
     pub tokens_per_day: i64,
+    pub cost_per_day_micros: i64,
     pub limits: UsageLimits,
 }
 
@@ -36,6 +38,7 @@ impl UsageService {
         self.report(
             format!("user:{}", user.get()),
             self.limits.user_tokens_per_day,
+            self.limits.user_cost_per_day_micros,
         )
         .await
     }
@@ -45,15 +48,23 @@ impl UsageService {
         self.report(
             format!("class:{class_id}"),
             self.limits.class_tokens_per_day,
+            0,
         )
         .await
     }
 
-    async fn report(&self, subject: String, tokens_per_day: i64) -> Result<UsageReport, Error> {
+    async fn report(
+        &self,
+        subject: String,
+        tokens_per_day: i64,
+        cost_per_day_micros: i64,
+    ) -> Result<UsageReport, Error> {
         let day = usage_day(now_micros());
         let models = self.store.usage(&subject, &day).await?;
         Ok(UsageReport {
             total_tokens: total_tokens(&models),
+            total_cost_micros: total_cost(&models),
+            cost_per_day_micros,
             subject,
             day,
             models,

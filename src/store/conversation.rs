@@ -331,6 +331,7 @@ where
             .bind(outcome.latency_ms)
             .bind(outcome.first_byte_ms)
             .bind(chars)
+            .bind(outcome.charge.cost_micros)
             .execute(self.write_pool())
             .await?;
         let charge = &outcome.charge;
@@ -341,6 +342,7 @@ where
                 .bind(charge.model_name.as_str())
                 .bind(charge.prompt_tokens)
                 .bind(charge.completion_tokens)
+                .bind(charge.cost_micros.unwrap_or(0))
                 .execute(self.write_pool())
                 .await?;
         }

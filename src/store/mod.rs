@@ -240,6 +240,8 @@ pub struct Charge {
     pub model_name: String,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    /// Millionths of a US dollar, where the model has prices.
+    pub cost_micros: Option<i64>,
 }
 
 /// One model's usage of a subject's day.
@@ -249,6 +251,8 @@ pub struct ModelUsage {
     pub answers: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    /// Millionths of a US dollar (0 where the model has no prices).
+    pub cost_micros: i64,
 }
 
 /// How a model's answer ended, as its response row stores it.

@@ -270,6 +270,7 @@ pub struct ResponseRow {
     pub choice: String,
     /// Whether its session is blind (see `conversation::shown_model`).
     pub blind: Option<bool>,
+    pub cost_micros: Option<i64>,
 }
 
 impl ResponseRow {
@@ -294,6 +295,7 @@ impl ResponseRow {
             rating_comment: self.rating_comment,
             choice: self.choice,
             blind: self.blind.unwrap_or(false),
+            cost_micros: self.cost_micros,
         }
     }
 }

@@ -147,7 +147,7 @@ ORDER BY response_id LIMIT $4";
 pub const RESPONSES_BETWEEN: &str = "\
 SELECT r.response_id, r.session_model_id, r.session_id, r.model_name, r.prompt_text,
        r.response_text, r.created_at, r.token_usage, r.latency_ms, r.status, r.error,
-       r.first_byte_ms, r.prompt_id, r.attempt, r.rating, r.rating_comment,
+       r.first_byte_ms, r.prompt_id, r.attempt, r.rating, r.rating_comment, r.cost_micros,
        CASE WHEN p.outcome IS NULL THEN ''
             WHEN p.outcome <> 'chosen' THEN p.outcome
             WHEN p.chosen_response_id = r.response_id THEN 'chosen'
@@ -225,7 +225,7 @@ pub const LINK_KEY_TO_PROMPT: &str =
 pub const FINISH_RESPONSE: &str = "\
 UPDATE responses
 SET response_text = $2, status = $3, error = $4, token_usage = $5, latency_ms = $6,
-    first_byte_ms = $7, text_chars = $8
+    first_byte_ms = $7, text_chars = $8, cost_micros = $9
 WHERE response_id = $1 AND status = 'in_progress'";
 
 /// A response's status and error, by id.
@@ -241,19 +241,21 @@ WHERE response_id = $1 AND status = 'in_progress'";
 
 /// Adds one answer's tokens to a subject's (`$1`) day (`$2`) for a model.
 pub const ADD_USAGE: &str = "\
-INSERT INTO usage_daily (subject, day, model_name, answers, prompt_tokens, completion_tokens)
-VALUES ($1, $2, $3, 1, $4, $5)
+INSERT INTO usage_daily
+    (subject, day, model_name, answers, prompt_tokens, completion_tokens, cost_micros)
+VALUES ($1, $2, $3, 1, $4, $5, $6)
 ON CONFLICT (subject, day, model_name) DO UPDATE SET
     answers = usage_daily.answers + 1,
     prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,
-    completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens";
+    completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens,
+    cost_micros = usage_daily.cost_micros + excluded.cost_micros";
 
 /// Days before `$1` (`YYYY-MM-DD`), which no budget or report reads.
 pub const DELETE_OLD_USAGE: &str = "DELETE FROM usage_daily WHERE day < $1";
 
 /// A subject's (`$1`) usage on a day (`$2`), per model.
 pub const USAGE: &str = "\
-SELECT model_name, answers, prompt_tokens, completion_tokens
+SELECT model_name, answers, prompt_tokens, completion_tokens, cost_micros
 FROM usage_daily WHERE subject = $1 AND day = $2 ORDER BY model_name";
 
 // --- model statistics ---
@@ -320,7 +322,8 @@ ORDER BY p.prompt_id, r.model_name";
 pub const USAGE_BETWEEN: &str = "\
 SELECT model_name, CAST(SUM(answers) AS BIGINT) AS answers,
        CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens,
-       CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens
+       CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens,
+       CAST(SUM(cost_micros) AS BIGINT) AS cost_micros
 FROM usage_daily WHERE subject = $1 AND day >= $2 AND day <= $3
 GROUP BY model_name ORDER BY model_name";
 
@@ -354,7 +357,7 @@ pub const DROP_EXPIRED_LEASES: &str = "DELETE FROM replica_leases WHERE expires_
 pub const PROMPT_RESPONSES: &str = "\
 SELECT r.response_id, r.session_model_id, r.session_id, r.model_name, r.prompt_text,
        r.response_text, r.created_at, r.token_usage, r.latency_ms, r.status, r.error,
-       r.first_byte_ms, r.prompt_id, r.attempt, r.rating, r.rating_comment,
+       r.first_byte_ms, r.prompt_id, r.attempt, r.rating, r.rating_comment, r.cost_micros,
        CASE WHEN p.outcome IS NULL THEN ''
             WHEN p.outcome <> 'chosen' THEN p.outcome
             WHEN p.chosen_response_id = r.response_id THEN 'chosen'
@@ -368,7 +371,7 @@ WHERE r.prompt_id = $1 AND s.user_id = $2 ORDER BY r.response_id";
 pub const ONE_RESPONSE: &str = "\
 SELECT r.response_id, r.session_model_id, r.session_id, r.model_name, r.prompt_text,
        r.response_text, r.created_at, r.token_usage, r.latency_ms, r.status, r.error,
-       r.first_byte_ms, r.prompt_id, r.attempt, r.rating, r.rating_comment,
+       r.first_byte_ms, r.prompt_id, r.attempt, r.rating, r.rating_comment, r.cost_micros,
        CASE WHEN p.outcome IS NULL THEN ''
             WHEN p.outcome <> 'chosen' THEN p.outcome
             WHEN p.chosen_response_id = r.response_id THEN 'chosen'

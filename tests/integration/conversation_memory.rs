@@ -89,6 +89,7 @@ async fn a_long_session_costs_bounded_memory() {
                 model_name: String::new(),
                 prompt_tokens: 0,
                 completion_tokens: 0,
+                cost_micros: None,
             },
         };
         assert!(store.finish_response(ids.1[0], &outcome).await.unwrap());

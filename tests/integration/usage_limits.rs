@@ -18,6 +18,7 @@ use tonic_types::StatusExt;
 on_both_backends!(
     a_spent_budget_is_refused_with_retry_info_and_writes_nothing,
     a_prompt_may_ask_only_so_many_models,
+    answers_cost_what_the_prices_say_and_a_cost_budget_holds,
 );
 
 const OTHER: i64 = ME + 1;
@@ -295,4 +296,44 @@ async fn a_stream_holds_its_admission_slot_while_it_streams() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(back.is_some(), "slots come back when the streams end");
+}
+
+async fn answers_cost_what_the_prices_say_and_a_cost_budget_holds(backend: Backend) {
+    let Some(chat) = chat_with(
+        backend,
+        &[("m-a", "echo")],
+        "input_price_per_million = 1.0\noutput_price_per_million = 2.0",
+        &[("PRACTICE_USER_COST_PER_DAY_USD", "0.00003")],
+    )
+    .await
+    else {
+        return;
+    };
+    let id = chat.session.session_id;
+    // 11 prompt tokens at $1/M and 3 completion tokens at $2/M: $0.000017.
+    let first = chat.wait(ME, prompt(id, "hi"), None).await.unwrap();
+    assert!(
+        (first[0].cost_usd.unwrap() - 0.000017).abs() < 1e-12,
+        "{first:?}"
+    );
+    chat.wait(ME, prompt(id, "hi"), None).await.unwrap();
+    let before = chat.app.counts().await;
+    let refused = chat.wait(ME, prompt(id, "hi"), None).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    let details = refused.get_error_details();
+    assert_eq!(
+        details.quota_failure().unwrap().violations[0].description,
+        "cost per day"
+    );
+    assert_eq!(chat.app.counts().await, before);
+    let usage = chat
+        .app
+        .http("GET", "/user/practice/usage", Some(&token(ME)), None)
+        .await
+        .json();
+    assert!(
+        (usage["total_cost_usd"].as_f64().unwrap() - 0.000034).abs() < 1e-12,
+        "{usage}"
+    );
+    assert!((usage["limits"]["cost_per_day_usd"].as_f64().unwrap() - 0.00003).abs() < 1e-12);
 }

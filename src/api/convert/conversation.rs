@@ -42,6 +42,7 @@ pub fn usage_to_proto(u: crate::service::usage::UsageReport) -> pb::Usage {
             .into_iter()
             .map(|m| pb::ModelUsage {
                 total_tokens: m.prompt_tokens.saturating_add(m.completion_tokens),
+                cost_usd: m.cost_micros as f64 / 1e6,
                 model_name: m.model_name,
                 answers: m.answers,
                 prompt_tokens: m.prompt_tokens,
@@ -49,8 +50,10 @@ pub fn usage_to_proto(u: crate::service::usage::UsageReport) -> pb::Usage {
             })
             .collect(),
         total_tokens: u.total_tokens,
+        total_cost_usd: u.total_cost_micros as f64 / 1e6,
         limits: Some(pb::UsageLimits {
             tokens_per_day: u.tokens_per_day,
+            cost_per_day_usd: u.cost_per_day_micros as f64 / 1e6,
             prompts_per_minute: clamp(u.limits.prompts_per_minute as usize),
             prompts_in_flight: clamp(u.limits.prompts_in_flight),
             models_per_prompt: clamp(u.limits.models_per_prompt),

@@ -40,6 +40,7 @@ pub fn response_to_proto(r: DomainResponse) -> pb::PracticeResponse {
         rating: r.rating,
         rating_comment: r.rating_comment,
         choice: r.choice,
+        cost_usd: r.cost_micros.map(|c| c as f64 / 1e6),
     }
 }
 
