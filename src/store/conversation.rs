@@ -14,10 +14,52 @@ use super::dialect::Dialect;
 use super::json_param::JsonParam;
 use super::rows::ResponseRow;
 use super::sql_store::SqlStore;
-use super::{ModelUsage, ResponseOutcome, StoreError, sql};
+use super::{StoreError, sql};
 use crate::domain::UserId;
+use crate::domain::conversation::ResponseStatus;
 use crate::domain::conversation::{Turn, fitting, turn_chars};
 use crate::domain::session::Response;
+use serde_json::{Map, Value};
+
+/// Tokens an answer spent, counted against each subject (`user:42`,
+/// `class:3`) for a UTC day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    pub subjects: Vec<String>,
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub model_name: String,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    /// Millionths of a US dollar, where the model has prices.
+    pub cost_micros: Option<i64>,
+}
+
+/// One model's usage of a subject's day.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct ModelUsage {
+    pub model_name: String,
+    pub answers: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    /// Millionths of a US dollar (0 where the model has no prices).
+    pub cost_micros: i64,
+}
+
+/// How a model's answer ended, as its response row stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseOutcome {
+    pub status: ResponseStatus,
+    /// The prompt the answer is for (its size is stored with the answer's).
+    pub prompt_text: String,
+    pub response_text: String,
+    pub error: Option<String>,
+    pub token_usage: Map<String, Value>,
+    pub latency_ms: i64,
+    pub first_byte_ms: Option<i64>,
+    /// What the answer spent, counted even when the row is gone.
+    pub charge: Charge,
+}
 
 /// How many responses a read returns at most, and how many characters of
 /// prompt and answer text they may hold together. A read returns at least

@@ -7,7 +7,7 @@ use sqlx::Pool;
 
 use super::dialect::Dialect;
 use super::sql_store::SqlStore;
-use super::{ModelUsage, StoreError, sql};
+use super::{ModelUsage, StoreError};
 
 /// One model's answers in a class over a window.
 #[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
@@ -93,7 +93,7 @@ where
     for<'r> ModelUsage: sqlx::FromRow<'r, DB::Row>,
 {
     async fn class_role(&self, class_id: i64, user_id: i64) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(sql::CLASS_ROLE)
+        Ok(sqlx::query_scalar(CLASS_ROLE)
             .bind(class_id)
             .bind(user_id)
             .fetch_optional(self.read_pool())
@@ -106,7 +106,7 @@ where
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Vec<AnswerCounts>, StoreError> {
-        Ok(sqlx::query_as(sql::ANSWER_COUNTS)
+        Ok(sqlx::query_as(ANSWER_COUNTS)
             .bind(class_id)
             .bind(since)
             .bind(until)
@@ -123,8 +123,8 @@ where
         until: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError> {
         let (count, at) = match timing {
-            Timing::Latency => (sql::LATENCY_COUNT, sql::LATENCY_AT),
-            Timing::FirstByte => (sql::FIRST_BYTE_COUNT, sql::FIRST_BYTE_AT),
+            Timing::Latency => (LATENCY_COUNT, LATENCY_AT),
+            Timing::FirstByte => (FIRST_BYTE_COUNT, FIRST_BYTE_AT),
         };
         let n: i64 = sqlx::query_scalar(count)
             .bind(class_id)
@@ -152,7 +152,7 @@ where
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Vec<TurnModel>, StoreError> {
-        Ok(sqlx::query_as(sql::CHOSEN_TURNS)
+        Ok(sqlx::query_as(CHOSEN_TURNS)
             .bind(class_id)
             .bind(since)
             .bind(until)
@@ -166,7 +166,7 @@ where
         first: &str,
         last: &str,
     ) -> Result<Vec<ModelUsage>, StoreError> {
-        Ok(sqlx::query_as(sql::USAGE_BETWEEN)
+        Ok(sqlx::query_as(USAGE_BETWEEN)
             .bind(subject)
             .bind(first)
             .bind(last)
@@ -174,3 +174,72 @@ where
             .await?)
     }
 }
+
+// --- the queries, written out for both databases ---
+
+/// The role of user `$2` in class `$1`, unless the class is deleted.
+const CLASS_ROLE: &str = "\
+SELECT m.role FROM class_members m JOIN classes c ON c.class_id = m.class_id
+WHERE m.class_id = $1 AND m.user_id = $2 AND c.deleted_at IS NULL";
+
+/// Per model, the answers in class `$1`'s sessions created in [`$2`, `$3`).
+const ANSWER_COUNTS: &str = "\
+SELECT r.model_name,
+       COUNT(*) AS answers,
+       SUM(CASE WHEN r.status = 'completed' THEN 1 ELSE 0 END) AS completed,
+       SUM(CASE WHEN r.status = 'failed' THEN 1 ELSE 0 END) AS failed,
+       SUM(CASE WHEN r.rating = 'up' THEN 1 ELSE 0 END) AS thumbs_up,
+       SUM(CASE WHEN r.rating = 'down' THEN 1 ELSE 0 END) AS thumbs_down
+FROM practice_sessions s JOIN responses r ON r.session_id = s.session_id
+WHERE s.class_id = $1 AND r.created_at >= $2 AND r.created_at < $3
+GROUP BY r.model_name ORDER BY r.model_name";
+
+/// How many of model `$2`'s completed answers in class `$1` in [`$3`,
+/// `$4`) have a latency.
+const LATENCY_COUNT: &str = "\
+SELECT COUNT(r.latency_ms)
+FROM practice_sessions s JOIN responses r ON r.session_id = s.session_id
+WHERE s.class_id = $1 AND r.model_name = $2 AND r.status = 'completed'
+  AND r.created_at >= $3 AND r.created_at < $4";
+
+/// The `$5`th smallest of those latencies.
+const LATENCY_AT: &str = "\
+SELECT r.latency_ms
+FROM practice_sessions s JOIN responses r ON r.session_id = s.session_id
+WHERE s.class_id = $1 AND r.model_name = $2 AND r.status = 'completed'
+  AND r.created_at >= $3 AND r.created_at < $4 AND r.latency_ms IS NOT NULL
+ORDER BY r.latency_ms LIMIT 1 OFFSET $5";
+
+/// The same for the time to the first text.
+const FIRST_BYTE_COUNT: &str = "\
+SELECT COUNT(r.first_byte_ms)
+FROM practice_sessions s JOIN responses r ON r.session_id = s.session_id
+WHERE s.class_id = $1 AND r.model_name = $2 AND r.status = 'completed'
+  AND r.created_at >= $3 AND r.created_at < $4";
+
+const FIRST_BYTE_AT: &str = "\
+SELECT r.first_byte_ms
+FROM practice_sessions s JOIN responses r ON r.session_id = s.session_id
+WHERE s.class_id = $1 AND r.model_name = $2 AND r.status = 'completed'
+  AND r.created_at >= $3 AND r.created_at < $4 AND r.first_byte_ms IS NOT NULL
+ORDER BY r.first_byte_ms LIMIT 1 OFFSET $5";
+
+/// The models of each chosen turn of class `$1`'s sessions asked in
+/// [`$2`, `$3`), with the turn's outcome and chosen model.
+const CHOSEN_TURNS: &str = "\
+SELECT DISTINCT p.prompt_id, p.outcome, ch.model_name AS chosen_model, r.model_name
+FROM practice_sessions s
+JOIN prompts p ON p.session_id = s.session_id
+JOIN responses r ON r.prompt_id = p.prompt_id
+LEFT JOIN responses ch ON ch.response_id = p.chosen_response_id
+WHERE s.class_id = $1 AND p.outcome IS NOT NULL AND p.created_at >= $2 AND p.created_at < $3
+ORDER BY p.prompt_id, r.model_name";
+
+/// A subject's (`$1`) usage per model over the days `$2` to `$3`.
+const USAGE_BETWEEN: &str = "\
+SELECT model_name, CAST(SUM(answers) AS BIGINT) AS answers,
+       CAST(SUM(prompt_tokens) AS BIGINT) AS prompt_tokens,
+       CAST(SUM(completion_tokens) AS BIGINT) AS completion_tokens,
+       CAST(SUM(cost_micros) AS BIGINT) AS cost_micros
+FROM usage_daily WHERE subject = $1 AND day >= $2 AND day <= $3
+GROUP BY model_name ORDER BY model_name";
