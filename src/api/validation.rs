@@ -10,6 +10,7 @@
 //! Semantics follow protovalidate: a field with presence (`optional`, a
 //! message) is checked only when set; lengths count characters.
 
+mod json_sizes;
 mod list_sizes;
 
 use std::collections::HashMap;
@@ -96,6 +97,17 @@ impl Rules {
         bytes: &[u8],
     ) -> Option<FieldViolation> {
         self.lists.oversized(desc, bytes)
+    }
+
+    /// The same size rules on a JSON request (`field`: the body is that
+    /// one field's value), read from its text before anything is parsed.
+    pub fn oversized_json(
+        &self,
+        desc: &prost_reflect::MessageDescriptor,
+        field: Option<&FieldDescriptor>,
+        text: &[u8],
+    ) -> Option<FieldViolation> {
+        json_sizes::oversized(&self.lists, desc, field, text)
     }
 
     /// The rules of one field, if it has any.

@@ -361,39 +361,70 @@ async fn deep_nesting_is_a_plain_400_on_every_protocol(backend: Backend) {
     assert_eq!(created, before);
 }
 
-/// Huge bad lists, on the JSON route and over gRPC, are refused with small
-/// errors, write nothing, and cost the server little memory: its peak
-/// resident size (the server runs as a process of its own here) stays far
-/// below one decoded copy of each body in flight.
+/// Huge bad lists and free-form values, on the JSON routes, Connect and
+/// gRPC, are refused with small errors, write nothing, and cost the server
+/// little memory: the size rules are read on the wire (the JSON text, the
+/// protobuf encoding) before any value is built, so its peak resident size
+/// (the server runs as a process of its own here) stays within a few
+/// bodies' bytes, eight at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_bad_list_costs_little() {
     let dir = tempfile::tempdir().unwrap();
     let server = spawn_server(dir.path(), &[]).await;
-    let ids = |n: usize, id: &dyn Fn(usize) -> String| {
+    let list = |n: usize, id: &dyn Fn(usize) -> String| {
         let ids: Vec<String> = (1..=n).map(id).collect();
-        format!(r#"{{"knowledge_ids": [{}]}}"#, ids.join(","))
+        format!("[{}]", ids.join(","))
     };
-    // Just under 1 MiB: 170,000 bad ids (past the JSON value budget), and
-    // 45,000 distinct good ones (within it, past the list's size).
-    let zeros = ids(170_000, &|_| "0".into());
-    let distinct = ids(45_000, &|i| i.to_string());
-    let grpc = CreateSessionRequest {
-        knowledge_ids: vec![0; 100_000],
-        ..Default::default()
-    };
-    assert!(zeros.len() < 1024 * 1024 && grpc.encoded_len() < 1024 * 1024);
+    // Just under 1 MiB: 170,000 values (past the JSON value budget); 90 KB
+    // of 45,000 ids, and 45,000 distinct ones (within it, past the list's
+    // size); a `meta` holding a 45,000-item list.
+    let zeros = format!(r#"{{"other": {}}}"#, list(170_000, &|_| "0".into()));
+    let small = format!(r#"{{"knowledge_ids": {}}}"#, list(45_000, &|_| "0".into()));
+    let distinct = format!(
+        r#"{{"knowledge_ids": {}}}"#,
+        list(45_000, &|i| i.to_string())
+    );
+    let meta = format!(
+        r#"{{"input_text": "q", "output_text": "a", "meta": {{"x": {}}}}}"#,
+        list(45_000, &|_| "0".into())
+    );
+    assert!(zeros.len() < 1024 * 1024 && small.len() < 100_000);
+    let calls: [(&str, &str, &str, &str); 4] = [
+        (
+            "/user/practice/sessions",
+            "json",
+            &zeros,
+            "at most 50000 values",
+        ),
+        (
+            "/user/practice/sessions",
+            "json",
+            &small,
+            "knowledge_ids: at most 50 items, got 45000",
+        ),
+        (
+            "/practice.v1.PracticeService/CreateSession",
+            "connect",
+            &distinct,
+            "knowledge_ids: at most 50 items, got 45000",
+        ),
+        (
+            "/user/practice/examples",
+            "json",
+            &meta,
+            "meta: at most 16384 bytes of JSON, got 90007",
+        ),
+    ];
     let rss_before = server.memory_mib("VmRSS");
-    let mut calls = Vec::new();
+    let mut running = Vec::new();
     for i in 0..8 {
-        let (body, url) = (
-            if i % 2 == 0 {
-                zeros.clone()
-            } else {
-                distinct.clone()
-            },
-            format!("{}/user/practice/sessions", server.url),
+        let (path, _, body, said) = calls[i % 4];
+        let (url, body, said) = (
+            format!("{}{path}", server.url),
+            body.to_owned(),
+            said.to_owned(),
         );
-        calls.push(tokio::spawn(async move {
+        running.push(tokio::spawn(async move {
             let r = http_client()
                 .post(url)
                 .bearer_auth(token(ME))
@@ -402,34 +433,60 @@ async fn a_huge_bad_list_costs_little() {
                 .send()
                 .await
                 .unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
+            let (status, text) = (r.status().as_u16(), r.text().await.unwrap());
+            assert_eq!(status, 400, "{text}");
+            assert!(text.len() < 4096, "an error of {} bytes", text.len());
+            assert!(text.contains(&said), "{text}");
         }));
     }
-    for (i, call) in calls.into_iter().enumerate() {
-        let (status, text) = call.await.unwrap();
-        assert_eq!(status, 400);
-        assert!(text.len() < 4096, "an error of {} bytes", text.len());
-        let said = if i % 2 == 0 {
-            "at most 50000 values"
-        } else {
-            "knowledge_ids: at most 50 items, got 45000"
-        };
-        assert!(text.contains(said), "{text}");
+    for call in running {
+        call.await.unwrap();
     }
+    // gRPC: a list past its size, a 1 MiB `ListValue` in `meta`.
     let mut client = PracticeServiceClient::connect(server.url.clone())
         .await
         .unwrap();
     let status = client
-        .create_session(authed(grpc, &token(ME)))
+        .create_session(authed(
+            CreateSessionRequest {
+                knowledge_ids: vec![0; 100_000],
+                ..Default::default()
+            },
+            &token(ME),
+        ))
         .await
         .unwrap_err();
     assert_eq!(violation_fields(&status), ["knowledge_ids"]);
     assert!(status.message().len() < 4096);
-    // About 60 MiB here (a debug build, 8 bodies of about 1 MiB in flight,
-    // each 45,000-item list parsed and transcoded once, then refused on
-    // the wire); without the value budget and the count before decoding,
-    // refusing them cost several times that.
-    server.assert_peak_within(rss_before, 100);
+    let nulls = prost_types::Value {
+        kind: Some(prost_types::value::Kind::ListValue(
+            prost_types::ListValue {
+                values: vec![
+                    prost_types::Value {
+                        kind: Some(prost_types::value::Kind::NullValue(0)),
+                    };
+                    200_000
+                ],
+            },
+        )),
+    };
+    let example = CreateExampleRequest {
+        input_text: "q".into(),
+        output_text: "a".into(),
+        meta: Some(prost_types::Struct {
+            fields: [("x".to_owned(), nulls)].into(),
+        }),
+        ..Default::default()
+    };
+    assert!(example.encoded_len() > 800_000 && example.encoded_len() < 1024 * 1024);
+    let status = client
+        .create_example(authed(example, &token(ME)))
+        .await
+        .unwrap_err();
+    assert_eq!(violation_fields(&status), ["meta"], "{status:?}");
+    // A few MiB here (a debug build); parsing each body into values before
+    // its size was known cost 60 MiB and more.
+    server.assert_peak_within(rss_before, 32);
     assert_eq!(server.counts().await.sessions, 0);
 }
 

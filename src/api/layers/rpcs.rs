@@ -10,6 +10,9 @@ use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, MessageD
 use prost_types::method_options::IdempotencyLevel;
 use tonic::Status;
 
+use crate::api::validation::Rules;
+use crate::error::Error;
+
 /// How an RPC's messages flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
@@ -27,6 +30,8 @@ pub struct Rpc {
     pub output: MessageDescriptor,
     /// `idempotency_level = NO_SIDE_EFFECTS`: may be called with GET.
     pub no_side_effects: bool,
+    /// The request rules of the RPC's descriptor set.
+    rules: Arc<Rules>,
 }
 
 impl Rpc {
@@ -37,6 +42,9 @@ impl Rpc {
             return Err(Status::invalid_argument(
                 super::validate::too_many_json_values(),
             ));
+        }
+        if let Some(violation) = self.rules.oversized_json(&self.input, None, bytes) {
+            return Err(Error::invalid(vec![violation]).into());
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let message = DynamicMessage::deserialize_with_options(
@@ -74,12 +82,13 @@ impl Rpcs {
         let mut rpcs = HashMap::new();
         for set in sets {
             let pool = DescriptorPool::decode(*set).map_err(|e| e.to_string())?;
-            Self::add(&pool, &mut rpcs);
+            let rules = Arc::new(Rules::from_pool(&pool)?);
+            Self::add(&pool, &rules, &mut rpcs);
         }
         Ok(Self(Arc::new(rpcs)))
     }
 
-    fn add(pool: &DescriptorPool, rpcs: &mut HashMap<String, Rpc>) {
+    fn add(pool: &DescriptorPool, rules: &Arc<Rules>, rpcs: &mut HashMap<String, Rpc>) {
         for service in pool.services() {
             for method in service.methods() {
                 let shape = match (method.is_client_streaming(), method.is_server_streaming()) {
@@ -100,6 +109,7 @@ impl Rpcs {
                         input: method.input(),
                         output: method.output(),
                         no_side_effects,
+                        rules: rules.clone(),
                     },
                 );
             }

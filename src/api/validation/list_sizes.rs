@@ -1,7 +1,9 @@
-//! `max_items`, checked on the encoded message before it is decoded.
-//! Decoding builds a value for every item, tens of bytes each, so a 1 MiB
-//! body of one-byte items would cost tens of MiB before the rule could
-//! refuse it. Counting items on the wire costs nothing but the scan.
+//! The size rules, checked on the encoded message before it is decoded:
+//! `max_items`, and the size of free-form values (`google.protobuf.Struct`,
+//! `Value`, `ListValue`). Decoding builds a value for every item, tens of
+//! bytes each, so a 1 MiB body of one-byte items would cost tens of MiB
+//! before a rule could refuse it. Counting on the wire costs nothing but
+//! the scan. The same rules on JSON text are `json_sizes`.
 
 use std::collections::{HashMap, HashSet};
 
@@ -10,6 +12,7 @@ use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_f
 use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor};
 
 use super::{Check, Rules, too_many_items};
+use crate::domain::rules;
 use crate::error::FieldViolation;
 
 /// How deep the scan follows messages inside messages; past that, the
@@ -24,12 +27,54 @@ pub struct ListLimits {
 }
 
 #[derive(Debug, Clone)]
-struct Look {
-    field: FieldDescriptor,
+pub(super) struct Look {
+    pub(super) field: FieldDescriptor,
     /// The field's `max_items`.
-    max: Option<u64>,
+    pub(super) max: Option<u64>,
     /// The field holds messages that hold sized lists.
-    look_inside: bool,
+    pub(super) look_inside: bool,
+    /// The field holds a free-form value.
+    pub(super) free_form: Option<FreeForm>,
+}
+
+/// The free-form types, and what bounds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FreeForm {
+    /// A `Struct`: at most `MAX_FREE_FORM_BYTES` of compact JSON, the
+    /// domain's rule for every free-form object.
+    Object,
+    /// A `Value` or `ListValue` (a title, a list of ids): at most
+    /// `MAX_FREE_FORM_VALUES` values.
+    Other,
+}
+
+/// How many values a `Value` or `ListValue` field may hold: far above any
+/// valid one (a list of 50 ids), far below what would cost memory.
+pub const MAX_FREE_FORM_VALUES: u64 = 4096;
+
+/// The largest encoding of a free-form value that can be valid: a Struct
+/// takes at most six bytes of protobuf per byte of compact JSON (a number
+/// `0,` is nine bytes and a wrapper), and text values hold at most 20,000
+/// characters of four bytes.
+const MAX_FREE_FORM_WIRE: usize = 6 * rules::MAX_FREE_FORM_BYTES;
+
+pub(super) fn free_form_of(field: &FieldDescriptor) -> Option<FreeForm> {
+    match message_of(field)?.full_name() {
+        "google.protobuf.Struct" => Some(FreeForm::Object),
+        "google.protobuf.Value" | "google.protobuf.ListValue" => Some(FreeForm::Other),
+        _ => None,
+    }
+}
+
+/// What a free-form value past its bound in JSON is told.
+pub(super) fn too_large(kind: FreeForm, size: u64) -> String {
+    match kind {
+        FreeForm::Object => format!(
+            "at most {} bytes of JSON, got {size}",
+            rules::MAX_FREE_FORM_BYTES
+        ),
+        FreeForm::Other => format!("at most {MAX_FREE_FORM_VALUES} values, got {size}"),
+    }
 }
 
 impl ListLimits {
@@ -48,6 +93,7 @@ impl ListLimits {
             for message in pool.all_messages() {
                 let holds = message.fields().any(|f| {
                     max_of(&f).is_some()
+                        || free_form_of(&f).is_some()
                         || message_of(&f).is_some_and(|m| holders.contains(m.full_name()))
                 });
                 if holds {
@@ -69,13 +115,15 @@ impl ListLimits {
                     let max = max_of(&field);
                     let look_inside =
                         message_of(&field).is_some_and(|m| holders.contains(m.full_name()));
-                    (max.is_some() || look_inside).then(|| {
+                    let free_form = free_form_of(&field);
+                    (max.is_some() || look_inside || free_form.is_some()).then(|| {
                         (
                             field.number(),
                             Look {
                                 field,
                                 max,
                                 look_inside,
+                                free_form,
                             },
                         )
                     })
@@ -86,9 +134,14 @@ impl ListLimits {
         Self { by_message }
     }
 
+    /// The size rules to look at in a `message`, by field number.
+    pub(super) fn looks(&self, message: &MessageDescriptor) -> Option<&HashMap<u32, Look>> {
+        self.by_message.get(message.full_name())
+    }
+
     /// The first list in `bytes`, an encoded `desc`, holding more items than
-    /// its `max_items`. A message that can't be scanned is left to the
-    /// decoder, which refuses it.
+    /// its `max_items`, or free-form value past its bound. A message that
+    /// can't be scanned is left to the decoder, which refuses it.
     pub fn oversized(&self, desc: &MessageDescriptor, bytes: &[u8]) -> Option<FieldViolation> {
         self.scan(desc, bytes, "", 0).ok().flatten()
     }
@@ -123,6 +176,12 @@ impl ListLimits {
                 }
                 let (payload, rest) = buf.split_at(len);
                 buf = rest;
+                if look.free_form.is_some() && len > MAX_FREE_FORM_WIRE {
+                    return Ok(Some(FieldViolation::new(
+                        path,
+                        format!("at most {MAX_FREE_FORM_WIRE} bytes encoded, got {len}"),
+                    )));
+                }
                 if let Some(message) = message_of(&look.field) {
                     if look.look_inside {
                         let inner = match look.field.is_list() {

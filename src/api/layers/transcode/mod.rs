@@ -48,6 +48,7 @@ use crate::error::Error;
 
 pub struct Transcoder {
     routes: Routes,
+    rules: crate::api::validation::Rules,
     openapi: Bytes,
     auth: Arc<Authenticator>,
     body_limit: usize,
@@ -62,10 +63,11 @@ impl Transcoder {
         let pool = DescriptorPool::decode(descriptors).map_err(|e| e.to_string())?;
         let routes = Routes::from_pool(&pool)?;
         let rules = crate::api::validation::Rules::from_pool(&pool)?;
-        let openapi = serde_json::to_vec_pretty(&openapi::document(&routes, rules))
+        let openapi = serde_json::to_vec_pretty(&openapi::document(&routes, rules.clone()))
             .map_err(|e| e.to_string())?;
         Ok(Self {
             routes,
+            rules,
             openapi: openapi.into(),
             auth,
             body_limit,
@@ -200,6 +202,15 @@ impl Transcoder {
             let value: Option<Json> = if bytes.is_empty() {
                 None
             } else {
+                let field = match &route.body {
+                    BodyRule::Field(name) => json::find_field(&input, name),
+                    _ => None,
+                };
+                // The size rules first, on the text: nothing is built for
+                // a list or a free-form value past its bound.
+                if let Some(v) = self.rules.oversized_json(&input, field.as_ref(), &bytes) {
+                    return Err(error_response(Error::invalid(vec![v])));
+                }
                 Some(json::parse_body(&bytes).map_err(error_response)?)
             };
             match (&route.body, value) {
