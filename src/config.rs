@@ -130,6 +130,12 @@ pub struct Limits {
     pub max_connection_age: Duration,
     /// How long in-flight requests may finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Request bytes held in memory at once, across every request: a body
+    /// waits for room (or gets 503) rather than grow the process.
+    pub max_buffered_bytes: usize,
+    /// Open connections; past it the server stops accepting until one
+    /// closes (the kernel's backlog holds the rest).
+    pub max_connections: usize,
 }
 
 fn bad(name: &str, why: impl std::fmt::Display) -> Error {
@@ -231,6 +237,8 @@ impl Config {
             keepalive: ms("PRACTICE_KEEPALIVE_MS", 30_000)?,
             max_connection_age: ms("PRACTICE_MAX_CONNECTION_AGE_MS", 600_000)?,
             shutdown_grace: ms("PRACTICE_SHUTDOWN_GRACE_MS", 20_000)?,
+            max_buffered_bytes: number("PRACTICE_MAX_BUFFERED_BYTES", 64 * 1024 * 1024)? as usize,
+            max_connections: number("PRACTICE_MAX_CONNECTIONS", 16_384)? as usize,
         };
         if limits.db_acquire_timeout >= limits.request_timeout
             || limits.db_statement_timeout >= limits.request_timeout
@@ -238,6 +246,13 @@ impl Config {
             return Err(bad(
                 "database timeouts",
                 "PRACTICE_DB_ACQUIRE_TIMEOUT_MS and PRACTICE_DB_STATEMENT_TIMEOUT_MS must be shorter than PRACTICE_REQUEST_TIMEOUT_MS",
+            ));
+        }
+        if limits.max_buffered_bytes < 2 * max_body_bytes || limits.max_connections == 0 {
+            return Err(bad(
+                "limits",
+                "PRACTICE_MAX_BUFFERED_BYTES must hold two of the largest bodies \
+                 (PRACTICE_MAX_BODY_BYTES), and PRACTICE_MAX_CONNECTIONS must be above 0",
             ));
         }
         if limits.max_in_flight == 0 || max_body_bytes == 0 {

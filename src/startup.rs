@@ -14,11 +14,11 @@ use tonic::transport::server::TcpIncoming;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::api::grpc::{CatalogApi, PracticeApi};
-use crate::api::layers::admit::AdmitLayer;
 use crate::api::layers::auth::AuthLayer;
 use crate::api::layers::connect::{ConnectLayer, ConnectProtocol};
 use crate::api::layers::grpc_web_json::GrpcWebJsonLayer;
 use crate::api::layers::health::{GrpcHealth, HealthLayer};
+use crate::api::layers::ingress::{IngressLayer, IngressOptions};
 use crate::api::layers::rpc::RpcLayer;
 use crate::api::layers::rpcs::Rpcs;
 use crate::api::layers::shed::ShedLayer;
@@ -27,6 +27,7 @@ use crate::api::layers::validate::ValidateLayer;
 use crate::auth::{Authenticator, ClaimRules, Keys, dev_secret_path, load_or_create_dev_secret};
 use crate::config::ConversationConfig;
 use crate::config::{Config, JwtKey};
+use crate::connections::limited;
 use crate::llm::Models;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::practice::v1::catalog_service_server::CatalogServiceServer;
@@ -203,27 +204,27 @@ impl Application {
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("building the reflection service")?;
-        let transcoder = Transcoder::new(
-            FILE_DESCRIPTOR_SET,
-            self.auth.clone(),
-            self.config.max_body_bytes,
-        )
-        .map_err(|e| anyhow::anyhow!("reading the HTTP rules: {e}"))?;
+        let transcoder = Arc::new(
+            Transcoder::new(FILE_DESCRIPTOR_SET, self.config.max_body_bytes)
+                .map_err(|e| anyhow::anyhow!("reading the HTTP rules: {e}"))?,
+        );
         let rpcs = Rpcs::from_descriptor_sets(&[
             FILE_DESCRIPTOR_SET,
             tonic_health::pb::FILE_DESCRIPTOR_SET,
         ])
         .map_err(|e| anyhow::anyhow!("reading the RPCs: {e}"))?;
-        let connect =
-            ConnectProtocol::new(rpcs.clone(), self.auth.clone(), self.config.max_body_bytes);
-        let admit = AdmitLayer::new(
+        let connect = ConnectProtocol::new(rpcs.clone(), self.config.max_body_bytes);
+        let ingress = IngressLayer::new(
             self.auth.clone(),
             rpcs.clone(),
-            limits.request_timeout,
-            self.config.max_body_bytes,
+            transcoder.clone(),
+            IngressOptions {
+                timeout: limits.request_timeout,
+                body_limit: self.config.max_body_bytes,
+                max_buffered_bytes: limits.max_buffered_bytes,
+            },
         );
-        let grpc_web_json =
-            GrpcWebJsonLayer::new(rpcs, self.auth.clone(), self.config.max_body_bytes);
+        let grpc_web_json = GrpcWebJsonLayer::new(rpcs, self.config.max_body_bytes);
 
         let validate = ValidateLayer::new(FILE_DESCRIPTOR_SET, self.config.max_body_bytes)
             .map_err(|e| anyhow::anyhow!("reading the request rules: {e}"))?;
@@ -260,7 +261,7 @@ impl Application {
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(cors_layer(&self.config.cors_origins))
             .layer(HealthLayer::new(readiness))
-            .layer(admit)
+            .layer(ingress)
             .layer(ShedLayer::new(limits.max_in_flight))
             .layer(ConnectLayer::new(connect))
             .layer(TranscodeLayer::new(transcoder))
@@ -273,7 +274,7 @@ impl Application {
                     .map(|m| (*m, self.config.conversation.prompt_timeout))
                     .collect(),
             ))
-            .layer(AuthLayer::new(self.auth.clone()))
+            .layer(AuthLayer::default())
             .layer(validate)
             .add_service(health_service)
             .add_service(reflection)
@@ -289,21 +290,26 @@ impl Application {
             );
         type Serving =
             std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
-        let mut server: Serving =
-            match &self.config.tls {
-                Some((cert, key)) => {
-                    let tls = crate::tls::server_config(cert, key)?;
-                    tracing::info!("TLS on (ALPN h2 and http/1.1)");
-                    Box::pin(server.serve_with_incoming_shutdown(
-                        crate::tls::incoming(self.listener, tls),
-                        drain,
-                    ))
-                }
-                None => Box::pin(server.serve_with_incoming_shutdown(
-                    TcpIncoming::from(self.listener).with_nodelay(Some(true)),
+        let mut server: Serving = match &self.config.tls {
+            Some((cert, key)) => {
+                let tls = crate::tls::server_config(cert, key)?;
+                tracing::info!("TLS on (ALPN h2 and http/1.1)");
+                Box::pin(server.serve_with_incoming_shutdown(
+                    limited(
+                        Box::pin(crate::tls::incoming(self.listener, tls)),
+                        limits.max_connections,
+                    ),
                     drain,
-                )),
-            };
+                ))
+            }
+            None => Box::pin(server.serve_with_incoming_shutdown(
+                limited(
+                    TcpIncoming::from(self.listener).with_nodelay(Some(true)),
+                    limits.max_connections,
+                ),
+                drain,
+            )),
+        };
         let served = tokio::select! {
             served = &mut server => Some(served),
             () = async {

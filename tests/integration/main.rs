@@ -31,6 +31,7 @@ mod http_errors;
 mod http_json;
 mod http_surface;
 mod idempotency;
+mod ingress;
 mod jwks_server;
 mod limits;
 mod node_clients;

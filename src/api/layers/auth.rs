@@ -1,12 +1,9 @@
-//! The authentication layer: one check at the gRPC level, for every
-//! protocol (the JSON transcoder and gRPC-Web reach the routes through it).
-//!
-//! It reads only the headers: a request that fails is answered before its
-//! body is read, as a gRPC status (`Status::into_http`) with
-//! `WWW-Authenticate: Bearer`, so gRPC clients get a real status.
+//! Authentication: what each RPC needs, the check the ingress runs once per
+//! request (before reading its body), and the layer in front of the routes
+//! that turns its outcome into the handlers' principal, or into a gRPC
+//! status with `WWW-Authenticate: Bearer` for a refused caller.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response};
 use tonic::Status;
@@ -51,17 +48,15 @@ pub fn principal<T>(request: &tonic::Request<T>) -> Result<&Principal, Status> {
         .ok_or_else(|| Status::unauthenticated("missing bearer token"))
 }
 
-/// Authenticates every RPC that needs it, from the headers alone.
+/// Gives the routes the caller the ingress authenticated, or refuses.
 #[derive(Clone)]
-pub struct Auth {
-    auth: Arc<Authenticator>,
-}
+pub struct Auth;
 
 pub type AuthLayer = MiddlewareLayer<Auth>;
 
-impl AuthLayer {
-    pub fn new(auth: Arc<Authenticator>) -> Self {
-        MiddlewareLayer(Auth { auth })
+impl Default for AuthLayer {
+    fn default() -> Self {
+        MiddlewareLayer(Auth)
     }
 }
 
@@ -106,28 +101,56 @@ pub(crate) async fn authenticate(
     Ok(principal)
 }
 
-/// Does the request carry a token this server accepts (whatever the path
-/// needs)? For layers that only decide how much to trust a request.
-pub(crate) async fn has_valid_token(auth: &Authenticator, headers: &http::HeaderMap) -> bool {
-    match bearer(headers) {
-        Ok(token) => auth.verify(token).await.is_ok(),
-        Err(_) => false,
+/// What the ingress found of a request's caller, put into its extensions
+/// (which can't come from the network), so the token is verified once and
+/// every protocol layer refuses in its own shape.
+#[derive(Clone, Debug)]
+pub(crate) enum Caller {
+    /// A public RPC: nobody was asked.
+    Public,
+    Known(Principal),
+    /// Refused: `Error::Unauthenticated` or `Error::PermissionDenied`.
+    Refused {
+        denied: bool,
+        message: String,
+    },
+}
+
+impl Caller {
+    /// Authenticates the caller of `path` (a gRPC path) from the headers.
+    pub(crate) async fn check(auth: &Authenticator, path: &str, headers: &http::HeaderMap) -> Self {
+        match policy(path) {
+            Policy::Public => Self::Public,
+            needed => match authenticate(auth, headers, needed).await {
+                Ok(principal) => Self::Known(principal),
+                Err(Error::PermissionDenied(message)) => Self::Refused {
+                    denied: true,
+                    message,
+                },
+                Err(err) => Self::Refused {
+                    denied: false,
+                    message: match err {
+                        Error::Unauthenticated(message) => message,
+                        other => other.to_string(),
+                    },
+                },
+            },
+        }
     }
 }
 
-/// The authenticated caller of `path` for a layer that reads the body itself
-/// (so it authenticates first); `None` for public RPCs.
-pub(crate) async fn caller(
-    auth: &Authenticator,
-    path: &str,
-    headers: &http::HeaderMap,
-) -> Result<Option<Principal>, Status> {
-    match policy(path) {
-        Policy::Public => Ok(None),
-        route_policy => authenticate(auth, headers, route_policy)
-            .await
-            .map(Some)
-            .map_err(Status::from),
+/// The caller the ingress found: `None` for public RPCs. A request it did
+/// not see (none reaches a protocol layer that way) has no caller.
+pub(crate) fn caller(extensions: &http::Extensions) -> Result<Option<Principal>, Error> {
+    match extensions.get::<Caller>() {
+        Some(Caller::Public) => Ok(None),
+        Some(Caller::Known(principal)) => Ok(Some(principal.clone())),
+        Some(Caller::Refused {
+            denied: true,
+            message,
+        }) => Err(Error::PermissionDenied(message.clone())),
+        Some(Caller::Refused { message, .. }) => Err(Error::Unauthenticated(message.clone())),
+        None => Err(Error::Unauthenticated("missing bearer token".into())),
     }
 }
 
@@ -153,31 +176,22 @@ impl Middleware for Auth {
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
         S::Future: Send + 'static,
     {
-        let policy = policy(request.uri().path());
-        // Public paths need nothing; a request the JSON transcoder built
-        // in-process was authenticated there, before its body was read, by
-        // this same `authenticate` (extensions can't come from the network).
-        if policy == Policy::Public {
-            return Box::pin(inner.call(request));
-        }
-        if let Some(principal) = request.extensions().get::<Principal>() {
-            tracing::Span::current().record("enduser.id", principal.subject.as_str());
-            return Box::pin(inner.call(request));
-        }
-        let auth = self.auth.clone();
-        Box::pin(async move {
-            match authenticate(&auth, request.headers(), policy).await {
-                Ok(principal) => {
-                    tracing::Span::current().record("enduser.id", principal.subject.as_str());
-                    request.extensions_mut().insert(principal);
-                    inner.call(request).await
-                }
-                Err(err) => {
+        // The ingress authenticated every request, and the requests the
+        // protocol layers build in-process carry what it found.
+        match caller(request.extensions()) {
+            Ok(None) => {}
+            Ok(Some(principal)) => {
+                tracing::Span::current().record("enduser.id", principal.subject.as_str());
+                request.extensions_mut().insert(principal);
+            }
+            Err(err) => {
+                return Box::pin(async move {
                     super::drain(request.into_body()).await;
                     Ok(refusal(err))
-                }
+                });
             }
-        })
+        }
+        Box::pin(inner.call(request))
     }
 }
 

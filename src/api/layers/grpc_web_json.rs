@@ -20,7 +20,6 @@ use super::connect::stream::{Envelopes, StreamEnd};
 use super::reframe::ReframedBody;
 use super::rpcs::{Rpcs, Shape};
 use super::{BoxFuture, Middleware, MiddlewareLayer, unary};
-use crate::auth::Authenticator;
 
 const CONTENT_TYPE: &str = "application/grpc-web+json";
 
@@ -32,19 +31,14 @@ pub struct GrpcWebJson(Arc<Inner>);
 
 struct Inner {
     rpcs: Rpcs,
-    auth: Arc<Authenticator>,
     body_limit: usize,
 }
 
 pub type GrpcWebJsonLayer = MiddlewareLayer<GrpcWebJson>;
 
 impl GrpcWebJsonLayer {
-    pub fn new(rpcs: Rpcs, auth: Arc<Authenticator>, body_limit: usize) -> Self {
-        MiddlewareLayer(GrpcWebJson(Arc::new(Inner {
-            rpcs,
-            auth,
-            body_limit,
-        })))
+    pub fn new(rpcs: Rpcs, body_limit: usize) -> Self {
+        MiddlewareLayer(GrpcWebJson(Arc::new(Inner { rpcs, body_limit })))
     }
 }
 
@@ -98,7 +92,7 @@ impl Inner {
     ) -> Result<Request<Body>, Status> {
         let path = parts.uri.path();
         let rpc = self.rpcs.get(path).expect("checked before");
-        let principal = match caller(&self.auth, path, &parts.headers).await {
+        let principal = match caller(&parts.extensions).map_err(Status::from) {
             Ok(principal) => principal,
             Err(status) => {
                 super::drain(body).await;

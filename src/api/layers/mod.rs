@@ -9,11 +9,11 @@
 //! here: clone the state into each service, call the inner service that was
 //! polled ready, answer with a boxed future.
 
-pub mod admit;
 pub mod auth;
 pub mod connect;
 pub mod grpc_web_json;
 pub mod health;
+pub mod ingress;
 pub mod reframe;
 pub mod rpc;
 pub mod rpcs;

@@ -62,24 +62,28 @@ pub fn request(
     let mut request = grpc_request(path, headers)
         .body(body)
         .map_err(|_| tonic::Status::invalid_argument("the request headers are not valid"))?;
-    if let Some(caller) = caller {
-        request.extensions_mut().insert(caller);
-    }
+    // The caller the ingress found travels with the in-process request.
+    request.extensions_mut().insert(match caller {
+        Some(principal) => super::auth::Caller::Known(principal),
+        None => super::auth::Caller::Public,
+    });
     Ok(request)
 }
 
-/// The whole request body, refused (`RESOURCE_EXHAUSTED`) past `limit`
-/// bytes without reading further.
+/// The whole request body (in memory already, once the ingress admitted
+/// it), refused past `limit` bytes without reading further.
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, tonic::Status> {
     Ok(http_body_util::Limited::new(body, limit)
         .collect()
         .await
-        .map_err(|_| {
-            tonic::Status::resource_exhausted(format!(
-                "the request body is larger than {limit} bytes"
-            ))
-        })?
+        .map_err(|_| too_large(limit))?
         .to_bytes())
+}
+
+/// A request message past the limit, on every protocol: `OUT_OF_RANGE`,
+/// as tonic says it for gRPC (HTTP/JSON bodies get 413 from the ingress).
+pub fn too_large(limit: usize) -> tonic::Status {
+    tonic::Status::out_of_range(format!("the request message is larger than {limit} bytes"))
 }
 
 /// Takes the next whole message off the front of a gRPC reply's bytes:

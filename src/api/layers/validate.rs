@@ -127,13 +127,7 @@ impl Middleware for Validate {
             let (parts, body) = request.into_parts();
             let bytes = match unary::read_body(body, this.body_limit + 5).await {
                 Ok(bytes) => bytes,
-                Err(_) => {
-                    let status = Status::out_of_range(format!(
-                        "the request message is larger than {} bytes",
-                        this.body_limit
-                    ));
-                    return Ok(status.into_http());
-                }
+                Err(_) => return Ok(unary::too_large(this.body_limit).into_http()),
             };
             // A compressed or malformed frame is left to the gRPC server,
             // which refuses it.

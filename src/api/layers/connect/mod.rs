@@ -29,24 +29,18 @@ use super::auth::caller;
 use super::reframe::ReframedBody;
 use super::rpcs::{Rpcs, Shape};
 use super::{BoxFuture, Middleware, MiddlewareLayer, unary};
-use crate::auth::Authenticator;
 
 /// Replies at least this large are gzipped for clients that accept it.
 const COMPRESS_FROM: usize = 1024;
 
 pub struct ConnectProtocol {
     rpcs: Rpcs,
-    auth: Arc<Authenticator>,
     body_limit: usize,
 }
 
 impl ConnectProtocol {
-    pub fn new(rpcs: Rpcs, auth: Arc<Authenticator>, body_limit: usize) -> Self {
-        Self {
-            rpcs,
-            auth,
-            body_limit,
-        }
+    pub fn new(rpcs: Rpcs, body_limit: usize) -> Self {
+        Self { rpcs, body_limit }
     }
 }
 
@@ -108,7 +102,7 @@ fn classify(request: &Request<Body>, rpcs: &Rpcs) -> Option<Call> {
 
 /// `/package.Service/Method`: the services' names are dotted, the HTTP/JSON
 /// routes' first segments never are.
-fn is_grpc_path(path: &str) -> bool {
+pub(crate) fn is_grpc_path(path: &str) -> bool {
     path.strip_prefix('/')
         .and_then(|p| p.split_once('/'))
         .is_some_and(|(service, method)| {
@@ -189,7 +183,7 @@ impl ConnectProtocol {
     {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path().to_owned();
-        let (reply, early) = match self.stream_call(codec, &path, &parts.headers, body).await {
+        let (reply, early) = match self.stream_call(codec, &path, &parts, body).await {
             Ok(grpc) => {
                 let Ok(response) = inner.call(grpc).await;
                 let early = Status::from_header_map(response.headers())
@@ -230,16 +224,17 @@ impl ConnectProtocol {
         &self,
         codec: Codec,
         path: &str,
-        headers: &HeaderMap,
+        parts: &http::request::Parts,
         body: Body,
     ) -> Result<Request<Body>, Status> {
+        let headers = &parts.headers;
         let checked = async {
             let compression = Compression::from_name(
                 headers
                     .get("connect-content-encoding")
                     .and_then(|v| v.to_str().ok()),
             )?;
-            let principal = caller(&self.auth, path, headers).await?;
+            let principal = caller(&parts.extensions)?;
             Ok::<_, Status>((compression, principal))
         };
         let (compression, principal) = match checked.await {
@@ -312,7 +307,7 @@ impl ConnectProtocol {
         }
 
         // Authentication first: a refused caller's body is never read.
-        let principal = match caller(&self.auth, &path, &parts.headers).await {
+        let principal = match caller(&parts.extensions).map_err(Status::from) {
             Ok(principal) => principal,
             Err(status) => {
                 super::drain(body).await;

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use serde_json::{Value, json};
 use tonic::body::Body;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Service, ServiceExt};
 
 use super::{TranscodeLayer, Transcoder};
 use crate::auth::{Authenticator, ClaimRules, Keys, sign_hs256};
@@ -77,7 +77,18 @@ async fn echo_stack()
         Keys::hs256(SECRET.to_vec()),
         ClaimRules::default(),
     ));
-    let transcoder = Transcoder::new(&descriptors, auth, 4096).unwrap();
+    let transcoder = Arc::new(Transcoder::new(&descriptors, 4096).unwrap());
+    let rpcs = crate::api::layers::rpcs::Rpcs::from_descriptor_sets(&[&descriptors]).unwrap();
+    let ingress = crate::api::layers::ingress::IngressLayer::new(
+        auth,
+        rpcs,
+        transcoder.clone(),
+        crate::api::layers::ingress::IngressOptions {
+            timeout: std::time::Duration::from_secs(5),
+            body_limit: 4096,
+            max_buffered_bytes: 1 << 20,
+        },
+    );
     // The "RPC": answer the request message back, status in the trailers.
     let echo = tower::service_fn(|request: Request<Body>| async move {
         let body = request.into_body().collect().await.unwrap().to_bytes();
@@ -89,7 +100,10 @@ async fn echo_stack()
         ]);
         Ok::<_, Infallible>(Response::new(Body::new(StreamBody::new(frames))))
     });
-    TranscodeLayer::new(transcoder).layer(echo)
+    tower::ServiceBuilder::new()
+        .layer(ingress)
+        .layer(TranscodeLayer::new(transcoder))
+        .service(echo)
 }
 
 async fn call(method: &str, uri: &str, body: Option<&str>) -> (u16, Value) {

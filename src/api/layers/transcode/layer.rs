@@ -20,29 +20,17 @@ pub struct Transcode {
 pub type TranscodeLayer = MiddlewareLayer<Transcode>;
 
 impl TranscodeLayer {
-    pub fn new(transcoder: Transcoder) -> Self {
-        MiddlewareLayer(Transcode {
-            transcoder: Arc::new(transcoder),
-        })
+    pub fn new(transcoder: Arc<Transcoder>) -> Self {
+        MiddlewareLayer(Transcode { transcoder })
     }
 }
 
-/// What kind of request arrived.
-enum RequestKind {
-    /// gRPC or gRPC-Web: not ours.
-    Grpc,
-    /// Anything else: JSON routes and the plain HTTP endpoints.
-    Http,
-}
-
-fn request_kind(headers: &HeaderMap) -> RequestKind {
-    match headers
+/// A gRPC or gRPC-Web request: not the transcoder's.
+pub(super) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-    {
-        Some(ct) if ct.starts_with("application/grpc") => RequestKind::Grpc,
-        _ => RequestKind::Http,
-    }
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
 impl Middleware for Transcode {
@@ -51,12 +39,10 @@ impl Middleware for Transcode {
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
         S::Future: Send + 'static,
     {
-        match request_kind(request.headers()) {
-            RequestKind::Grpc => Box::pin(inner.call(request)),
-            RequestKind::Http => {
-                let transcoder = self.transcoder.clone();
-                Box::pin(async move { Ok(transcoder.handle(request, inner).await) })
-            }
+        if is_grpc(request.headers()) {
+            return Box::pin(inner.call(request));
         }
+        let transcoder = self.transcoder.clone();
+        Box::pin(async move { Ok(transcoder.handle(request, inner).await) })
     }
 }

@@ -23,7 +23,6 @@ pub mod template;
 pub use layer::TranscodeLayer;
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -42,24 +41,18 @@ use self::routes::{BodyRule, Lookup, Route, Routes};
 use self::template::Captures;
 use super::reframe::ReframedBody;
 use super::unary;
-use crate::api::layers::auth::{authenticate, policy};
-use crate::auth::Authenticator;
+use crate::api::layers::auth::caller;
 use crate::error::Error;
 
 pub struct Transcoder {
     routes: Routes,
     rules: crate::api::validation::Rules,
     openapi: Bytes,
-    auth: Arc<Authenticator>,
     body_limit: usize,
 }
 
 impl Transcoder {
-    pub fn new(
-        descriptors: &[u8],
-        auth: Arc<Authenticator>,
-        body_limit: usize,
-    ) -> Result<Self, String> {
+    pub fn new(descriptors: &[u8], body_limit: usize) -> Result<Self, String> {
         let pool = DescriptorPool::decode(descriptors).map_err(|e| e.to_string())?;
         let routes = Routes::from_pool(&pool)?;
         let rules = crate::api::validation::Rules::from_pool(&pool)?;
@@ -69,7 +62,6 @@ impl Transcoder {
             routes,
             rules,
             openapi: openapi.into(),
-            auth,
             body_limit,
         })
     }
@@ -94,6 +86,18 @@ pub(crate) fn declares_body(headers: &HeaderMap) -> bool {
 }
 
 impl Transcoder {
+    /// The gRPC path of the route a request matches, if it is one of ours
+    /// (gRPC and gRPC-Web requests never are).
+    pub(crate) fn target(&self, method: &Method, path: &str, headers: &HeaderMap) -> Option<&str> {
+        if layer::is_grpc(headers) {
+            return None;
+        }
+        match self.routes.lookup(method, path, sse::wants_events(headers)) {
+            Lookup::Found(route, _) => Some(&route.grpc_path),
+            _ => None,
+        }
+    }
+
     async fn handle<S>(&self, request: Request<Body>, inner: S) -> Response<Body>
     where
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send,
@@ -155,14 +159,13 @@ impl Transcoder {
         let (parts, body) = request.into_parts();
 
         // Authentication first: a refused caller's body is never read.
-        let principal =
-            match authenticate(&self.auth, &parts.headers, policy(&route.grpc_path)).await {
-                Ok(principal) => principal,
-                Err(err) => {
-                    crate::api::layers::drain(body).await;
-                    return Err(error_response(err));
-                }
-            };
+        let principal = match caller(&parts.extensions) {
+            Ok(principal) => principal,
+            Err(err) => {
+                crate::api::layers::drain(body).await;
+                return Err(error_response(err));
+            }
+        };
 
         let input = route.input();
         let mut object = Map::new();
@@ -255,7 +258,7 @@ impl Transcoder {
         let message = parse_message(&input, object).map_err(error_response)?;
 
         let body = unary::grpc_body(&message.encode_to_vec());
-        let call = unary::request(&route.grpc_path, &parts.headers, Some(principal), body)
+        let call = unary::request(&route.grpc_path, &parts.headers, principal, body)
             .map_err(|status| status_response(&status))?;
         if route.streams {
             return Ok(events(inner, call, route.output()).await);
