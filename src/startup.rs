@@ -44,14 +44,6 @@ use crate::service::{
 /// last event once the shutdown grace is over.
 const INTERRUPT_WAIT: Duration = Duration::from_secs(2);
 
-/// The RPCs that wait for models, with the prompt timeout rather than the
-/// request timeout.
-const PROMPT_METHODS: [&str; 4] = [
-    "/practice.v1.PracticeService/SendPrompt",
-    "/practice.v1.PracticeService/SendPromptAndWait",
-    "/practice.v1.PracticeService/RegenerateResponse",
-    "/practice.v1.PracticeService/RegenerateResponseAndWait",
-];
 use crate::store::{self, Store, StoreOptions};
 
 pub struct Application {
@@ -199,7 +191,17 @@ impl Application {
             StatsService::new(self.store.clone()),
         );
         let key_expiry = crate::service::spawn_key_expiry(self.store.clone());
-        let (health, health_service, readiness) = GrpcHealth::start(self.store.clone()).await;
+        let rpcs = Rpcs::new(
+            FILE_DESCRIPTOR_SET,
+            &[
+                tonic_health::pb::FILE_DESCRIPTOR_SET,
+                tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            ],
+        )
+        .map_err(|e| anyhow::anyhow!("reading the RPCs: {e}"))?;
+        let (health, health_service, readiness) =
+            GrpcHealth::start(self.store.clone(), rpcs.guarded_services()).await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .build_v1()
@@ -208,11 +210,7 @@ impl Application {
             Transcoder::new(FILE_DESCRIPTOR_SET, self.config.max_body_bytes)
                 .map_err(|e| anyhow::anyhow!("reading the HTTP rules: {e}"))?,
         );
-        let rpcs = Rpcs::from_descriptor_sets(&[
-            FILE_DESCRIPTOR_SET,
-            tonic_health::pb::FILE_DESCRIPTOR_SET,
-        ])
-        .map_err(|e| anyhow::anyhow!("reading the RPCs: {e}"))?;
+
         let connect = ConnectProtocol::new(rpcs.clone(), self.config.max_body_bytes);
         let ingress = IngressLayer::new(
             self.auth.clone(),
@@ -224,10 +222,9 @@ impl Application {
                 max_buffered_bytes: limits.max_buffered_bytes,
             },
         );
-        let grpc_web_json = GrpcWebJsonLayer::new(rpcs, self.config.max_body_bytes);
+        let grpc_web_json = GrpcWebJsonLayer::new(rpcs.clone(), self.config.max_body_bytes);
 
-        let validate = ValidateLayer::new(FILE_DESCRIPTOR_SET, self.config.max_body_bytes)
-            .map_err(|e| anyhow::anyhow!("reading the request rules: {e}"))?;
+        let validate = ValidateLayer::new(rpcs.clone(), self.config.max_body_bytes);
 
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
         let closing = answers.clone();
@@ -268,11 +265,9 @@ impl Application {
             .layer(grpc_web_json)
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(RpcLayer::new(
+                rpcs.clone(),
                 limits.request_timeout,
-                PROMPT_METHODS
-                    .iter()
-                    .map(|m| (*m, self.config.conversation.prompt_timeout))
-                    .collect(),
+                self.config.conversation.prompt_timeout,
             ))
             .layer(AuthLayer::default())
             .layer(validate)

@@ -10,35 +10,11 @@ use tonic::Status;
 use tonic::body::Body;
 use tower::Service;
 
+use super::rpcs::Access;
 use super::{BoxFuture, Middleware, MiddlewareLayer};
 
 use crate::auth::{ADMIN_SCOPE, Authenticator, Principal};
 use crate::error::Error;
-
-/// What a path needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Policy {
-    /// Health and reflection.
-    Public,
-    /// A user RPC: `sub` must be a user id.
-    User,
-    /// An internal RPC: the `practice:admin` scope.
-    Admin,
-}
-
-pub(crate) fn policy(path: &str) -> Policy {
-    if path.starts_with("/grpc.health.v1.Health/")
-        || path.starts_with("/grpc.reflection.v1.ServerReflection/")
-        || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
-    {
-        Policy::Public
-    } else if path.starts_with("/practice.v1.CatalogService/") {
-        Policy::Admin
-    } else {
-        // Everything else, including unknown paths, needs a user token.
-        Policy::User
-    }
-}
 
 /// The caller, as the auth layer put it into the request.
 pub fn principal<T>(request: &tonic::Request<T>) -> Result<&Principal, Status> {
@@ -82,15 +58,15 @@ fn bearer(headers: &http::HeaderMap) -> Result<&str, Error> {
 pub(crate) async fn authenticate(
     auth: &Authenticator,
     headers: &http::HeaderMap,
-    policy: Policy,
+    access: Access,
 ) -> Result<Principal, Error> {
     let principal = auth.verify(bearer(headers)?).await?;
-    match policy {
-        Policy::Public => {}
-        Policy::User => {
+    match access {
+        Access::Public => {}
+        Access::User => {
             principal.user_id()?;
         }
-        Policy::Admin => {
+        Access::Admin => {
             if !principal.has_scope(ADMIN_SCOPE) {
                 return Err(Error::PermissionDenied(format!(
                     "this RPC needs the {ADMIN_SCOPE} scope"
@@ -117,10 +93,15 @@ pub(crate) enum Caller {
 }
 
 impl Caller {
-    /// Authenticates the caller of `path` (a gRPC path) from the headers.
-    pub(crate) async fn check(auth: &Authenticator, path: &str, headers: &http::HeaderMap) -> Self {
-        match policy(path) {
-            Policy::Public => Self::Public,
+    /// Authenticates a caller of an RPC with this `access`, from the
+    /// headers.
+    pub(crate) async fn check(
+        auth: &Authenticator,
+        access: Access,
+        headers: &http::HeaderMap,
+    ) -> Self {
+        match access {
+            Access::Public => Self::Public,
             needed => match authenticate(auth, headers, needed).await {
                 Ok(principal) => Self::Known(principal),
                 Err(Error::PermissionDenied(message)) => Self::Refused {
@@ -198,25 +179,6 @@ impl Middleware for Auth {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_get_their_policy() {
-        assert_eq!(policy("/grpc.health.v1.Health/Check"), Policy::Public);
-        assert_eq!(
-            policy("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
-            Policy::Public
-        );
-        assert_eq!(
-            policy("/practice.v1.PracticeService/CreateSession"),
-            Policy::User
-        );
-        assert_eq!(
-            policy("/practice.v1.CatalogService/UpsertClass"),
-            Policy::Admin
-        );
-        assert_eq!(policy("/grpc.health.v1.HealthX/Check"), Policy::User);
-        assert_eq!(policy("/unknown"), Policy::User);
-    }
 
     #[test]
     fn bearer_parsing() {

@@ -23,11 +23,7 @@ use super::{BoxFuture, Middleware, MiddlewareLayer};
 use crate::store::Store;
 
 /// The gRPC services whose health follows the database's.
-const HEALTH_SERVICES: [&str; 3] = [
-    "",
-    "practice.v1.PracticeService",
-    "practice.v1.CatalogService",
-];
+type Services = Arc<[String]>;
 
 /// How often the gRPC health status checks the database.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
@@ -46,14 +42,18 @@ impl Readiness {
 /// database.
 pub struct GrpcHealth {
     reporter: HealthReporter,
+    services: Services,
     watcher: tokio::task::JoinHandle<()>,
 }
 
 impl GrpcHealth {
     /// Checks the database once, then keeps watching it; returns the health
     /// service to serve and the readiness the HTTP probe answers from.
+    /// `services`: the ones whose health follows the database's (the
+    /// server as a whole, "", is one too).
     pub async fn start(
         store: Arc<dyn Store>,
+        services: Vec<String>,
     ) -> (
         Self,
         tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
@@ -63,20 +63,30 @@ impl GrpcHealth {
         let ready = Readiness(Arc::new(AtomicBool::new(false)));
         // The first check runs before serving, so that probes, Check and
         // Watch know every service from the first request on.
-        let first = check(store.as_ref(), &reporter, &ready, None).await;
+        let services: Services = std::iter::once(String::new()).chain(services).collect();
+        let first = check(store.as_ref(), &reporter, &services, &ready, None).await;
         let watcher = tokio::spawn(watch_database(
             store,
             reporter.clone(),
+            services.clone(),
             ready.clone(),
             first,
         ));
-        (Self { reporter, watcher }, service, ready)
+        (
+            Self {
+                reporter,
+                services,
+                watcher,
+            },
+            service,
+            ready,
+        )
     }
 
     /// Every service NOT_SERVING from now on: the server is draining.
     pub async fn draining(self) {
         self.watcher.abort();
-        for service in HEALTH_SERVICES {
+        for service in self.services.iter() {
             self.reporter
                 .set_service_status(service, ServingStatus::NotServing)
                 .await;
@@ -89,12 +99,13 @@ impl GrpcHealth {
 async fn watch_database(
     store: Arc<dyn Store>,
     health: HealthReporter,
+    services: Services,
     ready: Readiness,
     mut last: ServingStatus,
 ) {
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
-        last = check(store.as_ref(), &health, &ready, Some(last)).await;
+        last = check(store.as_ref(), &health, &services, &ready, Some(last)).await;
     }
 }
 
@@ -102,6 +113,7 @@ async fn watch_database(
 async fn check(
     store: &dyn Store,
     health: &HealthReporter,
+    services: &[String],
     ready: &Readiness,
     last: Option<ServingStatus>,
 ) -> ServingStatus {
@@ -113,7 +125,7 @@ async fn check(
         ServingStatus::NotServing
     };
     if last != Some(status) {
-        for service in HEALTH_SERVICES {
+        for service in services {
             health.set_service_status(service, status).await;
         }
         if last.is_some() {

@@ -99,7 +99,8 @@ impl Middleware for Ingress {
                 // No RPC: the plain HTTP endpoints, 404s and 405s.
                 return inner.call(request).await;
             };
-            let caller = Caller::check(&this.auth, &path, request.headers()).await;
+            let caller =
+                Caller::check(&this.auth, this.rpcs.access(&path), request.headers()).await;
             let admitted = matches!(caller, Caller::Known(_));
             request.extensions_mut().insert(caller);
             let streaming = this

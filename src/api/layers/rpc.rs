@@ -17,6 +17,7 @@ use tonic::Status;
 use tonic::body::Body;
 use tower::Service;
 
+use super::rpcs::Rpcs;
 use super::{BoxFuture, Middleware, MiddlewareLayer};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -54,18 +55,20 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 /// One server span and a deadline for every RPC.
 #[derive(Clone)]
 pub struct Rpc {
+    rpcs: Rpcs,
     timeout: Duration,
-    /// Methods (by path) that get a timeout of their own.
-    own_timeouts: std::sync::Arc<[(&'static str, Duration)]>,
+    /// For the RPCs that wait for models (the catalog says which).
+    prompt_timeout: Duration,
 }
 
 pub type RpcLayer = MiddlewareLayer<Rpc>;
 
 impl RpcLayer {
-    pub fn new(timeout: Duration, own_timeouts: Vec<(&'static str, Duration)>) -> Self {
+    pub fn new(rpcs: Rpcs, timeout: Duration, prompt_timeout: Duration) -> Self {
         MiddlewareLayer(Rpc {
+            rpcs,
             timeout,
-            own_timeouts: own_timeouts.into(),
+            prompt_timeout,
         })
     }
 }
@@ -133,11 +136,10 @@ impl Middleware for Rpc {
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout);
-        let timeout = self
-            .own_timeouts
-            .iter()
-            .find(|(p, _)| *p == path)
-            .map_or(self.timeout, |(_, t)| *t);
+        let timeout = match self.rpcs.get(path) {
+            Some(rpc) if rpc.prompt_deadline => self.prompt_timeout,
+            _ => self.timeout,
+        };
         let deadline = deadline.map_or(timeout, |t| (t - t / 20).min(timeout));
         request
             .extensions_mut()

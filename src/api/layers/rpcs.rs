@@ -1,5 +1,9 @@
-//! The RPCs of the descriptor sets, by gRPC path: what the layers that
-//! decode messages themselves (Connect, gRPC-Web's JSON mode) need to know.
+//! The RPC catalog: every RPC of the descriptor sets by gRPC path, with
+//! the facts each layer acts on, read once at start-up from the proto: how
+//! its messages flow (`stream`), whether it has side effects
+//! (`idempotency_level`), and from the `practice.v1.rpc` and
+//! `practice.v1.service` options who may call it and which deadline it
+//! gets. Adding an RPC is writing it in the proto and implementing it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,11 +34,75 @@ pub struct Rpc {
     pub output: MessageDescriptor,
     /// `idempotency_level = NO_SIDE_EFFECTS`: may be called with GET.
     pub no_side_effects: bool,
+    /// Who may call it.
+    pub access: Access,
+    /// It waits for models: the prompt timeout, not the request timeout.
+    pub prompt_deadline: bool,
     /// The request rules of the RPC's descriptor set.
     rules: Arc<Rules>,
 }
 
+/// Who may call an RPC (`practice.v1.Access`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Health and reflection.
+    Public,
+    /// A user RPC: `sub` must be a user id.
+    User,
+    /// An internal RPC: the `practice:admin` scope.
+    Admin,
+}
+
+/// An RPC's `practice.v1` options, or its service's.
+struct Facts {
+    access: Option<Access>,
+    prompt_deadline: bool,
+}
+
+impl Facts {
+    fn of(method: &prost_reflect::MethodDescriptor) -> Result<Self, String> {
+        let pool = method.parent_pool();
+        let option = |options: DynamicMessage, name: &str, field: &str| {
+            let ext = pool.get_extension_by_name(name)?;
+            if !options.has_extension(&ext) {
+                return None;
+            }
+            let facts = options.get_extension(&ext);
+            facts
+                .as_message()?
+                .get_field_by_name(field)?
+                .as_enum_number()
+        };
+        let access = option(method.options(), "practice.v1.rpc", "access")
+            .filter(|n| *n != 0)
+            .or_else(|| {
+                option(
+                    method.parent_service().options(),
+                    "practice.v1.service",
+                    "access",
+                )
+            })
+            .map(|n| match n {
+                1 => Ok(Access::Public),
+                2 => Ok(Access::User),
+                3 => Ok(Access::Admin),
+                other => Err(format!("{}: unknown access {other}", method.full_name())),
+            })
+            .transpose()?;
+        let deadline = option(method.options(), "practice.v1.rpc", "deadline");
+        Ok(Self {
+            access,
+            prompt_deadline: deadline == Some(1),
+        })
+    }
+}
+
 impl Rpc {
+    /// The request rules of the RPC's descriptor set.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
     /// A canonical proto3 JSON request to its binary encoding. Unknown
     /// fields are ignored, as Connect's and gRPC-Web's own servers do.
     pub fn json_to_proto(&self, bytes: &[u8]) -> Result<Bytes, Status> {
@@ -77,18 +145,26 @@ impl Rpc {
 pub struct Rpcs(Arc<HashMap<String, Rpc>>);
 
 impl Rpcs {
-    /// Every RPC of these encoded descriptor sets.
-    pub fn from_descriptor_sets(sets: &[&[u8]]) -> Result<Self, String> {
+    /// The RPCs of our encoded descriptor set, each of which must say who
+    /// may call it, and of the public services' (health, reflection).
+    pub fn new(ours: &[u8], public: &[&[u8]]) -> Result<Self, String> {
         let mut rpcs = HashMap::new();
-        for set in sets {
-            let pool = DescriptorPool::decode(*set).map_err(|e| e.to_string())?;
+        for (set, default) in
+            std::iter::once((ours, None)).chain(public.iter().map(|p| (*p, Some(Access::Public))))
+        {
+            let pool = DescriptorPool::decode(set).map_err(|e| e.to_string())?;
             let rules = Arc::new(Rules::from_pool(&pool)?);
-            Self::add(&pool, &rules, &mut rpcs);
+            Self::add(&pool, &rules, default, &mut rpcs)?;
         }
         Ok(Self(Arc::new(rpcs)))
     }
 
-    fn add(pool: &DescriptorPool, rules: &Arc<Rules>, rpcs: &mut HashMap<String, Rpc>) {
+    fn add(
+        pool: &DescriptorPool,
+        rules: &Arc<Rules>,
+        default: Option<Access>,
+        rpcs: &mut HashMap<String, Rpc>,
+    ) -> Result<(), String> {
         for service in pool.services() {
             for method in service.methods() {
                 let shape = match (method.is_client_streaming(), method.is_server_streaming()) {
@@ -102,6 +178,14 @@ impl Rpcs {
                     .as_ref()
                     .and_then(|o| o.idempotency_level)
                     == Some(IdempotencyLevel::NoSideEffects as i32);
+                let facts = Facts::of(&method)?;
+                let access = facts.access.or(default).ok_or_else(|| {
+                    format!(
+                        "{}: say who may call it with option (practice.v1.rpc).access \
+                         or (practice.v1.service).access",
+                        method.full_name()
+                    )
+                })?;
                 rpcs.insert(
                     format!("/{}/{}", service.full_name(), method.name()),
                     Rpc {
@@ -109,11 +193,39 @@ impl Rpcs {
                         input: method.input(),
                         output: method.output(),
                         no_side_effects,
+                        access,
+                        prompt_deadline: facts.prompt_deadline,
                         rules: rules.clone(),
                     },
                 );
             }
         }
+        Ok(())
+    }
+
+    /// Who may call `path`: a path that names no RPC needs a user, like
+    /// any other.
+    pub fn access(&self, path: &str) -> Access {
+        self.get(path).map_or(Access::User, |rpc| rpc.access)
+    }
+
+    /// The services that need a caller: the ones whose health follows the
+    /// database's.
+    pub fn guarded_services(&self) -> Vec<String> {
+        let mut services: Vec<String> = self
+            .0
+            .iter()
+            .filter(|(_, rpc)| rpc.access != Access::Public)
+            .filter_map(|(path, _)| Some(path.strip_prefix('/')?.split_once('/')?.0.to_owned()))
+            .collect();
+        services.sort();
+        services.dedup();
+        services
+    }
+
+    /// Every RPC, by gRPC path.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Rpc)> {
+        self.0.iter().map(|(path, rpc)| (path.as_str(), rpc))
     }
 
     /// The unary RPC at `path`, if there is one.
@@ -123,5 +235,51 @@ impl Rpcs {
 
     pub fn get(&self, path: &str) -> Option<&Rpc> {
         self.0.get(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::FILE_DESCRIPTOR_SET;
+
+    #[test]
+    fn the_catalog_reads_each_rpcs_facts_from_the_proto() {
+        let rpcs = Rpcs::new(
+            FILE_DESCRIPTOR_SET,
+            &[tonic_health::pb::FILE_DESCRIPTOR_SET],
+        )
+        .unwrap();
+        let rpc = |path: &str| rpcs.get(path).unwrap();
+        let create = rpc("/practice.v1.PracticeService/CreateSession");
+        assert_eq!(
+            (create.access, create.prompt_deadline),
+            (Access::User, false)
+        );
+        let prompt = rpc("/practice.v1.PracticeService/SendPrompt");
+        assert_eq!(
+            (prompt.shape, prompt.prompt_deadline),
+            (Shape::ServerStream, true)
+        );
+        assert!(rpc("/practice.v1.PracticeService/GetSession").no_side_effects);
+        assert_eq!(
+            rpc("/practice.v1.CatalogService/UpsertClass").access,
+            Access::Admin
+        );
+        assert_eq!(rpcs.access("/grpc.health.v1.Health/Check"), Access::Public);
+        assert_eq!(rpcs.access("/unknown.Service/Method"), Access::User);
+        assert_eq!(
+            rpcs.guarded_services(),
+            ["practice.v1.CatalogService", "practice.v1.PracticeService"]
+        );
+    }
+
+    #[test]
+    fn an_rpc_that_does_not_say_who_may_call_it_stops_the_start() {
+        // The health service's own descriptors, taken as ours: no access.
+        let err = Rpcs::new(tonic_health::pb::FILE_DESCRIPTOR_SET, &[])
+            .err()
+            .unwrap();
+        assert!(err.contains("grpc.health.v1.Health.Check"), "{err}");
     }
 }

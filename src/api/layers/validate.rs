@@ -9,19 +9,18 @@
 //! and a message that can't be decoded is refused with a plain message
 //! rather than the decoder's.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::{Request, Response};
 use http_body_util::Full;
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, ReflectMessage, Value};
+use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 use tonic::Status;
 use tonic::body::Body;
 use tower::Service;
 
+use super::rpcs::{self, Rpcs};
 use super::{BoxFuture, Middleware, MiddlewareLayer, unary};
-use crate::api::validation::Rules;
 use crate::error::{Error, MAX_VIOLATIONS};
 
 /// The deepest nesting of free-form objects and lists a request may carry.
@@ -85,31 +84,15 @@ pub fn holds_too_many_json_values(bytes: &[u8]) -> bool {
 pub struct Validate(Arc<Inner>);
 
 struct Inner {
-    /// The request type of each RPC that takes one message, by gRPC path.
-    inputs: HashMap<String, MessageDescriptor>,
-    rules: Rules,
+    rpcs: Rpcs,
     body_limit: usize,
 }
 
 pub type ValidateLayer = MiddlewareLayer<Validate>;
 
 impl ValidateLayer {
-    pub fn new(descriptors: &[u8], body_limit: usize) -> Result<Self, String> {
-        let pool = DescriptorPool::decode(descriptors).map_err(|e| e.to_string())?;
-        let mut inputs = HashMap::new();
-        for service in pool.services() {
-            for method in service.methods().filter(|m| !m.is_client_streaming()) {
-                inputs.insert(
-                    format!("/{}/{}", service.full_name(), method.name()),
-                    method.input(),
-                );
-            }
-        }
-        Ok(MiddlewareLayer(Validate(Arc::new(Inner {
-            inputs,
-            rules: Rules::from_pool(&pool)?,
-            body_limit,
-        }))))
+    pub fn new(rpcs: Rpcs, body_limit: usize) -> Self {
+        MiddlewareLayer(Validate(Arc::new(Inner { rpcs, body_limit })))
     }
 }
 
@@ -119,9 +102,17 @@ impl Middleware for Validate {
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
         S::Future: Send + 'static,
     {
-        let Some(input) = self.0.inputs.get(request.uri().path()).cloned() else {
+        // Client-streaming RPCs take no one message to check.
+        let path = request.uri().path();
+        if self
+            .0
+            .rpcs
+            .get(path)
+            .is_none_or(|rpc| rpc.shape == rpcs::Shape::ClientStream)
+        {
             return Box::pin(inner.call(request));
-        };
+        }
+        let path = path.to_owned();
         let this = self.0.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
@@ -132,7 +123,7 @@ impl Middleware for Validate {
             // A compressed or malformed frame is left to the gRPC server,
             // which refuses it.
             if let Ok(message) = unary::first_message(&bytes)
-                && let Err(err) = this.check(input, message)
+                && let Err(err) = this.check(&path, message)
             {
                 return Ok(Status::from(err).into_http());
             }
@@ -143,8 +134,10 @@ impl Middleware for Validate {
 }
 
 impl Inner {
-    fn check(&self, input: MessageDescriptor, bytes: bytes::Bytes) -> Result<(), Error> {
-        if let Some(violation) = self.rules.oversized_list(&input, &bytes) {
+    fn check(&self, path: &str, bytes: bytes::Bytes) -> Result<(), Error> {
+        let rpc = self.rpcs.get(path).expect("checked before");
+        let input = rpc.input.clone();
+        if let Some(violation) = rpc.rules().oversized_list(&input, &bytes) {
             return Err(Error::invalid(vec![violation]));
         }
         let message = DynamicMessage::decode(input, bytes).map_err(|_| {
@@ -161,7 +154,7 @@ impl Inner {
         }
         // One more than are listed, so the error can say there were more;
         // the search stops there, whatever the input's size.
-        let violations = self.rules.check(&message, MAX_VIOLATIONS + 1);
+        let violations = rpc.rules().check(&message, MAX_VIOLATIONS + 1);
         if violations.is_empty() {
             Ok(())
         } else {

@@ -22,8 +22,10 @@ const PROTO: &str = r#"
 syntax = "proto3";
 package test.v1;
 import "google/api/annotations.proto";
+import "practice/v1/rpc.proto";
 
 service Echo {
+  option (practice.v1.service).access = ACCESS_USER;
   rpc Update(UpdateRequest) returns (UpdateRequest) {
     option (google.api.http) = {
       patch: "/v1/{name=shelves/*/books/*}"
@@ -78,7 +80,7 @@ async fn echo_stack()
         ClaimRules::default(),
     ));
     let transcoder = Arc::new(Transcoder::new(&descriptors, 4096).unwrap());
-    let rpcs = crate::api::layers::rpcs::Rpcs::from_descriptor_sets(&[&descriptors]).unwrap();
+    let rpcs = crate::api::layers::rpcs::Rpcs::new(&descriptors, &[]).unwrap();
     let ingress = crate::api::layers::ingress::IngressLayer::new(
         auth,
         rpcs,
