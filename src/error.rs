@@ -194,41 +194,25 @@ pub fn retry_after_secs(status: &tonic::Status) -> Option<u64> {
     Some(delay.as_secs() + u64::from(delay.subsec_nanos() > 0))
 }
 
-/// Database failures: "can't reach it" is retryable UNAVAILABLE; anything
-/// else is a bug or a broken schema and stays internal.
+/// Database failures, as `store::failure` sorts them.
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
-        match &err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                tracing::warn!(error = %err, "database unavailable");
+        use crate::store::failure::{Failure, classify};
+        let failure = classify(&err);
+        if failure != Failure::Other {
+            tracing::warn!(error = %err, ?failure, "database failure");
+        }
+        match failure {
+            Failure::Race => Error::Aborted(
+                "the change kept conflicting with concurrent changes; try again".into(),
+            ),
+            Failure::Busy | Failure::Unreachable => {
                 Error::Unavailable("the database is unavailable; try again shortly".into())
             }
-            sqlx::Error::Tls(_) => {
-                tracing::warn!(error = %err, "database unavailable");
-                Error::Unavailable("the database is unavailable; try again shortly".into())
+            Failure::TimedOut => {
+                Error::DeadlineExceeded("the database took too long; try again".into())
             }
-            sqlx::Error::Database(db) => {
-                let code = db.code().unwrap_or_default();
-                match code.as_ref() {
-                    // PostgreSQL: statement_timeout.
-                    "57014" => {
-                        tracing::warn!(error = %err, "database statement timed out");
-                        Error::DeadlineExceeded("the database took too long; try again".into())
-                    }
-                    // Shutting down, starting up, connection failures, too
-                    // many connections; SQLite: busy or locked past the wait.
-                    "57P01" | "57P02" | "57P03" | "53300" | "5" | "6" | "517" => {
-                        tracing::warn!(error = %err, "database unavailable");
-                        Error::Unavailable("the database is unavailable; try again shortly".into())
-                    }
-                    c if c.starts_with("08") => {
-                        tracing::warn!(error = %err, "database unavailable");
-                        Error::Unavailable("the database is unavailable; try again shortly".into())
-                    }
-                    _ => Error::Internal(err.into()),
-                }
-            }
-            _ => Error::Internal(err.into()),
+            Failure::Other => Error::Internal(err.into()),
         }
     }
 }

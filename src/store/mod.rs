@@ -11,6 +11,7 @@
 
 mod conversation;
 mod dialect;
+pub mod failure;
 mod group_commit;
 mod json_param;
 mod options;
@@ -95,13 +96,9 @@ impl StoreError {
     }
 }
 
-/// PostgreSQL's SQLSTATEs and SQLite's numeric codes don't overlap, so one
-/// classification serves both backends.
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        let conflict = matches!(&e, sqlx::Error::Database(db)
-            if db.code().is_some_and(|c| matches!(c.as_ref(), "40001" | "40P01" | "55P03" | "25P02" | "5" | "517")));
-        if conflict {
+        if failure::classify(&e).is_conflict() {
             StoreError::Conflict(e)
         } else {
             StoreError::Db(e)
