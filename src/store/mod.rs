@@ -421,9 +421,9 @@ pub trait WriteTx: Send {
     ) -> Result<(), StoreError>;
 
     /// Replaces the few-shot links with these examples, in order. Only
-    /// after `touch_session_settings` in the same transaction: that lock is
-    /// what makes a concurrent delete of the session wait and then remove
-    /// these links (on PostgreSQL no foreign key does; migration 0008).
+    /// after `touch_session_settings` in the same transaction: that lock
+    /// makes a concurrent delete of the session wait, and then its cascade
+    /// removes these links.
     async fn replace_links(
         &mut self,
         setting_id: i64,

@@ -102,8 +102,8 @@ const EXAMPLE_OWNERS: &str = "\
 SELECT example_id, user_id FROM examples WHERE example_id = ANY($1) AND deleted_at IS NULL";
 
 /// All of a new session's rows in one statement (data-modifying CTEs): one
-/// round trip instead of six. The new rows carry no foreign keys to each
-/// other: this statement is what writes them together (migration 0008).
+/// round trip instead of six. The foreign keys of the new rows to the
+/// session are checked at the end of the statement, when it is written.
 const INSERT_SESSION: &str = "\
 WITH s AS (
     INSERT INTO practice_sessions
