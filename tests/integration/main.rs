@@ -44,6 +44,7 @@ mod sessions;
 mod shutdown;
 mod slow_bodies;
 mod sqlite_wal;
+mod store_contract;
 mod tls;
 mod transcode_fuzz;
 mod usage_limits;
