@@ -400,6 +400,10 @@ fn server_settings(args: &Args) -> Vec<(&'static str, String)> {
         ),
         ("PRACTICE_GROUP_COMMIT", args.group_commit.clone()),
         ("PRACTICE_PG_WRITE_LANES", args.pg_write_lanes.to_string()),
+        // The lease's renewal is a write every few seconds: on SQLite it
+        // would make a naive baseline's read-then-write transaction fail
+        // with SQLITE_BUSY_SNAPSHOT, ending the run. A run holds one lease.
+        ("PRACTICE_LEASE_MS", "3600000".into()),
     ]
 }
 
