@@ -13,7 +13,7 @@ mod server;
 mod two_users;
 
 // The test suite's throwaway PostgreSQL cluster, shared rather than copied.
-#[path = "../../../tests/common/pg.rs"]
+#[path = "../../tests/common/pg.rs"]
 #[allow(dead_code)]
 mod pg;
 
