@@ -60,31 +60,9 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<PgStore, Error
 /// outside any group, where it waits as long as it must.
 const GROUP_BEGIN: &str = "BEGIN; SET LOCAL lock_timeout = '100ms'";
 
-/// The class (`$3`) with its enabled models, the project (`$4`) with its
-/// class, and the knowledge items (`$5`) that the caller (`$2`) may see,
-/// tagged by part (see `rows::RefRow`). `$1` is the agent of
-/// `sql::AGENT_WITH_EXAMPLES`, beside it in `REFERENCES`.
-const VISIBLE_REFS: &str = "\
-WITH mine AS (
-    SELECT m.class_id FROM class_members m JOIN classes c ON c.class_id = m.class_id
-    WHERE m.user_id = $2 AND c.deleted_at IS NULL
-)
-SELECT CAST(1 AS BIGINT) AS part, cm.position AS pos, CAST(NULL AS BIGINT) AS ref_id,
-       cm.model_name
-FROM mine LEFT JOIN class_models cm ON cm.class_id = mine.class_id AND cm.enabled
-WHERE mine.class_id = $3
-UNION ALL
-SELECT 2, 0, p.class_id, NULL FROM projects p
-WHERE p.project_id = $4 AND p.deleted_at IS NULL
-  AND (p.owner_user_id = $2 OR p.class_id IN (SELECT class_id FROM mine))
-UNION ALL
-SELECT 3, 0, k.knowledge_id, NULL FROM knowledge_items k
-WHERE k.knowledge_id = ANY($5) AND k.deleted_at IS NULL
-  AND (k.owner_user_id = $2
-       OR k.class_id IN (SELECT class_id FROM mine)
-       OR k.project_id IN (SELECT p.project_id FROM projects p WHERE p.deleted_at IS NULL
-                           AND (p.owner_user_id = $2 OR p.class_id IN (SELECT class_id FROM mine))))
-ORDER BY 1, 2";
+/// The visible references (`sql::visible_refs`), `$5` an array of ids.
+static VISIBLE_REFS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| sql::visible_refs("k.knowledge_id = ANY($5)"));
 
 /// The visible references and the agent in one statement: each round trip
 /// holds up the write lane it runs in. A full join on `false` keeps every
@@ -92,8 +70,9 @@ ORDER BY 1, 2";
 /// with a `part` is a reference and one without is the agent's.
 static REFERENCES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "WITH refs AS (\n{VISIBLE_REFS}\n), agent AS (\n{}\n)\n\
+        "WITH refs AS (\n{}\n), agent AS (\n{}\n)\n\
          SELECT * FROM refs FULL JOIN agent ON false ORDER BY part, pos, example_position",
+        *VISIBLE_REFS,
         sql::AGENT_WITH_EXAMPLES
     )
 });

@@ -464,3 +464,35 @@ pub fn delete_catalog(kind: super::CatalogKind) -> &'static str {
         super::CatalogKind::Agent => DELETE_AGENT,
     }
 }
+
+/// The class (`$3`) with its enabled models, the project (`$4`) with its
+/// class, and the knowledge items (`$5`) that the caller (`$2`) may see,
+/// tagged by part (see `rows::RefRow`): who may use what, in one query for
+/// both databases. `in_list` is the dialect's way to say that
+/// `k.knowledge_id` is one of `$5`. `$1` is the agent of
+/// `AGENT_WITH_EXAMPLES`, sent with it.
+pub fn visible_refs(in_list: &str) -> String {
+    format!(
+        "\
+WITH mine AS (
+    SELECT m.class_id FROM class_members m JOIN classes c ON c.class_id = m.class_id
+    WHERE m.user_id = $2 AND c.deleted_at IS NULL
+)
+SELECT CAST(1 AS BIGINT) AS part, cm.position AS pos, CAST(NULL AS BIGINT) AS ref_id,
+       cm.model_name
+FROM mine LEFT JOIN class_models cm ON cm.class_id = mine.class_id AND cm.enabled
+WHERE mine.class_id = $3
+UNION ALL
+SELECT 2, 0, p.class_id, NULL FROM projects p
+WHERE p.project_id = $4 AND p.deleted_at IS NULL
+  AND (p.owner_user_id = $2 OR p.class_id IN (SELECT class_id FROM mine))
+UNION ALL
+SELECT 3, 0, k.knowledge_id, NULL FROM knowledge_items k
+WHERE {in_list} AND k.deleted_at IS NULL
+  AND (k.owner_user_id = $2
+       OR k.class_id IN (SELECT class_id FROM mine)
+       OR k.project_id IN (SELECT p.project_id FROM projects p WHERE p.deleted_at IS NULL
+                           AND (p.owner_user_id = $2 OR p.class_id IN (SELECT class_id FROM mine))))
+ORDER BY 1, 2"
+    )
+}

@@ -126,30 +126,10 @@ async fn checkpoint_in_background(pool: SqlitePool) {
     }
 }
 
-/// The class (`$3`) with its enabled models, the project (`$4`) with its
-/// class, and the knowledge items (`$5`, a JSON array) that the caller
-/// (`$2`) may see, tagged by part (see `rows::RefRow`). `$1` is the agent
-/// of `sql::AGENT_WITH_EXAMPLES`, which runs before it in `REFERENCES`.
-const VISIBLE_REFS: &str = "\
-WITH mine AS (
-    SELECT m.class_id FROM class_members m JOIN classes c ON c.class_id = m.class_id
-    WHERE m.user_id = $2 AND c.deleted_at IS NULL
-)
-SELECT 1 AS part, cm.position AS pos, NULL AS ref_id, cm.model_name
-FROM mine LEFT JOIN class_models cm ON cm.class_id = mine.class_id AND cm.enabled
-WHERE mine.class_id = $3
-UNION ALL
-SELECT 2, 0, p.class_id, NULL FROM projects p
-WHERE p.project_id = $4 AND p.deleted_at IS NULL
-  AND (p.owner_user_id = $2 OR p.class_id IN (SELECT class_id FROM mine))
-UNION ALL
-SELECT 3, 0, k.knowledge_id, NULL FROM knowledge_items k
-WHERE k.knowledge_id IN (SELECT value FROM json_each($5)) AND k.deleted_at IS NULL
-  AND (k.owner_user_id = $2
-       OR k.class_id IN (SELECT class_id FROM mine)
-       OR k.project_id IN (SELECT p.project_id FROM projects p WHERE p.deleted_at IS NULL
-                           AND (p.owner_user_id = $2 OR p.class_id IN (SELECT class_id FROM mine))))
-ORDER BY 1, 2";
+/// The visible references (`sql::visible_refs`), `$5` a JSON array of ids.
+static VISIBLE_REFS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    sql::visible_refs("k.knowledge_id IN (SELECT value FROM json_each($5))")
+});
 
 const EXAMPLE_OWNERS: &str = "\
 SELECT example_id, user_id FROM examples
@@ -159,7 +139,7 @@ WHERE example_id IN (SELECT value FROM json_each($1)) AND deleted_at IS NULL";
 /// call is a hop to the connection's thread and back, which costs more
 /// than either query.
 static REFERENCES: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| format!("{};\n{VISIBLE_REFS}", sql::AGENT_WITH_EXAMPLES));
+    std::sync::LazyLock::new(|| format!("{};\n{}", sql::AGENT_WITH_EXAMPLES, *VISIBLE_REFS));
 
 /// One INSERT into the `new_sessions` view writes every row of a new session
 /// (its trigger is in migrations/sqlite/0002), then a SELECT reads the ids
