@@ -18,11 +18,14 @@ use practice_service::store::{Store, StoreOptions};
 use prost::Message;
 use tonic::transport::Channel;
 
+use super::careful::Careful;
 use super::{KNOWLEDGE, SECRET, USERS, naive};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
-    /// The obvious statements, one at a time, through sqlx (`naive.rs`).
+    /// The obvious statements, one at a time: on SQLite on one rusqlite
+    /// connection, the whole create on its thread (`careful.rs`); on
+    /// PostgreSQL through sqlx (`naive.rs`).
     Naive,
     Raw,
     Grpc,
@@ -35,7 +38,7 @@ pub enum Protocol {
 impl Protocol {
     pub fn name(self) -> &'static str {
         match self {
-            Protocol::Naive => "naive SQL (sqlx, no RPC)",
+            Protocol::Naive => "naive SQL (no RPC)",
             Protocol::Raw => "raw (store, no RPC)",
             Protocol::Grpc => "grpc",
             Protocol::GrpcWeb => "grpc-web",
@@ -123,7 +126,7 @@ fn call(run: &str, i: u64) -> Call {
 }
 
 pub enum Target {
-    NaiveSqlite(sqlx::SqlitePool),
+    NaiveSqlite(Careful),
     NaivePostgres(sqlx::PgPool),
     /// The create use case on the store, with no RPC in between.
     Raw(PracticeService),
@@ -215,21 +218,11 @@ impl Target {
     /// many as the service's on PostgreSQL; the service's journal mode and
     /// durability on SQLite, none of its other tuning.
     pub async fn naive(url: &str, store: &StoreOptions) -> anyhow::Result<Self> {
-        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
         if url.starts_with("sqlite:") {
-            let options = url
-                .parse::<SqliteConnectOptions>()?
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(match store.sync_every_commit {
-                    true => SqliteSynchronous::Full,
-                    false => SqliteSynchronous::Normal,
-                })
-                .foreign_keys(true);
-            let pool = sqlx::pool::PoolOptions::new()
-                .max_connections(1)
-                .connect_with(options)
-                .await?;
-            Ok(Target::NaiveSqlite(pool))
+            Ok(Target::NaiveSqlite(Careful::open(
+                url,
+                store.sync_every_commit,
+            )?))
         } else {
             let pool = sqlx::pool::PoolOptions::new()
                 .max_connections(store.max_connections)
@@ -242,7 +235,7 @@ impl Target {
     async fn one(&self, run: &str, i: u64) -> anyhow::Result<()> {
         let c = call(run, i);
         match self {
-            Target::NaiveSqlite(pool) => naive::create(pool, &c).await.map(drop),
+            Target::NaiveSqlite(careful) => careful.create(&c).await.map(drop),
             Target::NaivePostgres(pool) => naive::create(pool, &c).await.map(drop),
             Target::Raw(service) => {
                 let input = CreateSessionInput {

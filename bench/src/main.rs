@@ -5,6 +5,7 @@
 //!
 //! `cargo run --release --bin practice-bench -- --help`
 
+mod careful;
 mod databases;
 mod load;
 mod naive;

@@ -1,10 +1,11 @@
-//! The naive-SQL baseline: the same create as the obvious sequence of
-//! single statements through sqlx, on the same database, as a
+//! The naive-SQL baseline on PostgreSQL: the same create as the obvious
+//! sequence of single statements through sqlx, on the same database, as a
 //! straightforward implementation would write it: read the class
 //! membership, the class's models, each knowledge item, the agent and its
 //! examples; then insert one row at a time; one transaction. No
-//! idempotency key. On SQLite it runs on one connection, as an embedded
-//! program would; on PostgreSQL on a pool like the service's.
+//! idempotency key. On a pool like the service's. (SQLite's baseline is
+//! `careful.rs`: through sqlx each statement would be a hop to its
+//! connection thread, which measures sqlx rather than SQLite.)
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
