@@ -99,14 +99,12 @@ impl Middleware for Ingress {
                 // No RPC: the plain HTTP endpoints, 404s and 405s.
                 return inner.call(request).await;
             };
-            let caller =
-                Caller::check(&this.auth, this.rpcs.access(&path), request.headers()).await;
+            let rpc = this.rpcs.get(&path);
+            let streaming = rpc.is_some_and(|rpc| rpc.shape == Shape::ClientStream);
+            let access = this.rpcs.access(&path);
+            let caller = Caller::check(&this.auth, access, request.headers()).await;
             let admitted = matches!(caller, Caller::Known(_));
             request.extensions_mut().insert(caller);
-            let streaming = this
-                .rpcs
-                .get(&path)
-                .is_some_and(|r| r.shape == Shape::ClientStream);
             if !admitted || streaming || request.body().is_end_stream() {
                 return inner.call(request).await;
             }

@@ -142,7 +142,7 @@ impl Rpc {
 }
 
 #[derive(Clone)]
-pub struct Rpcs(Arc<HashMap<String, Rpc>>);
+pub struct Rpcs(Arc<HashMap<String, Arc<Rpc>>>);
 
 impl Rpcs {
     /// The RPCs of our encoded descriptor set, each of which must say who
@@ -163,7 +163,7 @@ impl Rpcs {
         pool: &DescriptorPool,
         rules: &Arc<Rules>,
         default: Option<Access>,
-        rpcs: &mut HashMap<String, Rpc>,
+        rpcs: &mut HashMap<String, Arc<Rpc>>,
     ) -> Result<(), String> {
         for service in pool.services() {
             for method in service.methods() {
@@ -188,7 +188,7 @@ impl Rpcs {
                 })?;
                 rpcs.insert(
                     format!("/{}/{}", service.full_name(), method.name()),
-                    Rpc {
+                    Arc::new(Rpc {
                         shape,
                         input: method.input(),
                         output: method.output(),
@@ -196,7 +196,7 @@ impl Rpcs {
                         access,
                         prompt_deadline: facts.prompt_deadline,
                         rules: rules.clone(),
-                    },
+                    }),
                 );
             }
         }
@@ -223,17 +223,12 @@ impl Rpcs {
         services
     }
 
-    /// Every RPC, by gRPC path.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Rpc)> {
-        self.0.iter().map(|(path, rpc)| (path.as_str(), rpc))
-    }
-
     /// The unary RPC at `path`, if there is one.
-    pub fn unary(&self, path: &str) -> Option<&Rpc> {
+    pub fn unary(&self, path: &str) -> Option<&Arc<Rpc>> {
         self.get(path).filter(|r| r.shape == Shape::Unary)
     }
 
-    pub fn get(&self, path: &str) -> Option<&Rpc> {
+    pub fn get(&self, path: &str) -> Option<&Arc<Rpc>> {
         self.0.get(path)
     }
 }

@@ -19,7 +19,7 @@ use tonic::Status;
 use tonic::body::Body;
 use tower::Service;
 
-use super::rpcs::{self, Rpcs};
+use super::rpcs::{self, Rpc, Rpcs};
 use super::{BoxFuture, Middleware, MiddlewareLayer, unary};
 use crate::error::{Error, MAX_VIOLATIONS};
 
@@ -103,16 +103,13 @@ impl Middleware for Validate {
         S::Future: Send + 'static,
     {
         // Client-streaming RPCs take no one message to check.
-        let path = request.uri().path();
-        if self
-            .0
-            .rpcs
-            .get(path)
-            .is_none_or(|rpc| rpc.shape == rpcs::Shape::ClientStream)
-        {
+        let rpc = self.0.rpcs.get(request.uri().path());
+        let Some(rpc) = rpc
+            .filter(|rpc| rpc.shape != rpcs::Shape::ClientStream)
+            .cloned()
+        else {
             return Box::pin(inner.call(request));
-        }
-        let path = path.to_owned();
+        };
         let this = self.0.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
@@ -123,7 +120,7 @@ impl Middleware for Validate {
             // A compressed or malformed frame is left to the gRPC server,
             // which refuses it.
             if let Ok(message) = unary::first_message(&bytes)
-                && let Err(err) = this.check(&path, message)
+                && let Err(err) = check(&rpc, message)
             {
                 return Ok(Status::from(err).into_http());
             }
@@ -133,33 +130,32 @@ impl Middleware for Validate {
     }
 }
 
-impl Inner {
-    fn check(&self, path: &str, bytes: bytes::Bytes) -> Result<(), Error> {
-        let rpc = self.rpcs.get(path).expect("checked before");
-        let input = rpc.input.clone();
-        if let Some(violation) = rpc.rules().oversized_list(&input, &bytes) {
-            return Err(Error::invalid(vec![violation]));
-        }
-        let message = DynamicMessage::decode(input, bytes).map_err(|_| {
-            Error::invalid_field(
-                "",
-                "the request message could not be decoded: it is malformed, or nests \
+/// The request rules of `rpc` on its encoded request message: the size
+/// rules on the wire first, then the rest on the decoded message.
+fn check(rpc: &Rpc, bytes: bytes::Bytes) -> Result<(), Error> {
+    let input = rpc.input.clone();
+    if let Some(violation) = rpc.rules().oversized_list(&input, &bytes) {
+        return Err(Error::invalid(vec![violation]));
+    }
+    let message = DynamicMessage::decode(input, bytes).map_err(|_| {
+        Error::invalid_field(
+            "",
+            "the request message could not be decoded: it is malformed, or nests \
                  more deeply than the server accepts",
-            )
-        })?;
-        let mut shape = Shape::default();
-        shape.walk(&message, 0);
-        if shape.deepest > MAX_NESTING {
-            return Err(Error::invalid_field("", nested_too_deeply()));
-        }
-        // One more than are listed, so the error can say there were more;
-        // the search stops there, whatever the input's size.
-        let violations = rpc.rules().check(&message, MAX_VIOLATIONS + 1);
-        if violations.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::invalid(violations))
-        }
+        )
+    })?;
+    let mut shape = Shape::default();
+    shape.walk(&message, 0);
+    if shape.deepest > MAX_NESTING {
+        return Err(Error::invalid_field("", nested_too_deeply()));
+    }
+    // One more than are listed, so the error can say there were more;
+    // the search stops there, whatever the input's size.
+    let violations = rpc.rules().check(&message, MAX_VIOLATIONS + 1);
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::invalid(violations))
     }
 }
 
