@@ -8,7 +8,7 @@
 use serde_json::{Value, json};
 
 use crate::common;
-use common::{Backend, TestApp, admin_token, token};
+use common::{Backend, HttpReply, TestApp, admin_token, token};
 
 const TEACHER: i64 = 7;
 const ME: i64 = 42;
@@ -22,6 +22,22 @@ async fn ok(app: &TestApp, method: &str, path: &str, who: &str, body: Option<Val
     } else {
         r.json()
     }
+}
+
+/// A POST with an idempotency key; it must succeed.
+async fn keyed(app: &TestApp, path: &str, who: &str, body: Value, key: &str) -> HttpReply {
+    let body = body.to_string();
+    let r = app
+        .http_with(
+            "POST",
+            path,
+            Some(who),
+            Some(&body),
+            &[("idempotency-key", key)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "POST {path}: {}", r.text);
+    r
 }
 
 async fn the_store_keeps_its_contract(backend: Backend, group_commit: &str) {
@@ -70,25 +86,22 @@ async fn the_store_keeps_its_contract(backend: Backend, group_commit: &str) {
     // Examples: insert_example (with a key, replayed), example, examples,
     // update_example, example_owners (through the agent and the links).
     let new_example = |title: &str| json!({"title": title, "input_text": "q", "output_text": "a"});
-    let first = app
-        .http_with(
-            "POST",
-            "/user/practice/examples",
-            Some(&teacher),
-            Some(&new_example("one").to_string()),
-            &[("idempotency-key", "example-1")],
-        )
-        .await;
-    assert_eq!(first.status, 200, "{}", first.text);
-    let replay = app
-        .http_with(
-            "POST",
-            "/user/practice/examples",
-            Some(&teacher),
-            Some(&new_example("one").to_string()),
-            &[("idempotency-key", "example-1")],
-        )
-        .await;
+    let first = keyed(
+        &app,
+        "/user/practice/examples",
+        &teacher,
+        new_example("one"),
+        "example-1",
+    )
+    .await;
+    let replay = keyed(
+        &app,
+        "/user/practice/examples",
+        &teacher,
+        new_example("one"),
+        "example-1",
+    )
+    .await;
     assert_eq!(replay.json()["example_id"], first.json()["example_id"]);
     let example_id = first.json()["example_id"].as_i64().unwrap();
     let mine = ok(
@@ -129,27 +142,17 @@ async fn the_store_keeps_its_contract(backend: Backend, group_commit: &str) {
     // Sessions: claim_key, references, insert_session, session.
     let create = json!({"class_id": 3, "project_id": 5, "knowledge_ids": [9], "agent_id": 4,
         "title": "Essay", "notes": "first"});
-    let created = app
-        .http_with(
-            "POST",
-            "/user/practice/sessions",
-            Some(&me),
-            Some(&create.to_string()),
-            &[("idempotency-key", "session-1")],
-        )
-        .await;
-    assert_eq!(created.status, 200, "{}", created.text);
+    let created = keyed(
+        &app,
+        "/user/practice/sessions",
+        &me,
+        create.clone(),
+        "session-1",
+    )
+    .await;
     let session = created.json();
     let id = session["session_id"].as_i64().unwrap();
-    let again = app
-        .http_with(
-            "POST",
-            "/user/practice/sessions",
-            Some(&me),
-            Some(&create.to_string()),
-            &[("idempotency-key", "session-1")],
-        )
-        .await;
+    let again = keyed(&app, "/user/practice/sessions", &me, create, "session-1").await;
     assert_eq!(again.json()["session_id"], id);
     assert_eq!(session["models"].as_array().unwrap().len(), 2);
     assert_eq!(
