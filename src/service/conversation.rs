@@ -119,13 +119,38 @@ impl ConversationService {
         }
     }
 
-    /// Refuses a prompt of `user` in a session of `class_id` whose daily
-    /// budget is spent (counted in the database: across replicas).
-    pub(super) async fn check_budgets(
+    /// Refuses new answers while the server shuts down; `what` is the
+    /// request to send again.
+    pub(super) fn ensure_open(&self, what: &str) -> Result<(), Error> {
+        if self.answers.is_open() {
+            Ok(())
+        } else {
+            Err(Error::Unavailable(format!(
+                "the server is shutting down; send the {what} again"
+            )))
+        }
+    }
+
+    /// The user's slot for `models` answers, once the day's budgets allow
+    /// them: limits come before anything is written, so a refused prompt
+    /// writes nothing.
+    pub(super) async fn admit(
         &self,
         user: UserId,
         class_id: Option<i64>,
-    ) -> Result<(), Error> {
+        models: usize,
+    ) -> Result<PromptPermit, Error> {
+        let permit = self.limiter.admit(user.get(), models)?;
+        if let Err(e) = self.check_budgets(user, class_id).await {
+            permit.refund();
+            return Err(e);
+        }
+        Ok(permit)
+    }
+
+    /// Refuses a prompt of `user` in a session of `class_id` whose daily
+    /// budget is spent (counted in the database: across replicas).
+    async fn check_budgets(&self, user: UserId, class_id: Option<i64>) -> Result<(), Error> {
         let limits = self.limiter.limits();
         let now = now_micros();
         let day = usage_day(now);
@@ -218,11 +243,7 @@ impl ConversationService {
         idempotency_key: Option<IdempotencyKey>,
         deadline: Instant,
     ) -> Result<mpsc::Receiver<PromptEvent>, Error> {
-        if !self.answers.is_open() {
-            return Err(Error::Unavailable(
-                "the server is shutting down; send the prompt again".into(),
-            ));
-        }
+        self.ensure_open("prompt")?;
         let span = tracing::info_span!(
             "db.query",
             db.system = self.store.backend(),
@@ -235,12 +256,7 @@ impl ConversationService {
             .await?
             .ok_or_else(|| Error::NotFound(format!("session {} not found", prompt.session_id)))?;
         let models = asked_models(&session, &prompt.session_model_ids)?;
-        // Limits before anything is written: a refused prompt writes nothing.
-        let permit = self.limiter.admit(user.get(), models.len())?;
-        if let Err(e) = self.check_budgets(user, session.class_id).await {
-            permit.refund();
-            return Err(e);
-        }
+        let permit = self.admit(user, session.class_id, models.len()).await?;
 
         let key = idempotency_key.as_ref().map(IdempotencyKey::as_str);
         let now = now_micros();

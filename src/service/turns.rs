@@ -41,11 +41,7 @@ impl ConversationService {
         idempotency_key: Option<IdempotencyKey>,
         deadline: Instant,
     ) -> Result<mpsc::Receiver<PromptEvent>, Error> {
-        if !self.answers.is_open() {
-            return Err(Error::Unavailable(
-                "the server is shutting down; send the request again".into(),
-            ));
-        }
+        self.ensure_open("request")?;
         let session = self
             .store
             .session(user, session_id, Responses::Skip)
@@ -56,11 +52,7 @@ impl ConversationService {
             .response(user, session_id, response_id)
             .await?
             .ok_or_else(|| missing(response_id))?;
-        let permit = self.limiter.admit(user.get(), 1)?;
-        if let Err(e) = self.check_budgets(user, session.class_id).await {
-            permit.refund();
-            return Err(e);
-        }
+        let permit = self.admit(user, session.class_id, 1).await?;
         let key = idempotency_key.as_ref().map(IdempotencyKey::as_str);
         let now = now_micros();
         let made = tx::run(|attempt| {
