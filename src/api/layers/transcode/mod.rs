@@ -14,6 +14,7 @@ mod fields;
 #[cfg(test)]
 mod generic_tests;
 pub mod json;
+pub mod json_out;
 mod layer;
 pub mod openapi;
 pub mod routes;
@@ -36,7 +37,8 @@ use self::errors::{error_response, json_response, status_response};
 use prost::Message as _;
 
 use self::fields::insert_field;
-use self::json::{JsonOut, parse_message};
+use self::json::parse_message;
+use self::json_out::JsonOut;
 use self::routes::{BodyRule, Lookup, Route, Routes};
 use self::template::Captures;
 use super::reframe::ReframedBody;

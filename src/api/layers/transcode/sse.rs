@@ -13,7 +13,7 @@ use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage, Value};
 use tonic::Status;
 
 use super::errors::status_json;
-use super::json::JsonOut;
+use super::json_out::JsonOut;
 use crate::api::layers::reframe::Reframe;
 
 /// Does the client ask for Server-Sent Events?
