@@ -40,6 +40,7 @@ use crate::error::Error;
 pub use conversation::{
     Charge, ConversationStore, ModelUsage, ResponseBudget, ResponseOutcome, ResponseSlice,
 };
+pub use failure::StoreError;
 pub use options::StoreOptions;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -68,50 +69,6 @@ pub struct TableCounts {
     pub responses: i64,
     pub idempotency_keys: i64,
     pub session_versions: i64,
-}
-
-/// A database failure, sorted by what the caller can do about it.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The transaction lost a serialization race or a deadlock, waited
-    /// for a lock past its timeout (SQLite: the write lock, past the busy
-    /// timeout; PostgreSQL: a row lock, inside a write group), or was in a
-    /// write group that another member's failure rolled back (PostgreSQL
-    /// then refuses the statements after it, SQLSTATE 25P02): running the
-    /// whole transaction again may succeed.
-    #[error("transaction conflict: {0}")]
-    Conflict(sqlx::Error),
-    /// Beginning a transaction failed, so nothing was sent: always safe to
-    /// try again (a pooled connection the server dropped shows up here, and
-    /// the pool then opens a fresh one).
-    #[error("could not begin a transaction: {0}")]
-    Begin(sqlx::Error),
-    #[error(transparent)]
-    Db(sqlx::Error),
-}
-
-impl StoreError {
-    pub(crate) fn begin(e: sqlx::Error) -> Self {
-        StoreError::Begin(e)
-    }
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        if failure::classify(&e).is_conflict() {
-            StoreError::Conflict(e)
-        } else {
-            StoreError::Db(e)
-        }
-    }
-}
-
-impl From<StoreError> for Error {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict(e) | StoreError::Begin(e) | StoreError::Db(e) => e.into(),
-        }
-    }
 }
 
 /// What `claim_key` found.
