@@ -101,7 +101,7 @@ impl Middleware for Ingress {
             };
             let rpc = this.rpcs.get(&path);
             let streaming = rpc.is_some_and(|rpc| rpc.shape == Shape::ClientStream);
-            let access = this.rpcs.access(&path);
+            let access = Rpcs::access(rpc);
             let caller = Caller::check(&this.auth, access, request.headers()).await;
             let admitted = matches!(caller, Caller::Known(_));
             request.extensions_mut().insert(caller);
@@ -128,7 +128,7 @@ impl Inner {
     /// still needs a user), the route's on the HTTP/JSON routes.
     fn target(&self, request: &Request<Body>) -> Option<String> {
         let path = request.uri().path();
-        if self.rpcs.get(path).is_some() || super::connect::is_grpc_path(path) {
+        if super::connect::is_grpc_path(path) {
             return Some(path.to_owned());
         }
         self.transcoder

@@ -203,10 +203,10 @@ impl Rpcs {
         Ok(())
     }
 
-    /// Who may call `path`: a path that names no RPC needs a user, like
-    /// any other.
-    pub fn access(&self, path: &str) -> Access {
-        self.get(path).map_or(Access::User, |rpc| rpc.access)
+    /// Who may call `rpc`, the RPC a path names: a path that names none
+    /// needs a user, like any other.
+    pub fn access(rpc: Option<&Arc<Rpc>>) -> Access {
+        rpc.map_or(Access::User, |rpc| rpc.access)
     }
 
     /// The services that need a caller: the ones whose health follows the
@@ -261,8 +261,9 @@ mod tests {
             rpc("/practice.v1.CatalogService/UpsertClass").access,
             Access::Admin
         );
-        assert_eq!(rpcs.access("/grpc.health.v1.Health/Check"), Access::Public);
-        assert_eq!(rpcs.access("/unknown.Service/Method"), Access::User);
+        let access = |path: &str| Rpcs::access(rpcs.get(path));
+        assert_eq!(access("/grpc.health.v1.Health/Check"), Access::Public);
+        assert_eq!(access("/unknown.Service/Method"), Access::User);
         assert_eq!(
             rpcs.guarded_services(),
             ["practice.v1.CatalogService", "practice.v1.PracticeService"]
