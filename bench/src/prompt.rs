@@ -20,7 +20,7 @@ pub struct PromptStats {
     pub total: Histogram<u64>,
 }
 
-fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.metadata_mut().insert(
         "authorization",

@@ -65,12 +65,21 @@ impl Server {
         process_ticks(&self.pid().to_string()).context("the server's /proc/PID/stat")
     }
 
-    /// The most resident memory the process has had (VmHWM), in MB.
-    pub fn peak_rss_mb(&self) -> Option<f64> {
+    /// Resident memory now (VmRSS), in MB.
+    pub fn rss_mb(&self) -> Option<f64> {
+        self.status_mb("VmRSS:")
+    }
+
+    fn status_mb(&self, field: &str) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let line = status.lines().find(|l| l.starts_with(field))?;
         let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kb / 1024.0)
+    }
+
+    /// The most resident memory the process has had (VmHWM), in MB.
+    pub fn peak_rss_mb(&self) -> Option<f64> {
+        self.status_mb("VmHWM:")
     }
 
     /// CPU so far, split by process: the service, the database (every

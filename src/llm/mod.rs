@@ -106,12 +106,16 @@ impl Models {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, String> {
         let configs = models_file::parse(text, env)?;
-        let client = openai::client()?;
+        // One client a protocol choice: each pools its connections.
+        let (client, http2_client) = (openai::client(false)?, openai::client(true)?);
         let models = configs
             .into_iter()
             .map(|(name, config)| {
-                let model: Arc<dyn ChatModel> =
-                    Arc::new(openai::OpenAiModel::new(client.clone(), config));
+                let client = match config.http2_prior_knowledge {
+                    true => http2_client.clone(),
+                    false => client.clone(),
+                };
+                let model: Arc<dyn ChatModel> = Arc::new(openai::OpenAiModel::new(client, config));
                 let slots = model.max_concurrency().map(FairSlots::new);
                 (name, Configured { model, slots })
             })

@@ -21,6 +21,12 @@
 //! # US dollars per million tokens: each answer's cost, and cost budgets.
 //! input_price_per_million = 0.15
 //! output_price_per_million = 0.60
+//!
+//! [models."local"]
+//! # A gateway that speaks HTTP/2 without TLS: every answer is a stream of
+//! # one connection instead of a connection each.
+//! base_url = "http://10.0.0.5:8000/v1"
+//! http2_prior_knowledge = true
 //! ```
 
 use std::collections::BTreeMap;
@@ -43,6 +49,8 @@ pub struct ModelConfig {
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub params: ParamRules,
     pub prices: Option<Prices>,
+    /// Speak HTTP/2 from the first byte (`http://` gateways that take it).
+    pub http2_prior_knowledge: bool,
 }
 
 impl std::fmt::Debug for ModelConfig {
@@ -82,6 +90,8 @@ struct Entry {
     /// US dollars per million prompt and completion tokens.
     input_price_per_million: Option<f64>,
     output_price_per_million: Option<f64>,
+    #[serde(default)]
+    http2_prior_knowledge: bool,
 }
 
 fn default_timeout() -> u64 {
@@ -198,6 +208,7 @@ pub fn parse(
                 headers,
                 params,
                 prices,
+                http2_prior_knowledge: entry.http2_prior_knowledge,
             },
         );
     }
@@ -238,9 +249,11 @@ max_concurrency = 2
 headers = { "X-Team" = "learn" }
 params = ["max_tokens", "reasoning_effort"]
 max_tokens = 256
+http2_prior_knowledge = true
 "#;
         let models = parse(text, env).unwrap();
         assert_eq!(models["a"].upstream_model, "a");
+        assert!(!models["a"].http2_prior_knowledge && models["b"].http2_prior_knowledge);
         assert_eq!(models["a"].timeout, Duration::from_secs(120));
         assert_eq!(models["b"].api_key.as_deref(), Some("secret"));
         assert_eq!(models["b"].headers.len(), 1);

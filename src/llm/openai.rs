@@ -2,10 +2,13 @@
 //! `POST {base_url}/chat/completions` with `stream: true` and
 //! `stream_options.include_usage`, read as Server-Sent Events.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Map, Value, json};
 
 use super::models_file::ModelConfig;
@@ -21,11 +24,17 @@ pub const RESERVED: [&str; 4] = ["model", "messages", "stream", "stream_options"
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const DEFAULT_BACKOFF: Duration = Duration::from_millis(250);
 
-pub fn client() -> Result<reqwest::Client, String> {
+/// The HTTP client for models; `http2_prior_knowledge` speaks HTTP/2 from
+/// the first byte, for gateways without TLS that take it.
+pub fn client(http2_prior_knowledge: bool) -> Result<reqwest::Client, String> {
     // reqwest is built without a default TLS provider: use ring, like the
     // rest of the binary. Installing twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    let builder = match http2_prior_knowledge {
+        true => reqwest::Client::builder().http2_prior_knowledge(),
+        false => reqwest::Client::builder(),
+    };
+    builder
         // A provider's redirect is a misconfiguration, and following it
         // would send the API key elsewhere.
         .redirect(reqwest::redirect::Policy::none())
@@ -214,6 +223,7 @@ fn read_events(events: Vec<String>) -> (Vec<Result<Chunk, ModelError>>, bool) {
     (items, false)
 }
 
+#[derive(Debug, PartialEq)]
 enum Parsed {
     Chunks(Vec<Chunk>),
     Done,
@@ -227,11 +237,79 @@ fn storable(text: &str) -> String {
     text.replace('\0', "\u{FFFD}")
 }
 
+/// A chat-completions event in the shape every well-behaved provider
+/// sends, read without building a tree: the fields the answer needs, the
+/// text borrowed when it has no escapes. Anything else in the event, or a
+/// field of another shape, leaves it to the general reading (`chunks`).
+#[derive(Deserialize)]
+struct Usual<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<UsualChoice<'a>>,
+    usage: Option<UsualUsage>,
+    /// Present and not null: the general reading reports it.
+    error: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct UsualChoice<'a> {
+    #[serde(default)]
+    index: u64,
+    #[serde(borrow)]
+    delta: Option<UsualDelta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct UsualDelta<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct UsualUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+/// One event read the fast way, or `None` for the general reading.
+fn usual_chunks(data: &str) -> Option<Vec<Chunk>> {
+    let event: Usual = serde_json::from_str(data).ok()?;
+    if event.error.is_some() {
+        return None;
+    }
+    let mut out = Vec::new();
+    let first = event.choices.iter().find(|c| c.index == 0);
+    if let Some(text) = first
+        .and_then(|c| c.delta.as_ref())
+        .and_then(|d| d.content.as_deref())
+        .filter(|t| !t.is_empty())
+    {
+        out.push(Chunk::Text(storable(text)));
+    }
+    if let Some(usage) = event.usage {
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        out.push(Chunk::Usage {
+            prompt_tokens: count(usage.prompt_tokens),
+            completion_tokens: count(usage.completion_tokens),
+        });
+    }
+    Some(out)
+}
+
 /// One event of the chat-completions stream.
 fn chunks(data: &str) -> Parsed {
     if data.trim() == "[DONE]" {
         return Parsed::Done;
     }
+    match usual_chunks(data) {
+        Some(chunks) => Parsed::Chunks(chunks),
+        None => general_chunks(data),
+    }
+}
+
+/// One event read as a JSON tree: any shape, errors included.
+fn general_chunks(data: &str) -> Parsed {
     let Ok(value) = serde_json::from_str::<Value>(data) else {
         return Parsed::Error(ModelError(
             "the model's provider sent an unreadable event".into(),
@@ -284,6 +362,33 @@ fn chunks(data: &str) -> Parsed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_reading_agrees_with_the_general_one() {
+        let events = [
+            r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"Hi \"there\"\u0000"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"no index"}}]}"#,
+            r#"{"choices":[{"index":1,"delta":{"content":"other"}},{"index":0,"delta":{"content":"mine"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":20,"completion_tokens":3,"total_tokens":23}}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":9223372036854775808,"completion_tokens":-5}}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":1e3}}"#,
+            r#"{"choices":[],"usage":7}"#,
+            r#"{"choices":"x"}"#,
+            r#"{"choices":null,"usage":null}"#,
+            r#"{"error":{"message":"quota"}}"#,
+            r#"{"error":null,"choices":[{"index":0,"delta":{"content":"ok"}}]}"#,
+            r#"{"choices":[{"index":-1,"delta":{"content":"negative"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":5}}]}"#,
+            "not json",
+        ];
+        for data in events {
+            assert_eq!(chunks(data), general_chunks(data), "{data}");
+        }
+        // The usual events take the fast way.
+        assert!(usual_chunks(events[0]).is_some() && usual_chunks(events[5]).is_some());
+    }
 
     #[test]
     fn reads_deltas_usage_done_and_errors() {
@@ -359,7 +464,7 @@ mod tests {
         .unwrap()
         .remove("m")
         .unwrap();
-        let model = OpenAiModel::new(client().unwrap(), config);
+        let model = OpenAiModel::new(client(false).unwrap(), config);
         assert_eq!(model.url, "http://127.0.0.1:1/v1/chat/completions");
         let mut params = Map::new();
         params.insert("temperature".into(), json!(0.5));

@@ -17,27 +17,31 @@ impl SseReader {
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<String>, String> {
         self.buf.extend_from_slice(bytes);
         let mut events = Vec::new();
-        while let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim_end_matches(['\n', '\r']);
+        // Lines are read in place; the bytes they took go in one drain.
+        let mut start = 0;
+        while let Some(n) = self.buf[start..].iter().position(|&b| b == b'\n') {
+            let line = &self.buf[start..start + n];
+            start += n + 1;
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.is_empty() {
                 if let Some(data) = self.data.take() {
                     events.push(data);
                 }
                 continue;
             }
-            if let Some(value) = line.strip_prefix("data:") {
-                let value = value.strip_prefix(' ').unwrap_or(value);
+            if let Some(value) = line.strip_prefix(b"data:") {
+                let value = value.strip_prefix(b" ").unwrap_or(value);
+                let value = String::from_utf8_lossy(value);
                 match &mut self.data {
                     Some(data) => {
                         data.push('\n');
-                        data.push_str(value);
+                        data.push_str(&value);
                     }
-                    None => self.data = Some(value.to_owned()),
+                    None => self.data = Some(value.into_owned()),
                 }
             }
         }
+        self.buf.drain(..start);
         let pending = self.buf.len() + self.data.as_ref().map_or(0, String::len);
         if pending > MAX_EVENT_BYTES {
             return Err(format!("an event was longer than {MAX_EVENT_BYTES} bytes"));

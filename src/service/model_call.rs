@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::answers::{Registration, Stop};
 use super::conversation::{MAX_ANSWER_BYTES, PromptEvent};
 use super::limits::{MAX_COUNTED_TOKENS, PromptPermit, usage_day};
+use super::tx::TxError;
 use crate::domain::conversation::{self, ResponseStatus, Turn};
 use crate::domain::session::{Response, Settings};
 use crate::llm::{ChatRequest, Chunk, Models};
@@ -130,7 +131,7 @@ impl ModelCall {
             latency_ms: r.latency_ms.unwrap_or(0),
             first_byte_ms: r.first_byte_ms,
         };
-        match self.store.finish_response(r.response_id, &outcome).await {
+        match finish(&*self.store, r.response_id, &outcome).await {
             Ok(true) => {}
             // The row had already ended (swept as interrupted while this
             // replica couldn't renew its lease) or is gone (its session was
@@ -146,7 +147,7 @@ impl ModelCall {
                 }
             }
             Err(e) => {
-                tracing::error!(response_id = r.response_id, error = %e, "could not store a response");
+                tracing::error!(response_id = r.response_id, error = ?e, "could not store a response");
             }
         }
         drop(registration);
@@ -212,12 +213,13 @@ impl ModelCall {
                 Ok(Ok(stream)) => stream,
             };
             let mut saved_at = StdInstant::now();
+            // Each delta waits for the model and for the reader with no
+            // timer of its own: the answer's one deadline, below, ends it.
             loop {
-                let chunk = match tokio::time::timeout_at(limit, stream.next()).await {
-                    Err(_) => return Err(End::Failed(timed_out(&model_name))),
-                    Ok(None) => return Ok(()),
-                    Ok(Some(Err(e))) => return Err(End::Failed(e.0)),
-                    Ok(Some(Ok(chunk))) => chunk,
+                let chunk = match stream.next().await {
+                    None => return Ok(()),
+                    Some(Err(e)) => return Err(End::Failed(e.0)),
+                    Some(Ok(chunk)) => chunk,
                 };
                 let text = match chunk {
                     Chunk::Usage {
@@ -242,29 +244,34 @@ impl ModelCall {
                     saved_at = StdInstant::now();
                     let prompt_chars = r.prompt_text.chars().count() as i64;
                     let saved =
-                        self.store
-                            .save_partial(r.response_id, prompt_chars, &r.response_text);
+                        save_partial(&*self.store, r.response_id, prompt_chars, &r.response_text);
                     match saved.await {
                         Ok(true) => {}
                         Ok(false) => return Err(End::Stopped(Stop::Deleted)),
                         // The final write will try again; the answer goes on.
-                        Err(e) => tracing::warn!(error = %e, "could not save an answer's text"),
+                        Err(e) => tracing::warn!(error = ?e, "could not save an answer's text"),
                     }
                 }
                 let delta = PromptEvent::Delta {
                     session_model_id: r.session_model_id,
                     text,
                 };
-                deliver(&events, delta, limit, &model_name).await?;
+                if events.send(delta).await.is_err() {
+                    return Err(End::Cancelled);
+                }
             }
         };
+        // Biased: at the deadline's instant, the work's own timeouts (a
+        // busy model's slot) say why first.
         tokio::select! {
+            biased;
             _ = events.closed() => End::Cancelled,
             stop = registration.stopped() => End::Stopped(stop),
             done = work => match done {
                 Ok(()) => End::Done,
                 Err(end) => end,
             },
+            _ = tokio::time::sleep_until(limit) => End::Failed(timed_out(&model_name)),
         }
     }
 
@@ -314,6 +321,34 @@ async fn deliver(
         Ok(Err(_)) => Err(End::Cancelled),
         Ok(Ok(())) => Ok(()),
     }
+}
+
+/// Stores how the answer ended, as a write transaction of its own: the
+/// answers ending together share a group's commit.
+async fn finish(store: &dyn Store, id: i64, outcome: &ResponseOutcome) -> Result<bool, TxError> {
+    super::tx::run(|attempt| async move {
+        let mut tx = store.begin_write(attempt).await?;
+        let done = tx.finish_response(id, outcome).await?;
+        tx.commit().await?;
+        Ok(done)
+    })
+    .await
+}
+
+/// Saves the text so far, likewise in a write group.
+async fn save_partial(
+    store: &dyn Store,
+    id: i64,
+    prompt_chars: i64,
+    text: &str,
+) -> Result<bool, TxError> {
+    super::tx::run(|attempt| async move {
+        let mut tx = store.begin_write(attempt).await?;
+        let saved = tx.save_partial(id, prompt_chars, text).await?;
+        tx.commit().await?;
+        Ok(saved)
+    })
+    .await
 }
 
 fn timed_out(model: &str) -> String {

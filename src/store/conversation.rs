@@ -17,7 +17,7 @@ use super::sql_store::SqlStore;
 use super::{StoreError, sql};
 use crate::domain::UserId;
 use crate::domain::conversation::ResponseStatus;
-use crate::domain::conversation::{Turn, fitting, turn_chars};
+use crate::domain::conversation::{Turn, fitting};
 use crate::domain::session::Response;
 use serde_json::{Map, Value};
 
@@ -128,28 +128,11 @@ pub trait ConversationStore: Send + Sync {
         chosen_in: Option<i64>,
     ) -> Result<Vec<Turn>, StoreError>;
 
-    /// Saves the text of an answer in progress (its prompt has
-    /// `prompt_chars` characters); `false` if it is no longer in progress
-    /// (swept as interrupted) or gone (its session deleted).
-    async fn save_partial(
-        &self,
-        response_id: i64,
-        prompt_chars: i64,
-        text: &str,
-    ) -> Result<bool, StoreError>;
-
     /// A response's status and error (`None`: no such response).
     async fn response_status(
         &self,
         response_id: i64,
     ) -> Result<Option<(String, Option<String>)>, StoreError>;
-
-    /// Stores how a response's answer ended; `false` as for `save_partial`.
-    async fn finish_response(
-        &self,
-        response_id: i64,
-        outcome: &ResponseOutcome,
-    ) -> Result<bool, StoreError>;
 
     /// A subject's usage on a UTC day (`YYYY-MM-DD`), per model.
     async fn usage(&self, subject: &str, day: &str) -> Result<Vec<ModelUsage>, StoreError>;
@@ -341,55 +324,6 @@ where
                 response_text: r.response_text,
             })
             .collect())
-    }
-
-    async fn save_partial(
-        &self,
-        response_id: i64,
-        prompt_chars: i64,
-        text: &str,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(sql::SAVE_PARTIAL)
-            .bind(response_id)
-            .bind(text)
-            .bind(prompt_chars + text.chars().count() as i64)
-            .execute(self.write_pool())
-            .await?;
-        Ok(DB::rows_affected(&done) > 0)
-    }
-
-    async fn finish_response(
-        &self,
-        response_id: i64,
-        outcome: &ResponseOutcome,
-    ) -> Result<bool, StoreError> {
-        let chars = turn_chars(&outcome.prompt_text, &outcome.response_text);
-        let done = sqlx::query(sql::FINISH_RESPONSE)
-            .bind(response_id)
-            .bind(outcome.response_text.as_str())
-            .bind(outcome.status.as_str())
-            .bind(outcome.error.as_deref())
-            .bind(JsonParam(&outcome.token_usage))
-            .bind(outcome.latency_ms)
-            .bind(outcome.first_byte_ms)
-            .bind(chars)
-            .bind(outcome.charge.cost_micros)
-            .execute(self.write_pool())
-            .await?;
-        let charge = &outcome.charge;
-        for subject in &charge.subjects {
-            sqlx::query(sql::ADD_USAGE)
-                .bind(subject.as_str())
-                .bind(charge.day.as_str())
-                .bind(charge.model_name.as_str())
-                .bind(charge.prompt_tokens)
-                .bind(charge.completion_tokens)
-                .bind(charge.cost_micros.unwrap_or(0))
-                .execute(self.write_pool())
-                .await?;
-        }
-        self.synced().await?;
-        Ok(DB::rows_affected(&done) > 0)
     }
 
     async fn delete_usage_before(&self, day: &str) -> Result<u64, StoreError> {

@@ -421,6 +421,25 @@ pub trait WriteTx: Send {
         idempotency_key: Option<&str>,
     ) -> Result<i64, StoreError>;
 
+    /// Saves the text of an answer in progress (its prompt has
+    /// `prompt_chars` characters); `false` if it is no longer in progress
+    /// (swept as interrupted) or gone (its session deleted). A write of
+    /// its own, so that many answers' saves share a group's commit.
+    async fn save_partial(
+        &mut self,
+        response_id: i64,
+        prompt_chars: i64,
+        text: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Stores how a response's answer ended and charges its usage; `false`
+    /// as for `save_partial`.
+    async fn finish_response(
+        &mut self,
+        response_id: i64,
+        outcome: &ResponseOutcome,
+    ) -> Result<bool, StoreError>;
+
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
 

@@ -10,8 +10,10 @@ use super::group_commit::Member;
 use super::json_param::JsonParam;
 use super::rows;
 use super::{
-    Asked, KeyClaim, PromptRows, References, SessionIds, SessionRows, StoreError, WriteTx, sql,
+    Asked, KeyClaim, PromptRows, References, ResponseOutcome, SessionIds, SessionRows, StoreError,
+    WriteTx, sql,
 };
+use crate::domain::conversation::turn_chars;
 use crate::domain::{Agent, NewExample, SettingsPatch, UserId};
 
 /// A write transaction: a database transaction of its own, with the sync
@@ -338,6 +340,56 @@ where
                 .await?;
         }
         Ok(id)
+    }
+
+    async fn save_partial(
+        &mut self,
+        response_id: i64,
+        prompt_chars: i64,
+        text: &str,
+    ) -> Result<bool, StoreError> {
+        self.before_write().await?;
+        let done = sqlx::query(sql::SAVE_PARTIAL)
+            .bind(response_id)
+            .bind(text)
+            .bind(prompt_chars + text.chars().count() as i64)
+            .execute(self.conn())
+            .await?;
+        Ok(DB::rows_affected(&done) > 0)
+    }
+
+    async fn finish_response(
+        &mut self,
+        response_id: i64,
+        outcome: &ResponseOutcome,
+    ) -> Result<bool, StoreError> {
+        self.before_write().await?;
+        let chars = turn_chars(&outcome.prompt_text, &outcome.response_text);
+        let done = sqlx::query(sql::FINISH_RESPONSE)
+            .bind(response_id)
+            .bind(outcome.response_text.as_str())
+            .bind(outcome.status.as_str())
+            .bind(outcome.error.as_deref())
+            .bind(JsonParam(&outcome.token_usage))
+            .bind(outcome.latency_ms)
+            .bind(outcome.first_byte_ms)
+            .bind(chars)
+            .bind(outcome.charge.cost_micros)
+            .execute(self.conn())
+            .await?;
+        let charge = &outcome.charge;
+        for subject in &charge.subjects {
+            sqlx::query(sql::ADD_USAGE)
+                .bind(subject.as_str())
+                .bind(charge.day.as_str())
+                .bind(charge.model_name.as_str())
+                .bind(charge.prompt_tokens)
+                .bind(charge.completion_tokens)
+                .bind(charge.cost_micros.unwrap_or(0))
+                .execute(self.conn())
+                .await?;
+        }
+        Ok(DB::rows_affected(&done) > 0)
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

@@ -92,7 +92,9 @@ async fn a_long_session_costs_bounded_memory() {
                 cost_micros: None,
             },
         };
-        assert!(store.finish_response(ids.1[0], &outcome).await.unwrap());
+        let mut tx = store.begin_write(1).await.unwrap();
+        assert!(tx.finish_response(ids.1[0], &outcome).await.unwrap());
+        tx.commit().await.unwrap();
     }
     drop(store);
     let short = client
