@@ -29,6 +29,9 @@ use super::stream_clients::{Client, MODELS, Outcome, Wire};
 /// The added p99 a level must stay under to count as held.
 const HELD_P99_MS: f64 = 10.0;
 
+/// How often `hold` opens another prompt.
+const HOLD_PACE: Duration = Duration::from_micros(3_333);
+
 /// The model server, as its own process.
 struct Stub {
     _child: Child,
@@ -319,8 +322,8 @@ async fn marginal(
     Ok(())
 }
 
-/// `n` prompts held open at once over gRPC (answers of 120 words at 2 a
-/// second): the service's resident memory per open prompt once every one
+/// `n` prompts held open at once over gRPC (answers of 1,000 words, one
+/// every 2 s, opened 300 a second): the service's resident memory per open prompt once every one
 /// is streaming, and the time to its first delta while they ramp up.
 async fn hold(server: &Server, sessions: &Sessions, n: usize) -> anyhow::Result<()> {
     let idle = server.rss_mb().context("the server's RSS")?;
@@ -330,11 +333,14 @@ async fn hold(server: &Server, sessions: &Sessions, n: usize) -> anyhow::Result<
     let mut workers = Vec::with_capacity(n);
     let begun = Instant::now();
     for w in 0..n {
+        // Opened at a steady pace, as users arrive, not all in one instant
+        // (a burst past what the database takes is refused, by design).
+        tokio::time::sleep_until((begun + HOLD_PACE * w as u32).into()).await;
         let (client, sessions) = (client.clone(), sessions.clone());
         let (started, firsts) = (started.clone(), firsts.clone());
         workers.push(tokio::spawn(async move {
             let (token, session_id) = &sessions[w];
-            let text = prompt_text(120, 2.0);
+            let text = prompt_text(1000, 0.5);
             client
                 .hold_open(w, token, *session_id, &text, &started, &firsts)
                 .await
@@ -354,7 +360,7 @@ async fn hold(server: &Server, sessions: &Sessions, n: usize) -> anyhow::Result<
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let ramp = begun.elapsed();
-    // Every model's first word follows its prompt's by at most a pause.
+    // Each model sends its first word at once; give the last ones time.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let open = server.rss_mb().context("the server's RSS")?;
     for worker in &workers {
@@ -365,7 +371,7 @@ async fn hold(server: &Server, sessions: &Sessions, n: usize) -> anyhow::Result<
         first.record((*us).max(1))?;
     }
     println!(
-        "{n} prompts open at once (x3 model streams), gRPC: server RSS {idle:.0} MB idle, {open:.0} MB open: {:.1} KB per prompt, {:.1} KB per model stream; all streaming {:.1} s after the first was sent; first delta p50 {:.1} ms, p99 {:.1} ms",
+        "{n} prompts open at once (x3 model streams), gRPC: server RSS {idle:.0} MB idle, {open:.0} MB open: {:.1} KB per prompt, {:.1} KB per model stream; all streaming {:.1} s after the first was sent (300 a second); first delta p50 {:.1} ms, p99 {:.1} ms",
         (open - idle) * 1024.0 / n as f64,
         (open - idle) * 1024.0 / (3 * n) as f64,
         ramp.as_secs_f64(),

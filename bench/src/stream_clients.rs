@@ -160,6 +160,9 @@ impl Client {
         let mut events = self.grpc_events(worker, token, session_id, text).await?;
         let mut first = true;
         while let Some(event) = events.message().await? {
+            if let Some(Event::Failed(r)) = &event.event {
+                bail!("an answer failed: {:?}", r.error);
+            }
             if first && matches!(event.event, Some(Event::Delta(_))) {
                 first = false;
                 let us = start.elapsed().as_micros() as u64;

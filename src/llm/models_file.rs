@@ -24,7 +24,10 @@
 //!
 //! [models."local"]
 //! # A gateway that speaks HTTP/2 without TLS: every answer is a stream of
-//! # one connection instead of a connection each.
+//! # one connection instead of a connection each (few file descriptors for
+//! # many answers; but a mass of cancelled answers can make the client close
+//! # that connection, failing the answers on it). Models speak HTTP/1.1
+//! # otherwise, an answer a connection.
 //! base_url = "http://10.0.0.5:8000/v1"
 //! http2_prior_knowledge = true
 //! ```

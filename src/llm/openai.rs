@@ -24,17 +24,30 @@ pub const RESERVED: [&str; 4] = ["model", "messages", "stream", "stream_options"
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const DEFAULT_BACKOFF: Duration = Duration::from_millis(250);
 
+/// The flow-control window of a model's HTTP/2 connection, in bytes.
+const HTTP2_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
 /// The HTTP client for models; `http2_prior_knowledge` speaks HTTP/2 from
 /// the first byte, for gateways without TLS that take it.
 pub fn client(http2_prior_knowledge: bool) -> Result<reqwest::Client, String> {
     // reqwest is built without a default TLS provider: use ring, like the
     // rest of the binary. Installing twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // HTTP/1.1 unless asked: an answer is then a connection of its own,
+    // and a client leaving closes only that. Over HTTP/2 every answer
+    // shares one connection, and h2 closes it, failing every answer on it,
+    // once about a thousand answers were cancelled while their frames were
+    // still arriving (hyperium/h2#856), a limit reqwest does not let us set.
     let builder = match http2_prior_knowledge {
         true => reqwest::Client::builder().http2_prior_knowledge(),
-        false => reqwest::Client::builder(),
+        false => reqwest::Client::builder().http1_only(),
     };
     builder
+        // Over HTTP/2 a chat completion is many small DATA frames, and h2
+        // also ends the connection when small frames received but not yet
+        // read pass a budget of half the connection window: a larger
+        // window leaves room for many answers at once.
+        .http2_initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
         // A provider's redirect is a misconfiguration, and following it
         // would send the API key elsewhere.
         .redirect(reqwest::redirect::Policy::none())
@@ -164,6 +177,14 @@ impl ChatModel for OpenAiModel {
                             let err = if e.is_timeout() {
                                 ModelError("the model's provider timed out".into())
                             } else {
+                                // Why, for the operator; the URL stays out.
+                                let mut why = String::new();
+                                let mut source = std::error::Error::source(&e);
+                                while let Some(s) = source {
+                                    why.push_str(&format!("{s}; "));
+                                    source = s.source();
+                                }
+                                tracing::warn!(error = %e.without_url(), source = %why, "a model's answer broke off");
                                 ModelError("the model's provider broke off its answer".into())
                             };
                             return Some((vec![Err(err)], (body, reader, true)));

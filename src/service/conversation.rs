@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::answers::Answers;
+use super::checkpoints::{Checkpoints, SAVE_EVERY};
 use super::keys;
 use super::limits::{
     Limiter, PromptPermit, check_budget, check_cost, total_cost, total_tokens, until_next_day,
@@ -86,6 +87,7 @@ pub struct ConversationService {
     pub(super) history_chars: usize,
     pub(super) answers: Arc<Answers>,
     pub(super) limiter: Arc<Limiter>,
+    pub(super) checkpoints: Arc<Checkpoints>,
 }
 
 /// A page of a session's responses and the token for the next one.
@@ -111,6 +113,7 @@ impl ConversationService {
         limiter: Arc<Limiter>,
     ) -> Self {
         Self {
+            checkpoints: Checkpoints::start(store.clone(), SAVE_EVERY),
             store,
             models,
             history_chars,
@@ -367,6 +370,7 @@ impl ConversationService {
             class_id: call.class_id,
             permit: call.permit.clone(),
             store: self.store.clone(),
+            checkpoints: self.checkpoints.clone(),
             models: self.models.clone(),
             events: call.events.clone(),
             response,

@@ -2,6 +2,7 @@
 
 pub mod answers;
 pub mod catalog;
+mod checkpoints;
 pub mod conversation;
 pub mod examples;
 mod keys;

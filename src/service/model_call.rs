@@ -6,6 +6,7 @@
 //! released when the job's stream is dropped.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
 use futures_util::StreamExt;
@@ -13,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::answers::{Registration, Stop};
+use super::checkpoints::{Checkpoints, SAVE_EVERY};
 use super::conversation::{MAX_ANSWER_BYTES, PromptEvent};
 use super::limits::{MAX_COUNTED_TOKENS, PromptPermit, usage_day};
 use super::tx::TxError;
@@ -20,11 +22,6 @@ use crate::domain::conversation::{self, ResponseStatus, Turn};
 use crate::domain::session::{Response, Settings};
 use crate::llm::{ChatRequest, Chunk, Models};
 use crate::store::{Charge, ResponseOutcome, Store};
-
-/// How often the text of an answer in progress is saved: a crash loses at
-/// most this much of it, and a long answer costs a write per period, not
-/// one per delta.
-const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// The most earlier turns a model is shown, whatever their size.
 const MAX_HISTORY_TURNS: i64 = 200;
@@ -40,6 +37,8 @@ pub(super) struct ModelCall {
     /// The prompt counts as in flight until its last model call ends.
     pub permit: Arc<PromptPermit>,
     pub store: Arc<dyn Store>,
+    /// Where the text so far is offered for saving.
+    pub checkpoints: Arc<Checkpoints>,
     pub models: Models,
     pub events: mpsc::Sender<PromptEvent>,
     /// The response row, filled in as the answer arrives.
@@ -213,6 +212,7 @@ impl ModelCall {
                 Ok(Ok(stream)) => stream,
             };
             let mut saved_at = StdInstant::now();
+            let gone = Arc::new(AtomicBool::new(false));
             // Each delta waits for the model and for the reader with no
             // timer of its own: the answer's one deadline, below, ends it.
             loop {
@@ -243,14 +243,12 @@ impl ModelCall {
                 if saved_at.elapsed() >= SAVE_EVERY {
                     saved_at = StdInstant::now();
                     let prompt_chars = r.prompt_text.chars().count() as i64;
-                    let saved =
-                        save_partial(&*self.store, r.response_id, prompt_chars, &r.response_text);
-                    match saved.await {
-                        Ok(true) => {}
-                        Ok(false) => return Err(End::Stopped(Stop::Deleted)),
-                        // The final write will try again; the answer goes on.
-                        Err(e) => tracing::warn!(error = ?e, "could not save an answer's text"),
-                    }
+                    let checkpoints = &self.checkpoints;
+                    checkpoints.offer(r.response_id, prompt_chars, &r.response_text, &gone);
+                }
+                // Swept as interrupted, or deleted on another replica.
+                if gone.load(Ordering::Relaxed) {
+                    return Err(End::Stopped(Stop::Deleted));
                 }
                 let delta = PromptEvent::Delta {
                     session_model_id: r.session_model_id,
@@ -331,22 +329,6 @@ async fn finish(store: &dyn Store, id: i64, outcome: &ResponseOutcome) -> Result
         let done = tx.finish_response(id, outcome).await?;
         tx.commit().await?;
         Ok(done)
-    })
-    .await
-}
-
-/// Saves the text so far, likewise in a write group.
-async fn save_partial(
-    store: &dyn Store,
-    id: i64,
-    prompt_chars: i64,
-    text: &str,
-) -> Result<bool, TxError> {
-    super::tx::run(|attempt| async move {
-        let mut tx = store.begin_write(attempt).await?;
-        let saved = tx.save_partial(id, prompt_chars, text).await?;
-        tx.commit().await?;
-        Ok(saved)
     })
     .await
 }
