@@ -2,6 +2,7 @@
 //! chat-completions API (configured by `PRACTICE_MODELS_FILE`), or, with no
 //! file, a built-in development model that answers offline.
 
+mod chat_events;
 mod dev;
 pub mod fair;
 pub mod models_file;
