@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use practice_service::store::{self, StoreOptions};
+use practice_service::store::StoreOptions;
 
-use super::databases::{apply_pg_settings, database_url};
+use super::databases::apply_pg_settings;
 use super::load::{self, Mode, Protocol, Stats, Target};
 use super::server::{self, Cpu};
-use super::{Args, seed, server_settings};
+use super::{Args, Seeded, seeded_database, server_settings};
 
 struct Row {
     db: String,
@@ -61,20 +61,16 @@ pub async fn scenario(
     let warmup = Duration::from_secs(args.warmup);
     let mut rows = Vec::new();
     for db in &args.db {
-        let dir = tempfile::tempdir()?;
-        let url = database_url(db, &dir, &args.pg_url, args.pg_no_fsync).await?;
-        let store = store::connect(&url, options).await?;
-        store.migrate().await?;
-        seed(&store).await?;
+        let Seeded { url, store, .. } = &seeded_database(args, db, options).await?;
         if db == "postgres" {
-            apply_pg_settings(&url, &args.pg_set).await?;
+            apply_pg_settings(url, &args.pg_set).await?;
         }
-        let server = server::Server::start(server_bin, &url, &server_settings(args)).await?;
+        let server = server::Server::start(server_bin, url, &server_settings(args)).await?;
 
         let mut targets = Vec::new();
         for protocol in protocols {
             targets.push(Arc::new(match protocol {
-                Protocol::Naive => Target::naive(&url, options).await?,
+                Protocol::Naive => Target::naive(url, options).await?,
                 Protocol::Raw => Target::raw(store.clone()),
                 p => Target::connect(*p, &server.url(), args.connections).await?,
             }));

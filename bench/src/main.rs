@@ -267,6 +267,27 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A run's database on `db`, migrated and seeded; `dir` holds a SQLite
+/// file (and must outlive the run).
+pub(crate) struct Seeded {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub store: Arc<dyn Store>,
+}
+
+pub(crate) async fn seeded_database(
+    args: &Args,
+    db: &str,
+    options: &StoreOptions,
+) -> anyhow::Result<Seeded> {
+    let dir = tempfile::tempdir()?;
+    let url = database_url(db, &dir, &args.pg_url, args.pg_no_fsync).await?;
+    let store = store::connect(&url, options).await?;
+    store.migrate().await?;
+    seed(&store).await?;
+    Ok(Seeded { dir, url, store })
+}
+
 /// The service's settings that the run's flags choose.
 fn server_settings(args: &Args) -> Vec<(&'static str, String)> {
     vec![
@@ -291,12 +312,8 @@ async fn prompt_scenario(args: &Args, server_bin: &std::path::Path) -> anyhow::R
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for db in &args.db {
-        let dir = tempfile::tempdir()?;
-        let url = database_url(db, &dir, &args.pg_url, args.pg_no_fsync).await?;
-        let store = store::connect(&url, &StoreOptions::default()).await?;
-        store.migrate().await?;
-        seed(&store).await?;
-        let server = server::Server::start(server_bin, &url, &server_settings(args)).await?;
+        let Seeded { url, .. } = &seeded_database(args, db, &StoreOptions::default()).await?;
+        let server = server::Server::start(server_bin, url, &server_settings(args)).await?;
         let warm = Duration::from_secs(args.warmup);
         prompt::run(&server.url(), args.concurrency, warm).await?;
         let before = server.cpu_ticks()?;

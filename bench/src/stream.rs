@@ -16,15 +16,14 @@ use anyhow::{Context as _, bail};
 use hdrhistogram::Histogram;
 use practice_service::proto::practice::v1::CreateSessionRequest;
 use practice_service::proto::practice::v1::practice_service_client::PracticeServiceClient;
-use practice_service::store::{self, StoreOptions};
+use practice_service::store::StoreOptions;
 use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
-use super::Args;
-use super::databases::database_url;
 use super::server::{self, Server};
 use super::stream_clients::{Client, MODELS, Outcome, Wire};
+use super::{Args, Seeded, seeded_database};
 
 /// The added p99 a level must stay under to count as held.
 const HELD_P99_MS: f64 = 10.0;
@@ -197,14 +196,10 @@ pub async fn scenario(args: &Args, server_bin: &Path) -> anyhow::Result<()> {
         args.duration,
     );
     for db in &args.db {
-        let dir = tempfile::tempdir()?;
-        let url = database_url(db, &dir, &args.pg_url, args.pg_no_fsync).await?;
-        let store = store::connect(&url, &StoreOptions::default()).await?;
-        store.migrate().await?;
-        super::seed(&store).await?;
+        let Seeded { dir, url, .. } = &seeded_database(args, db, &StoreOptions::default()).await?;
         let mut settings = super::server_settings(args);
         settings.extend(stream_settings(&stub.models_file(dir.path())?));
-        let server = Server::start(server_bin, &url, &settings).await?;
+        let server = Server::start(server_bin, url, &settings).await?;
         let sessions = sessions(&server.url(), most).await?;
         if args.hold > 0 {
             hold(&server, &sessions, args.hold).await?;

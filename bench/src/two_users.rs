@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use practice_service::store::{self, StoreOptions};
+use practice_service::store::StoreOptions;
 
-use super::{Args, database_url, prompt, seed, server, server_settings};
+use super::{Args, Seeded, prompt, seeded_database, server, server_settings};
 
 /// Answers the development model gives at once in this scenario.
 const SLOTS: &str = "4";
@@ -19,17 +19,13 @@ pub async fn scenario(args: &Args, server_bin: &std::path::Path) -> anyhow::Resu
     );
     println!("|---|---|---:|---:|---:|---:|---:|");
     for db in &args.db {
-        let dir = tempfile::tempdir()?;
-        let url = database_url(db, &dir, &args.pg_url, args.pg_no_fsync).await?;
-        let store = store::connect(&url, &StoreOptions::default()).await?;
-        store.migrate().await?;
-        seed(&store).await?;
+        let Seeded { url, .. } = &seeded_database(args, db, &StoreOptions::default()).await?;
         let mut settings = server_settings(args);
         settings.push(("PRACTICE_DEV_MODEL_MAX_CONCURRENCY", SLOTS.into()));
         // The flood may start as many prompts a minute as it likes: the
         // limits under test are the ones on prompts at once and fairness.
         settings.push(("PRACTICE_USER_PROMPTS_PER_MINUTE", "1000000".into()));
-        let server = server::Server::start(server_bin, &url, &settings).await?;
+        let server = server::Server::start(server_bin, url, &settings).await?;
         let duration = Duration::from_secs(args.duration);
         // The baseline of the same run: the normal user with nobody else.
         let [_, alone] = prompt::run_two_users(&server.url(), 0, duration).await?;
