@@ -173,3 +173,61 @@ async fn nearly_complete_bodies_wait_for_room() {
     server.assert_peak_within(rss_before, 256);
     drop(held);
 }
+
+/// A body past the limit is refused by the ingress before it is read, in
+/// the shape of the client's own protocol, under one code (RESOURCE_EXHAUSTED)
+/// and one message: Connect clients read Connect's error (an HTTP/JSON
+/// shape with a numeric code would reach them as "unknown"), streams their
+/// end-of-stream envelope, gRPC-Web a status in its head, the JSON routes
+/// 413; nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_speaks_the_clients_protocol() {
+    let app = crate::app!(
+        common::Backend::Sqlite,
+        &[("PRACTICE_MAX_BODY_BYTES", "4096")]
+    );
+    let before = app.counts().await;
+    // Past the ingress's room for framing, so the ingress itself refuses.
+    let big = format!(r#"{{"title": "{}"}}"#, "x".repeat(200_000));
+    let said = "the request body is larger than 4096 bytes";
+    let post = |path: &str, content_type: &str| {
+        http_client()
+            .post(format!("{}{path}", app.url()))
+            .bearer_auth(token(ME))
+            .header("content-type", content_type)
+            .header("connect-protocol-version", "1")
+            .body(big.clone())
+    };
+
+    let r = post(CREATE, "application/json").send().await.unwrap();
+    let status = r.status();
+    let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["code"], "resource_exhausted", "{body}");
+    assert_eq!(body["message"], said);
+
+    let r = post("/user/practice/sessions", "application/json")
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["code"], 8, "{body}");
+    assert_eq!(body["message"], said);
+
+    let r = post(CREATE, "application/connect+json").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/connect+json");
+    let bytes = r.bytes().await.unwrap();
+    assert_eq!(bytes[0], 2, "an end-of-stream envelope");
+    let end: serde_json::Value = serde_json::from_slice(&bytes[5..]).unwrap();
+    assert_eq!(end["error"]["code"], "resource_exhausted", "{end}");
+
+    let r = post(CREATE, "application/grpc-web+proto").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/grpc-web+proto");
+    assert_eq!(r.headers()["grpc-status"], "8");
+
+    assert_eq!(app.counts().await, before);
+}

@@ -74,7 +74,7 @@ async fn oversized_grpc_messages_are_refused() {
         .create_session(authed(req, &token(1)))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert_eq!(app.counts().await, before);
     app.client()
         .await

@@ -5,11 +5,12 @@
 
 use std::convert::Infallible;
 
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use tonic::Status;
 use tonic::body::Body;
 use tower::Service;
 
+use super::respond::{Protocol, respond};
 use super::rpcs::Access;
 use super::{BoxFuture, Middleware, MiddlewareLayer};
 
@@ -135,18 +136,6 @@ pub(crate) fn caller(extensions: &http::Extensions) -> Result<Option<Principal>,
     }
 }
 
-pub(crate) fn refusal<B: Default>(err: Error) -> Response<B> {
-    let unauthenticated = err.code() == tonic::Code::Unauthenticated;
-    let mut response = Status::from(err).into_http::<B>();
-    if unauthenticated {
-        response.headers_mut().insert(
-            http::header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer"),
-        );
-    }
-    response
-}
-
 impl Middleware for Auth {
     fn call<S>(
         &self,
@@ -168,7 +157,7 @@ impl Middleware for Auth {
             Err(err) => {
                 return Box::pin(async move {
                     super::drain(request.into_body()).await;
-                    Ok(refusal(err))
+                    Ok(respond(Protocol::Grpc, &Status::from(err)))
                 });
             }
         }

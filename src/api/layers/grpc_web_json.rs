@@ -18,6 +18,7 @@ use tower::Service;
 use super::auth::caller;
 use super::connect::stream::{Envelopes, StreamEnd};
 use super::reframe::ReframedBody;
+use super::respond::{Protocol, respond};
 use super::rpcs::{Rpcs, Shape};
 use super::{BoxFuture, Middleware, MiddlewareLayer, unary};
 
@@ -68,13 +69,13 @@ impl Middleware for GrpcWebJson {
             let (parts, body) = request.into_parts();
             let call = match this.grpc_call(parts, body).await {
                 Ok(call) => call,
-                Err(status) => return Ok(reply(None, &status)),
+                Err(status) => return Ok(respond(Protocol::GrpcWebJson, &status)),
             };
             Ok(match shape {
                 Some(Shape::ServerStream) => this.stream(call, inner).await,
                 _ => match this.unary(call, inner).await {
                     Ok(json) => reply(Some(&json), &Status::ok("")),
-                    Err(status) => reply(None, &status),
+                    Err(status) => respond(Protocol::GrpcWebJson, &status),
                 },
             })
         })
@@ -132,7 +133,7 @@ impl Inner {
         if let Some(status) = Status::from_header_map(grpc.headers())
             && status.code() != tonic::Code::Ok
         {
-            return reply(None, &status);
+            return respond(Protocol::GrpcWebJson, &status);
         }
         let envelopes = Envelopes {
             json: Some(output),
@@ -173,7 +174,7 @@ pub fn trailer_frame(status: &Status) -> Bytes {
 
 /// The gRPC-Web response of a unary call: the message frame (on success)
 /// and the trailer frame with the status.
-fn reply(json: Option<&[u8]>, status: &Status) -> Response<Body> {
+pub(super) fn reply(json: Option<&[u8]>, status: &Status) -> Response<Body> {
     let mut body = BytesMut::new();
     if let Some(json) = json {
         body.put_u8(0);

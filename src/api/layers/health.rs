@@ -18,7 +18,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::Service;
 
-use super::transcode::errors::json_response;
+use super::respond::json as json_response;
 use super::{BoxFuture, Middleware, MiddlewareLayer};
 use crate::store::Store;
 

@@ -30,9 +30,10 @@ use tonic::body::Body;
 use tower::Service;
 
 use super::auth::Caller;
+use super::respond::{Protocol, refuse};
 use super::rpcs::{Rpcs, Shape};
 use super::transcode::Transcoder;
-use super::{BoxFuture, Middleware, MiddlewareLayer, early_refusal};
+use super::{BoxFuture, Middleware, MiddlewareLayer};
 use crate::auth::Authenticator;
 
 /// Room for framing around the largest message (gRPC and Connect
@@ -108,10 +109,11 @@ impl Middleware for Ingress {
             if !admitted || streaming || request.body().is_end_stream() {
                 return inner.call(request).await;
             }
+            let protocol = Protocol::of(&request);
             let (parts, body) = request.into_parts();
             let (bytes, _room) = match this.read(&parts.headers, body).await {
                 Ok(read) => read,
-                Err((http, status)) => return Ok(early_refusal(&parts.headers, http, status)),
+                Err((http, status)) => return Ok(refuse(protocol, http, &status)),
             };
             inner
                 .call(Request::from_parts(parts, Body::new(Full::new(bytes))))
@@ -204,10 +206,7 @@ impl Inner {
     fn too_large(&self) -> Refusal {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
-            tonic::Status::resource_exhausted(format!(
-                "the request body is larger than {} bytes",
-                self.limit - FRAMING
-            )),
+            super::unary::too_large(self.limit - FRAMING),
         )
     }
 

@@ -15,6 +15,7 @@ pub mod grpc_web_json;
 pub mod health;
 pub mod ingress;
 pub mod reframe;
+pub mod respond;
 pub mod rpc;
 pub mod rpcs;
 pub mod shed;
@@ -43,24 +44,6 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 pub async fn drain(body: Body) {
     use http_body_util::{BodyExt, Limited};
     let _ = tokio::time::timeout(DRAIN_TIME, Limited::new(body, DRAIN_LIMIT).collect()).await;
-}
-
-/// A refusal by a layer in front of every protocol: a gRPC status for gRPC
-/// and gRPC-Web clients, the JSON error shape with `http` for everyone else.
-pub fn early_refusal(
-    headers: &http::HeaderMap,
-    http: http::StatusCode,
-    status: tonic::Status,
-) -> Response<Body> {
-    let grpc = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"));
-    if grpc {
-        status.into_http()
-    } else {
-        transcode::errors::plain_error(http, status.code(), status.message())
-    }
 }
 
 /// The future every layer here answers with.

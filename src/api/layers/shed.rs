@@ -8,12 +8,13 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::body::Body;
 use tower::Service;
 
-use super::{BoxFuture, Middleware, MiddlewareLayer, early_refusal};
+use super::respond::{Protocol, respond};
+use super::{BoxFuture, Middleware, MiddlewareLayer};
 
 /// Refuses work past a number of requests in flight.
 #[derive(Clone)]
@@ -46,10 +47,9 @@ impl Middleware for Shed {
         let permit = self.permits.clone().try_acquire_owned();
         if permit.is_err() && !probe {
             tracing::warn!("shedding load: too many requests in flight");
-            let response = early_refusal(
-                request.headers(),
-                StatusCode::TOO_MANY_REQUESTS,
-                tonic::Status::resource_exhausted(MESSAGE),
+            let response = respond(
+                Protocol::of(&request),
+                &tonic::Status::resource_exhausted(MESSAGE),
             );
             return Box::pin(async move { Ok(response) });
         }

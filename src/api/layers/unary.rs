@@ -80,10 +80,11 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, tonic::Status>
         .to_bytes())
 }
 
-/// A request message past the limit, on every protocol: `OUT_OF_RANGE`,
-/// as tonic says it for gRPC (HTTP/JSON bodies get 413 from the ingress).
+/// A request past the body limit, on every protocol and in every layer:
+/// `RESOURCE_EXHAUSTED`, as gRPC and Connect name a message past a limit
+/// (the JSON routes answer it with 413).
 pub fn too_large(limit: usize) -> tonic::Status {
-    tonic::Status::out_of_range(format!("the request message is larger than {limit} bytes"))
+    tonic::Status::resource_exhausted(format!("the request body is larger than {limit} bytes"))
 }
 
 /// Takes the next whole message off the front of a gRPC reply's bytes:

@@ -27,6 +27,7 @@ use tower::Service;
 use self::wire::{Codec, Compression};
 use super::auth::caller;
 use super::reframe::ReframedBody;
+use super::respond::{Protocol, refuse, respond};
 use super::rpcs::{Rpcs, Shape};
 use super::{BoxFuture, Middleware, MiddlewareLayer, unary};
 
@@ -64,7 +65,7 @@ enum Call {
     Stream(Codec),
 }
 
-fn media_type(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn media_type(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::CONTENT_TYPE)?
         .to_str()
@@ -124,7 +125,7 @@ impl Middleware for Connect {
                     Ok(protocol
                         .handle(call, request, inner)
                         .await
-                        .unwrap_or_else(|status| wire::error_response(&status)))
+                        .unwrap_or_else(|status| respond(Protocol::Connect, &status)))
                 })
             }
         }
@@ -203,13 +204,7 @@ impl ConnectProtocol {
         };
         let mut response = Response::new(Body::new(ReframedBody::new(reply, early, envelopes)));
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(match codec {
-                Codec::Proto => "application/connect+proto",
-                Codec::Json => "application/connect+json",
-            }),
-        );
+        headers.insert(header::CONTENT_TYPE, codec.stream_content_type());
         if gzip {
             headers.insert("connect-content-encoding", HeaderValue::from_static("gzip"));
         }
@@ -296,10 +291,11 @@ impl ConnectProtocol {
             ));
         }
         if matches!(call, Call::Get) && !rpc.no_side_effects {
-            let mut response = wire::error_response(&Status::unimplemented(format!(
-                "{path} has side effects: call it with POST"
-            )));
-            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            let mut response = refuse(
+                Protocol::Connect,
+                StatusCode::METHOD_NOT_ALLOWED,
+                &Status::unimplemented(format!("{path} has side effects: call it with POST")),
+            );
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));

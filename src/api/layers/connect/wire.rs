@@ -5,13 +5,9 @@ use std::io::{Read, Write};
 
 use base64::Engine;
 use bytes::Bytes;
-use http::{HeaderValue, Response, header};
-use http_body_util::Full;
+use http::HeaderValue;
 use prost::Message;
 use serde_json::{Value as Json, json};
-use tonic::body::Body;
-
-use crate::error::http_status;
 
 /// How a Connect message is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +31,14 @@ impl Codec {
             Codec::Proto => "application/proto",
             Codec::Json => "application/json",
         }
+    }
+
+    /// The `Content-Type` of a stream in this codec.
+    pub fn stream_content_type(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Codec::Proto => "application/connect+proto",
+            Codec::Json => "application/connect+json",
+        })
     }
 }
 
@@ -84,25 +88,6 @@ pub fn error_json(status: &tonic::Status) -> Json {
     error
 }
 
-/// A unary Connect error response: the HTTP status from the one code table.
-pub fn error_response(status: &tonic::Status) -> Response<Body> {
-    let bytes = serde_json::to_vec(&error_json(status)).expect("JSON values serialize");
-    let mut response = Response::new(Body::new(Full::new(Bytes::from(bytes))));
-    *response.status_mut() = http_status(status.code());
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if status.code() == tonic::Code::Unauthenticated {
-        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    if let Some(secs) = crate::error::retry_after_secs(status) {
-        headers.insert(header::RETRY_AFTER, secs.into());
-    }
-    response
-}
-
 /// `Connect-Timeout-Ms`: at most 10 digits of milliseconds.
 pub fn timeout_ms(value: &str) -> Option<u64> {
     (!value.is_empty() && value.len() <= 10 && value.bytes().all(|b| b.is_ascii_digit()))
@@ -139,9 +124,7 @@ impl Compression {
                     .read_to_end(&mut out)
                     .map_err(|_| tonic::Status::invalid_argument("the gzip body is corrupt"))?;
                 if out.len() > limit {
-                    return Err(tonic::Status::resource_exhausted(format!(
-                        "the request message is larger than {limit} bytes"
-                    )));
+                    return Err(super::super::unary::too_large(limit));
                 }
                 Ok(out.into())
             }
@@ -187,11 +170,6 @@ mod tests {
             .unwrap();
         let bad = tonic_types::pb::BadRequest::decode(bytes.as_slice()).unwrap();
         assert_eq!(bad.field_violations[0].field, "title");
-        assert_eq!(error_response(&status).status(), 400);
-        assert_eq!(
-            error_response(&tonic::Status::unimplemented("x")).status(),
-            501
-        );
     }
 
     #[test]

@@ -1,26 +1,14 @@
-//! JSON error bodies: `google.rpc.Status` as JSON, with the HTTP status
-//! from the one code table the gRPC side uses.
+//! JSON error bodies: `google.rpc.Status` as JSON (`respond` gives them
+//! their HTTP status and headers).
 
 use base64::Engine;
-use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::Full;
+use http::Response;
 use prost::Message;
 use serde_json::{Value as Json, json};
 use tonic::body::Body;
 
-use crate::error::{Error, http_status, retry_after_secs};
-
-pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
-    let bytes = serde_json::to_vec(body).expect("JSON values serialize");
-    let mut response = Response::new(Body::new(Full::new(Bytes::from(bytes))));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
+use crate::api::layers::respond::{Protocol, respond};
+use crate::error::Error;
 
 /// The `details` of a `google.rpc.Status`, as JSON objects with `@type`.
 fn details_to_json(details: &[u8]) -> Vec<Json> {
@@ -72,7 +60,6 @@ fn details_to_json(details: &[u8]) -> Vec<Json> {
         .collect()
 }
 
-/// A gRPC status as the JSON error response.
 /// A status as a `google.rpc.Status` JSON object.
 pub fn status_json(status: &tonic::Status) -> Json {
     json!({
@@ -82,30 +69,7 @@ pub fn status_json(status: &tonic::Status) -> Json {
     })
 }
 
-pub fn status_response(status: &tonic::Status) -> Response<Body> {
-    let http = http_status(status.code());
-    let mut response = json_response(http, &status_json(status));
-    if http == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    if let Some(secs) = retry_after_secs(status) {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, secs.into());
-    }
-    response
-}
-
+/// An error of the JSON routes, in their shape.
 pub fn error_response(err: Error) -> Response<Body> {
-    status_response(&tonic::Status::from(err))
-}
-
-/// An HTTP-level refusal (404, 405, 413, 415) in the same body shape.
-pub fn plain_error(http: StatusCode, code: tonic::Code, message: &str) -> Response<Body> {
-    json_response(
-        http,
-        &json!({"code": code as i32, "message": message, "details": []}),
-    )
+    respond(Protocol::Http, &tonic::Status::from(err))
 }

@@ -33,7 +33,8 @@ use serde_json::{Map, Value as Json};
 use tonic::body::Body;
 use tower::Service;
 
-use self::errors::{error_response, json_response, status_response};
+use self::errors::error_response;
+use super::respond::{Protocol, json as json_response, refuse, respond};
 use prost::Message as _;
 
 use self::fields::insert_field;
@@ -129,20 +130,26 @@ impl Transcoder {
                     .map(Method::as_str)
                     .collect::<Vec<_>>()
                     .join(", ");
-                let mut r = errors::plain_error(
+                let mut r = refuse(
+                    Protocol::Http,
                     StatusCode::METHOD_NOT_ALLOWED,
-                    tonic::Code::Unimplemented,
-                    &format!("{} is not allowed on {path}; use {allow}", request.method()),
+                    &tonic::Status::new(
+                        tonic::Code::Unimplemented,
+                        format!("{} is not allowed on {path}; use {allow}", request.method()),
+                    ),
                 );
                 if let Ok(v) = HeaderValue::from_str(&allow) {
                     r.headers_mut().insert(header::ALLOW, v);
                 }
                 r
             }
-            Lookup::NotFound => errors::plain_error(
+            Lookup::NotFound => refuse(
+                Protocol::Http,
                 StatusCode::NOT_FOUND,
-                tonic::Code::NotFound,
-                &format!("no route for {} {}", request.method(), path),
+                &tonic::Status::new(
+                    tonic::Code::NotFound,
+                    format!("no route for {} {}", request.method(), path),
+                ),
             ),
         }
     }
@@ -175,10 +182,13 @@ impl Transcoder {
             if (declares_body(&parts.headers) || parts.headers.contains_key(header::CONTENT_TYPE))
                 && !is_json(&parts.headers)
             {
-                return Err(errors::plain_error(
+                return Err(refuse(
+                    Protocol::Http,
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    tonic::Code::InvalidArgument,
-                    "the request body must be JSON: send Content-Type: application/json",
+                    &tonic::Status::new(
+                        tonic::Code::InvalidArgument,
+                        "the request body must be JSON: send Content-Type: application/json",
+                    ),
                 ));
             }
             let declared = parts
@@ -195,10 +205,13 @@ impl Transcoder {
                     return Err(self.too_large());
                 }
                 Err(_) => {
-                    return Err(errors::plain_error(
+                    return Err(refuse(
+                        Protocol::Http,
                         StatusCode::BAD_REQUEST,
-                        tonic::Code::InvalidArgument,
-                        "the request body could not be read",
+                        &tonic::Status::new(
+                            tonic::Code::InvalidArgument,
+                            "the request body could not be read",
+                        ),
                     ));
                 }
             };
@@ -261,7 +274,7 @@ impl Transcoder {
 
         let body = unary::grpc_body(&message.encode_to_vec());
         let call = unary::request(&route.grpc_path, &parts.headers, principal, body)
-            .map_err(|status| status_response(&status))?;
+            .map_err(|status| respond(Protocol::Http, &status))?;
         if route.streams {
             return Ok(events(inner, call, route.output()).await);
         }
@@ -269,19 +282,20 @@ impl Transcoder {
         Ok(match unary::call(inner, call).await {
             Ok(payload) => match DynamicMessage::decode(route.output(), payload) {
                 Ok(message) => json_response(StatusCode::OK, &JsonOut(&message)),
-                Err(_) => status_response(&tonic::Status::internal(
-                    "the RPC reply could not be decoded",
-                )),
+                Err(_) => respond(
+                    Protocol::Http,
+                    &tonic::Status::internal("the RPC reply could not be decoded"),
+                ),
             },
-            Err(status) => status_response(&status),
+            Err(status) => respond(Protocol::Http, &status),
         })
     }
 
     fn too_large(&self) -> Response<Body> {
-        errors::plain_error(
+        refuse(
+            Protocol::Http,
             StatusCode::PAYLOAD_TOO_LARGE,
-            tonic::Code::ResourceExhausted,
-            &format!("the request body is larger than {} bytes", self.body_limit),
+            &unary::too_large(self.body_limit),
         )
     }
 }
@@ -302,7 +316,7 @@ where
     if let Some(status) = tonic::Status::from_header_map(reply.headers())
         && status.code() != tonic::Code::Ok
     {
-        return status_response(&status);
+        return respond(Protocol::Http, &status);
     }
     let events = sse::Events { output };
     let mut response = Response::new(Body::new(ReframedBody::new(

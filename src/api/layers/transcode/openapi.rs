@@ -69,6 +69,11 @@ fn constrain(schema: &mut Json, checks: &[Check], kind: &Kind) {
             Check::MaxItems(n) => schema["maxItems"] = json!(n),
             Check::Unique => schema["uniqueItems"] = json!(true),
             Check::Items(item) => constrain(&mut schema["items"], item, kind),
+            // Null is added with the field's other nulls.
+            Check::StringOrNull(text) => {
+                *schema = json!({"type": "string"});
+                constrain(schema, text, &Kind::String);
+            }
         }
     }
     // JSON Schema counts "1" and 1 as different items, but they are the
@@ -85,22 +90,12 @@ fn constrain(schema: &mut Json, checks: &[Check], kind: &Kind) {
 }
 
 /// The free-form fields (`google.protobuf.Value`, `ListValue`) whose shape
-/// the session edit rules fix (`domain::session_edit`), which `buf.validate`
-/// can't declare on such types: what those rules accept, from their limits.
+/// the session edit rules fix (`domain::session_edit`), which the proto's
+/// annotations can't declare on such types: what those rules accept, from
+/// their limits.
 fn free_form_shape(f: &FieldDescriptor) -> Option<Json> {
-    use crate::domain::session::{MAX_NOTES_CHARS, MAX_TITLE_CHARS};
     use crate::domain::session_edit::MAX_FEW_SHOT_EXAMPLES;
     Some(match f.full_name() {
-        "practice.v1.UpdateSessionRequest.title" => json!({
-            "type": ["string", "null"], "maxLength": MAX_TITLE_CHARS,
-            "pattern": "^[^\\x00-\\x1F\\x7F-\\x9F]*$",
-        }),
-        "practice.v1.UpdateSessionRequest.notes" => {
-            json!({
-                "type": ["string", "null"], "maxLength": MAX_NOTES_CHARS,
-                "not": containing("\0"),
-            })
-        }
         "practice.v1.UpdateSessionSettingsRequest.generation_params" => {
             crate::domain::generation::default_schema()
         }
