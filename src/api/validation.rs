@@ -52,7 +52,14 @@ pub enum Check {
     Unique,
     /// Rules on each item of a list.
     Items(Vec<Check>),
+    /// A `google.protobuf.Value` holding null, or a string under these
+    /// rules (`practice.v1.string_or_null`).
+    StringOrNull(Vec<Check>),
 }
+
+/// What a value other than a string or null is told where
+/// `string_or_null` applies.
+const NOT_STRING_OR_NULL: &str = "must be a string or null";
 
 /// Every rule of every message that has some, by message name.
 #[derive(Debug, Clone, Default)]
@@ -80,6 +87,7 @@ impl Rules {
                 by_message.insert(message.full_name().to_owned(), fields);
             }
         }
+        shared_rules(pool, &mut by_message)?;
         let mut rules = Self {
             by_message,
             lists: ListLimits::default(),
@@ -192,6 +200,17 @@ fn check_value(
     }
     for check in checks {
         match (check, value) {
+            (Check::StringOrNull(string_checks), Value::Message(m)) => match json_kind(m) {
+                Some(Value::String(s)) => {
+                    check_value(&Value::String(s), string_checks, path, limit, out);
+                }
+                // Null, or no kind at all (which the service reads as null).
+                None | Some(Value::EnumNumber(_)) => {}
+                _ if out.len() < limit => {
+                    out.push(FieldViolation::new(path, NOT_STRING_OR_NULL));
+                }
+                _ => {}
+            },
             (Check::Unique, Value::List(items)) => {
                 let mut seen = std::collections::HashSet::new();
                 for (i, item) in items.iter().enumerate() {
@@ -292,6 +311,67 @@ fn not_contains_words(part: &str) -> String {
     } else {
         format!("must not contain {part:?}")
     }
+}
+
+/// The kind a `google.protobuf.Value` holds: its one set field's value
+/// (`null_value` is an enum number).
+fn json_kind(value: &DynamicMessage) -> Option<Value> {
+    value.fields().next().map(|(_, v)| v.clone())
+}
+
+/// Adds the rules of the free-form fields that name a typed field's rules
+/// (`practice.v1.string_or_null`). A name that doesn't resolve to a string
+/// field, or the option on anything but a `google.protobuf.Value`, stops
+/// the start.
+fn shared_rules(
+    pool: &DescriptorPool,
+    by_message: &mut HashMap<String, Vec<(FieldDescriptor, Vec<Check>)>>,
+) -> Result<(), String> {
+    let Some(ext) = pool.get_extension_by_name("practice.v1.string_or_null") else {
+        return Ok(());
+    };
+    let mut found = Vec::new();
+    for message in pool.all_messages() {
+        for field in message.fields() {
+            let options = field.options();
+            if !options.has_extension(&ext) {
+                continue;
+            }
+            let named = options
+                .get_extension(&ext)
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let refused =
+                |why: &str| format!("{}: string_or_null {named:?} {why}", field.full_name());
+            let holds_value = matches!(field.kind(), prost_reflect::Kind::Message(m)
+                if m.full_name() == "google.protobuf.Value");
+            if !holds_value || field.is_list() {
+                return Err(refused("is only for a google.protobuf.Value field"));
+            }
+            let (holder, name) = named
+                .rsplit_once('.')
+                .ok_or_else(|| refused("is not a field"))?;
+            let source = pool
+                .get_message_by_name(holder)
+                .and_then(|m| m.get_field_by_name(name))
+                .filter(|f| f.kind() == prost_reflect::Kind::String && !f.is_list())
+                .ok_or_else(|| refused("is not a string field"))?;
+            let checks = by_message
+                .get(holder)
+                .and_then(|fields| fields.iter().find(|(f, _)| *f == source))
+                .map(|(_, checks)| checks.clone())
+                .unwrap_or_default();
+            found.push((field, Check::StringOrNull(checks)));
+        }
+    }
+    for (field, check) in found {
+        by_message
+            .entry(field.parent_message().full_name().to_owned())
+            .or_default()
+            .push((field, vec![check]));
+    }
+    Ok(())
 }
 
 /// The rules the annotation on `field` declares.

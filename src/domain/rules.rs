@@ -1,5 +1,5 @@
 //! Field checks on the free-form fields whose shape the proto's annotations
-//! can't declare (a `google.protobuf.Value` title, a `ListValue` of example
+//! can't declare (the size of a free-form object, a `ListValue` of example
 //! ids); each adds a field violation rather than failing fast, so a client
 //! sees every problem at once. Every other field's rules are the proto's.
 
@@ -27,41 +27,6 @@ pub fn free_form(field: &str, value: Option<&Map<String, Value>>, out: &mut Vec<
             field,
             format!("at most {MAX_FREE_FORM_BYTES} bytes of JSON, got {size}"),
         ));
-    }
-}
-
-/// A text field: `required` means not empty (after trimming); `max` counts
-/// characters; `single_line` also refuses control characters, and every
-/// text refuses U+0000.
-pub fn text(
-    field: &str,
-    value: &str,
-    required: bool,
-    max: usize,
-    single_line: bool,
-    out: &mut Vec<FieldViolation>,
-) {
-    if required && value.trim().is_empty() {
-        out.push(FieldViolation::new(
-            field,
-            "is required and must not be blank",
-        ));
-        return;
-    }
-    let chars = value.chars().count();
-    if chars > max {
-        out.push(FieldViolation::new(
-            field,
-            format!("at most {max} characters, got {chars}"),
-        ));
-    }
-    if single_line && value.chars().any(char::is_control) {
-        out.push(FieldViolation::new(
-            field,
-            "must not contain control characters (such as newlines or tabs)",
-        ));
-    } else if value.contains('\0') {
-        out.push(FieldViolation::new(field, NO_NUL));
     }
 }
 

@@ -4,9 +4,6 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-/// As `CreateSessionRequest.title` declares it; UpdateSession keeps it too.
-pub const MAX_TITLE_CHARS: usize = 200;
-pub const MAX_NOTES_CHARS: usize = 20_000;
 pub const DEFAULT_STYLE_PRESET: &str = "accurate";
 /// Each model continues from its own answers by default: a side-by-side
 /// comparison is fair only while every model is judged on its own

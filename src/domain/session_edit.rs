@@ -4,32 +4,18 @@
 use serde_json::{Map, Value};
 
 use super::rules;
-use super::session::{MAX_NOTES_CHARS, MAX_TITLE_CHARS};
 use crate::error::Error;
 
 /// At most this many few-shot examples in one session.
 pub const MAX_FEW_SHOT_EXAMPLES: usize = 50;
 
 /// The fields an UpdateSession changes; `None` leaves a field as it is,
-/// `Some(None)` clears it.
+/// `Some(None)` clears it. The text rules are the proto's: the request's
+/// title and notes take `CreateSessionRequest`'s (`string_or_null`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionPatch {
     pub title: Option<Option<String>>,
     pub notes: Option<Option<String>>,
-}
-
-impl SessionPatch {
-    /// The same text rules as at creation.
-    pub fn validate(&self) -> Result<(), Error> {
-        let mut v = Vec::new();
-        if let Some(Some(title)) = &self.title {
-            rules::text("title", title, false, MAX_TITLE_CHARS, true, &mut v);
-        }
-        if let Some(Some(notes)) = &self.notes {
-            rules::text("notes", notes, false, MAX_NOTES_CHARS, false, &mut v);
-        }
-        rules::finish(v)
-    }
 }
 
 /// The settings fields an UpdateSessionSettings changes.
@@ -71,17 +57,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn patches_keep_the_create_rules() {
-        let long = SessionPatch {
-            title: Some(Some("x".repeat(MAX_TITLE_CHARS + 1))),
-            ..Default::default()
-        };
-        assert!(long.validate().is_err());
-        let clear = SessionPatch {
-            title: Some(None),
-            notes: Some(None),
-        };
-        assert!(clear.validate().is_ok());
+    fn example_lists_are_distinct_positive_ids() {
         let bad = SettingsPatch {
             few_shot_example_ids: Some(vec![1, 1, 0]),
             ..Default::default()

@@ -216,7 +216,10 @@ async fn a_refusal_speaks_the_clients_protocol() {
     assert_eq!(body["code"], 8, "{body}");
     assert_eq!(body["message"], said);
 
-    let r = post(CREATE, "application/connect+json").send().await.unwrap();
+    let r = post(CREATE, "application/connect+json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/connect+json");
     let bytes = r.bytes().await.unwrap();
@@ -224,7 +227,10 @@ async fn a_refusal_speaks_the_clients_protocol() {
     let end: serde_json::Value = serde_json::from_slice(&bytes[5..]).unwrap();
     assert_eq!(end["error"]["code"], "resource_exhausted", "{end}");
 
-    let r = post(CREATE, "application/grpc-web+proto").send().await.unwrap();
+    let r = post(CREATE, "application/grpc-web+proto")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/grpc-web+proto");
     assert_eq!(r.headers()["grpc-status"], "8");

@@ -204,3 +204,52 @@ fn an_unknown_rule_stops_the_start() {
     assert!(read_rules(&m).is_err());
     let _ = ext;
 }
+
+/// UpdateSession's free-form title and notes take CreateSession's rules
+/// (`string_or_null`): a string meets them, null and absent pass, any
+/// other kind is refused.
+#[test]
+fn free_form_text_takes_the_named_fields_rules() {
+    use prost_types::value::Kind;
+    let (pool, rules) = rules();
+    let text = |s: &str| {
+        Some(prost_types::Value {
+            kind: Some(Kind::StringValue(s.into())),
+        })
+    };
+    let update = |title, notes| pb::UpdateSessionRequest {
+        session_id: 1,
+        title,
+        notes,
+    };
+    let name = "practice.v1.UpdateSessionRequest";
+    let found = checked(
+        &pool,
+        &rules,
+        &update(text(&"x".repeat(201)), text("a\0b")),
+        name,
+    );
+    let said: Vec<_> = found
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "title: at most 200 characters, got 201",
+            "notes: must not contain U+0000 (NUL)"
+        ]
+    );
+    let null = Some(prost_types::Value {
+        kind: Some(Kind::NullValue(0)),
+    });
+    assert!(violations(&pool, &rules, &update(null, None), name).is_empty());
+    assert!(violations(&pool, &rules, &update(text("fine"), text("a\nb")), name).is_empty());
+    let number = Some(prost_types::Value {
+        kind: Some(Kind::NumberValue(5.0)),
+    });
+    assert_eq!(
+        checked(&pool, &rules, &update(None, number), name)[0].description,
+        "must be a string or null"
+    );
+}
