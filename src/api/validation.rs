@@ -122,7 +122,7 @@ impl Rules {
     pub fn of(&self, field: &FieldDescriptor) -> &[Check] {
         self.by_message
             .get(field.parent_message().full_name())
-            .and_then(|fields| fields.iter().find(|(f, _)| f == field))
+            .and_then(|fields| fields.iter().find(|(f, _)| f.number() == field.number()))
             .map_or(&[], |(_, checks)| checks.as_slice())
     }
 
@@ -151,7 +151,10 @@ impl Rules {
             // inside: most fields of a request have neither.
             let path = || format!("{prefix}{}", field.name());
             let present = message.has_field(&field);
-            if let Some((_, checks)) = rules.and_then(|r| r.iter().find(|(f, _)| *f == field))
+            // By number, not descriptor: a message built from JSON may come
+            // from another copy of the same descriptor set.
+            let found = rules.and_then(|r| r.iter().find(|(f, _)| f.number() == field.number()));
+            if let Some((_, checks)) = found
                 && (present || !field.supports_presence())
             {
                 check_value(&message.get_field(&field), checks, &path(), limit, out);

@@ -16,8 +16,9 @@ const ME: i64 = 42;
 const CREATE: &str = "/practice.v1.PracticeService/CreateSession";
 
 /// One CreateSession on each protocol, then one refused caller: the server's
-/// own log (its `ingress` events, one per verification and per body read)
-/// shows one of each per request, and no body read for the refused one.
+/// own log (its `ingress` events, one per verification, body read and
+/// message built) shows one of each per request, and no body read for the
+/// refused one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_request_is_authenticated_and_read_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -105,6 +106,9 @@ async fn each_request_is_authenticated_and_read_once() {
     let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
     assert_eq!(count("bearer token verified"), 7, "{log}");
     assert_eq!(count("request body read"), with_body, "{log}");
+    // One message built per admitted request: by its JSON codec, or by the
+    // validation layer from the bytes (tonic's own decode is its typed one).
+    assert_eq!(count("request message built"), 6, "{log}");
 }
 
 /// 400 connections each send all but the last bytes of a 1 MiB body and

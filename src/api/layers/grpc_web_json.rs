@@ -20,6 +20,7 @@ use super::connect::stream::{Envelopes, StreamEnd};
 use super::reframe::ReframedBody;
 use super::respond::{Protocol, respond};
 use super::rpcs::{Rpcs, Shape};
+use super::validate::Decoded;
 use super::{BoxFuture, Middleware, MiddlewareLayer, unary};
 
 const CONTENT_TYPE: &str = "application/grpc-web+json";
@@ -102,8 +103,11 @@ impl Inner {
         };
         let bytes = unary::read_body(body, self.body_limit + 5).await?;
         let message = unary::first_message(&bytes)?;
-        let body = unary::grpc_body(&rpc.json_to_proto(&message)?);
-        unary::request(path, &parts.headers, principal, body)
+        let message = rpc.json_message(&message)?;
+        let body = unary::grpc_body(&prost::Message::encode_to_vec(&message));
+        let mut call = unary::request(path, &parts.headers, principal, body)?;
+        Decoded::attach(&mut call, Some(message));
+        Ok(call)
     }
 
     async fn unary<S>(&self, call: Request<Body>, inner: S) -> Result<Vec<u8>, Status>

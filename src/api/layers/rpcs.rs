@@ -8,8 +8,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use prost::Message as _;
 use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor};
 use prost_types::method_options::IdempotencyLevel;
 use tonic::Status;
@@ -103,9 +101,10 @@ impl Rpc {
         &self.rules
     }
 
-    /// A canonical proto3 JSON request to its binary encoding. Unknown
-    /// fields are ignored, as Connect's and gRPC-Web's own servers do.
-    pub fn json_to_proto(&self, bytes: &[u8]) -> Result<Bytes, Status> {
+    /// A canonical proto3 JSON request as a message (the validation layer
+    /// checks it as it is). Unknown fields are ignored, as Connect's and
+    /// gRPC-Web's own servers do.
+    pub fn json_message(&self, bytes: &[u8]) -> Result<DynamicMessage, Status> {
         if super::validate::holds_too_many_json_values(bytes) {
             return Err(Status::invalid_argument(
                 super::validate::too_many_json_values(),
@@ -114,8 +113,9 @@ impl Rpc {
         if let Some(violation) = self.rules.oversized_json(&self.input, None, bytes) {
             return Err(Error::invalid(vec![violation]).into());
         }
+        super::validate::message_built();
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let message = DynamicMessage::deserialize_with_options(
+        DynamicMessage::deserialize_with_options(
             self.input.clone(),
             &mut de,
             &DeserializeOptions::new().deny_unknown_fields(false),
@@ -129,8 +129,7 @@ impl Rpc {
                 "the JSON message is not a valid {}: {e}",
                 self.input.name()
             ))
-        })?;
-        Ok(message.encode_to_vec().into())
+        })
     }
 
     /// A binary reply to canonical proto3 JSON.

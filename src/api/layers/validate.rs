@@ -80,6 +80,27 @@ pub fn holds_too_many_json_values(bytes: &[u8]) -> bool {
     false
 }
 
+/// A request message a protocol codec already built (from JSON): it
+/// travels with the in-process request, so this layer checks it as it is
+/// rather than decoding the bytes made from it.
+#[derive(Clone)]
+pub struct Decoded(pub DynamicMessage);
+
+impl Decoded {
+    /// Puts a codec's message beside its in-process request.
+    pub fn attach(request: &mut Request<Body>, message: Option<DynamicMessage>) {
+        if let Some(message) = message {
+            request.extensions_mut().insert(Decoded(message));
+        }
+    }
+}
+
+/// Counted by a test: each request's message is built once, by its codec
+/// or here.
+pub(crate) fn message_built() {
+    tracing::debug!(target: "ingress", "request message built");
+}
+
 #[derive(Clone)]
 pub struct Validate(Arc<Inner>);
 
@@ -97,7 +118,11 @@ impl ValidateLayer {
 }
 
 impl Middleware for Validate {
-    fn call<S>(&self, mut inner: S, request: Request<Body>) -> BoxFuture<Response<Body>, Infallible>
+    fn call<S>(
+        &self,
+        mut inner: S,
+        mut request: Request<Body>,
+    ) -> BoxFuture<Response<Body>, Infallible>
     where
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
         S::Future: Send + 'static,
@@ -110,6 +135,16 @@ impl Middleware for Validate {
         else {
             return Box::pin(inner.call(request));
         };
+        // A message its codec built (and size-checked on its text) is
+        // checked as it is; its body stays as it came.
+        if let Some(Decoded(message)) = request.extensions_mut().remove::<Decoded>() {
+            return Box::pin(async move {
+                match check_message(&rpc, &message) {
+                    Ok(()) => inner.call(request).await,
+                    Err(err) => Ok(Status::from(err).into_http()),
+                }
+            });
+        }
         let this = self.0.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
@@ -137,6 +172,7 @@ fn check(rpc: &Rpc, bytes: bytes::Bytes) -> Result<(), Error> {
     if let Some(violation) = rpc.rules().oversized_list(&input, &bytes) {
         return Err(Error::invalid(vec![violation]));
     }
+    message_built();
     let message = DynamicMessage::decode(input, bytes).map_err(|_| {
         Error::invalid_field(
             "",
@@ -144,14 +180,19 @@ fn check(rpc: &Rpc, bytes: bytes::Bytes) -> Result<(), Error> {
                  more deeply than the server accepts",
         )
     })?;
+    check_message(rpc, &message)
+}
+
+/// The rules on a decoded request message: its nesting, then the proto's.
+fn check_message(rpc: &Rpc, message: &DynamicMessage) -> Result<(), Error> {
     let mut shape = Shape::default();
-    shape.walk(&message, 0);
+    shape.walk(message, 0);
     if shape.deepest > MAX_NESTING {
         return Err(Error::invalid_field("", nested_too_deeply()));
     }
     // One more than are listed, so the error can say there were more;
     // the search stops there, whatever the input's size.
-    let violations = rpc.rules().check(&message, MAX_VIOLATIONS + 1);
+    let violations = rpc.rules().check(message, MAX_VIOLATIONS + 1);
     if violations.is_empty() {
         Ok(())
     } else {

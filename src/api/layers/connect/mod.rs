@@ -29,6 +29,7 @@ use super::auth::caller;
 use super::reframe::ReframedBody;
 use super::respond::{Protocol, refuse, respond};
 use super::rpcs::{Rpcs, Shape};
+use super::validate::Decoded;
 use super::{BoxFuture, Middleware, MiddlewareLayer, unary};
 
 /// Replies at least this large are gzipped for clients that accept it.
@@ -259,11 +260,10 @@ impl ConnectProtocol {
         } else {
             payload
         };
-        let message = match codec {
-            Codec::Proto => payload,
-            Codec::Json => rpc.json_to_proto(&payload)?,
-        };
-        grpc_call(path, headers, principal, unary::grpc_body(&message))
+        let (bytes, message) = encoded(rpc, codec, payload)?;
+        let mut call = grpc_call(path, headers, principal, unary::grpc_body(&bytes))?;
+        Decoded::attach(&mut call, message);
+        Ok(call)
     }
 
     async fn handle<S>(
@@ -329,12 +329,9 @@ impl ConnectProtocol {
             Call::Stream(_) => unreachable!("streams returned above"),
         };
         let bytes = compression.decompress(bytes, self.body_limit)?;
-        let message = match codec {
-            Codec::Proto => bytes,
-            Codec::Json => rpc.json_to_proto(&bytes)?,
-        };
-
-        let grpc = grpc_call(&path, &parts.headers, principal, unary::grpc_body(&message))?;
+        let (bytes, message) = encoded(rpc, codec, bytes)?;
+        let mut grpc = grpc_call(&path, &parts.headers, principal, unary::grpc_body(&bytes))?;
+        Decoded::attach(&mut grpc, message);
 
         let reply = unary::call(inner, grpc).await?;
         let reply = match codec {
@@ -359,6 +356,25 @@ impl ConnectProtocol {
         }
         Ok(response)
     }
+}
+
+/// A request message's protobuf encoding, and the message a JSON one was
+/// read into.
+fn encoded(
+    rpc: &super::rpcs::Rpc,
+    codec: Codec,
+    payload: Bytes,
+) -> Result<(Bytes, Option<prost_reflect::DynamicMessage>), Status> {
+    Ok(match codec {
+        Codec::Proto => (payload, None),
+        Codec::Json => {
+            let message = rpc.json_message(&payload)?;
+            (
+                prost::Message::encode_to_vec(&message).into(),
+                Some(message),
+            )
+        }
+    })
 }
 
 /// The in-process gRPC call for a Connect call, with `Connect-Timeout-Ms`

@@ -96,6 +96,7 @@ pub fn parse_message(
     object: Map<String, Json>,
 ) -> Result<DynamicMessage, Error> {
     let options = DeserializeOptions::new().deny_unknown_fields(true);
+    crate::api::layers::validate::message_built();
     let whole = Json::Object(object);
     match DynamicMessage::deserialize_with_options(desc.clone(), &whole, &options) {
         Ok(message) => Ok(message),

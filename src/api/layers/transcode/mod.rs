@@ -35,6 +35,7 @@ use tower::Service;
 
 use self::errors::error_response;
 use super::respond::{Protocol, json as json_response, refuse, respond};
+use super::validate::Decoded;
 use prost::Message as _;
 
 use self::fields::insert_field;
@@ -273,8 +274,9 @@ impl Transcoder {
         let message = parse_message(&input, object).map_err(error_response)?;
 
         let body = unary::grpc_body(&message.encode_to_vec());
-        let call = unary::request(&route.grpc_path, &parts.headers, principal, body)
+        let mut call = unary::request(&route.grpc_path, &parts.headers, principal, body)
             .map_err(|status| respond(Protocol::Http, &status))?;
+        Decoded::attach(&mut call, Some(message));
         if route.streams {
             return Ok(events(inner, call, route.output()).await);
         }
