@@ -207,7 +207,7 @@ impl Application {
             .build_v1()
             .context("building the reflection service")?;
         let transcoder = Arc::new(
-            Transcoder::new(FILE_DESCRIPTOR_SET, self.config.max_body_bytes)
+            Transcoder::new(&rpcs, self.config.max_body_bytes)
                 .map_err(|e| anyhow::anyhow!("reading the HTTP rules: {e}"))?,
         );
 

@@ -141,21 +141,47 @@ impl Rpc {
 }
 
 #[derive(Clone)]
-pub struct Rpcs(Arc<HashMap<String, Arc<Rpc>>>);
+pub struct Rpcs(Arc<Catalog>);
+
+struct Catalog {
+    by_path: HashMap<String, Arc<Rpc>>,
+    /// Our descriptor set and its rules, read once: the HTTP routes and
+    /// OpenAPI are built from the same.
+    pool: DescriptorPool,
+    rules: Arc<Rules>,
+}
 
 impl Rpcs {
     /// The RPCs of our encoded descriptor set, each of which must say who
     /// may call it, and of the public services' (health, reflection).
     pub fn new(ours: &[u8], public: &[&[u8]]) -> Result<Self, String> {
-        let mut rpcs = HashMap::new();
-        for (set, default) in
-            std::iter::once((ours, None)).chain(public.iter().map(|p| (*p, Some(Access::Public))))
-        {
+        let mut by_path = HashMap::new();
+        let read = |set: &[u8]| -> Result<_, String> {
             let pool = DescriptorPool::decode(set).map_err(|e| e.to_string())?;
             let rules = Arc::new(Rules::from_pool(&pool)?);
-            Self::add(&pool, &rules, default, &mut rpcs)?;
+            Ok((pool, rules))
+        };
+        let (pool, rules) = read(ours)?;
+        Self::add(&pool, &rules, None, &mut by_path)?;
+        for set in public {
+            let (pool, rules) = read(set)?;
+            Self::add(&pool, &rules, Some(Access::Public), &mut by_path)?;
         }
-        Ok(Self(Arc::new(rpcs)))
+        Ok(Self(Arc::new(Catalog {
+            by_path,
+            pool,
+            rules,
+        })))
+    }
+
+    /// Our descriptor set, as read.
+    pub fn pool(&self) -> &DescriptorPool {
+        &self.0.pool
+    }
+
+    /// The request rules of our descriptor set.
+    pub fn rules(&self) -> &Arc<Rules> {
+        &self.0.rules
     }
 
     fn add(
@@ -213,6 +239,7 @@ impl Rpcs {
     pub fn guarded_services(&self) -> Vec<String> {
         let mut services: Vec<String> = self
             .0
+            .by_path
             .iter()
             .filter(|(_, rpc)| rpc.access != Access::Public)
             .filter_map(|(path, _)| Some(path.strip_prefix('/')?.split_once('/')?.0.to_owned()))
@@ -228,7 +255,7 @@ impl Rpcs {
     }
 
     pub fn get(&self, path: &str) -> Option<&Arc<Rpc>> {
-        self.0.get(path)
+        self.0.by_path.get(path)
     }
 }
 

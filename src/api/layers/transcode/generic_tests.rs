@@ -79,8 +79,8 @@ async fn echo_stack()
         Keys::hs256(SECRET.to_vec()),
         ClaimRules::default(),
     ));
-    let transcoder = Arc::new(Transcoder::new(&descriptors, 4096).unwrap());
     let rpcs = crate::api::layers::rpcs::Rpcs::new(&descriptors, &[]).unwrap();
+    let transcoder = Arc::new(Transcoder::new(&rpcs, 4096).unwrap());
     let ingress = crate::api::layers::ingress::IngressLayer::new(
         auth,
         rpcs,

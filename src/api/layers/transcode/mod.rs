@@ -24,11 +24,12 @@ pub mod template;
 pub use layer::TranscodeLayer;
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
-use prost_reflect::{DescriptorPool, DynamicMessage};
+use prost_reflect::DynamicMessage;
 use serde_json::{Map, Value as Json};
 use tonic::body::Body;
 use tower::Service;
@@ -50,17 +51,17 @@ use crate::error::Error;
 
 pub struct Transcoder {
     routes: Routes,
-    rules: crate::api::validation::Rules,
+    rules: Arc<crate::api::validation::Rules>,
     openapi: Bytes,
     body_limit: usize,
 }
 
 impl Transcoder {
-    pub fn new(descriptors: &[u8], body_limit: usize) -> Result<Self, String> {
-        let pool = DescriptorPool::decode(descriptors).map_err(|e| e.to_string())?;
-        let routes = Routes::from_pool(&pool)?;
-        let rules = crate::api::validation::Rules::from_pool(&pool)?;
-        let openapi = serde_json::to_vec_pretty(&openapi::document(&routes, rules.clone()))
+    /// The routes of the catalog's RPCs that declare them, with its rules.
+    pub fn new(rpcs: &super::rpcs::Rpcs, body_limit: usize) -> Result<Self, String> {
+        let routes = Routes::from_pool(rpcs.pool())?;
+        let rules = rpcs.rules().clone();
+        let openapi = serde_json::to_vec_pretty(&openapi::document(&routes, (*rules).clone()))
             .map_err(|e| e.to_string())?;
         Ok(Self {
             routes,
