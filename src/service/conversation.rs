@@ -88,6 +88,8 @@ pub struct ConversationService {
     pub(super) answers: Arc<Answers>,
     pub(super) limiter: Arc<Limiter>,
     pub(super) checkpoints: Arc<Checkpoints>,
+    /// Answers storing their end take turns (`model_call::ENDING_AT_ONCE`).
+    ending: Arc<tokio::sync::Semaphore>,
 }
 
 /// A page of a session's responses and the token for the next one.
@@ -114,6 +116,9 @@ impl ConversationService {
     ) -> Self {
         Self {
             checkpoints: Checkpoints::start(store.clone(), SAVE_EVERY),
+            ending: Arc::new(tokio::sync::Semaphore::new(
+                super::model_call::ENDING_AT_ONCE,
+            )),
             store,
             models,
             history_chars,
@@ -371,6 +376,7 @@ impl ConversationService {
             permit: call.permit.clone(),
             store: self.store.clone(),
             checkpoints: self.checkpoints.clone(),
+            ending: self.ending.clone(),
             models: self.models.clone(),
             events: call.events.clone(),
             response,

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
 use super::answers::{Registration, Stop};
@@ -39,6 +39,8 @@ pub(super) struct ModelCall {
     pub store: Arc<dyn Store>,
     /// Where the text so far is offered for saving.
     pub checkpoints: Arc<Checkpoints>,
+    /// Answers storing how they ended, at most `ENDING_AT_ONCE` at a time.
+    pub ending: Arc<Semaphore>,
     pub models: Models,
     pub events: mpsc::Sender<PromptEvent>,
     /// The response row, filled in as the answer arrives.
@@ -130,7 +132,12 @@ impl ModelCall {
             latency_ms: r.latency_ms.unwrap_or(0),
             first_byte_ms: r.first_byte_ms,
         };
-        match finish(&*self.store, r.response_id, &outcome).await {
+        let ended = {
+            // Closed never: the semaphore lives as long as the service.
+            let _turn = self.ending.acquire().await;
+            finish(&*self.store, r.response_id, &outcome).await
+        };
+        match ended {
             Ok(true) => {}
             // The row had already ended (swept as interrupted while this
             // replica couldn't renew its lease) or is gone (its session was
@@ -320,6 +327,15 @@ async fn deliver(
         Ok(Ok(())) => Ok(()),
     }
 }
+
+/// How many answers of a replica store their end at once. When thousands
+/// end together (their clients left), the rest wait their turn here,
+/// holding little: a write transaction waiting for the writer holds the
+/// future that would open the database connection, several KB, and past
+/// the pool's acquire timeout fails and is retried outside the group,
+/// leaving rows in progress that later read `interrupted`. Two groups'
+/// worth keeps group commit full.
+pub(super) const ENDING_AT_ONCE: usize = 128;
 
 /// Stores how the answer ended, as a write transaction of its own: the
 /// answers ending together share a group's commit.

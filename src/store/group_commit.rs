@@ -183,9 +183,10 @@ where
         .await
         .map_err(|_| StoreError::begin(sqlx::Error::PoolTimedOut))?;
         if writer.open.is_none() {
-            let tx = self
-                .pool
-                .begin_with(self.begin)
+            // Boxed: opening a transaction may open a connection, a future
+            // of several KB that every member waiting for the lock above
+            // would otherwise hold.
+            let tx = Box::pin(self.pool.begin_with(self.begin))
                 .await
                 .map_err(StoreError::begin)?;
             writer.opened += 1;
