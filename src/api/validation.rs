@@ -70,15 +70,14 @@ pub struct Rules {
 
 impl Rules {
     pub fn from_pool(pool: &DescriptorPool) -> Result<Self, String> {
-        let Some(ext) = pool.get_extension_by_name("buf.validate.field") else {
-            return Ok(Self::default());
-        };
+        let validate = pool.get_extension_by_name("buf.validate.field");
         let mut by_message = HashMap::new();
         for message in pool.all_messages() {
             let mut fields = Vec::new();
             for field in message.fields() {
-                let checks = field_checks(&ext, &field)
-                    .map_err(|e| format!("{}: {e}", field.full_name()))?;
+                let Some(ext) = &validate else { break };
+                let checks =
+                    field_checks(ext, &field).map_err(|e| format!("{}: {e}", field.full_name()))?;
                 if !checks.is_empty() {
                     fields.push((field, checks));
                 }

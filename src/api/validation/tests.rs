@@ -253,3 +253,48 @@ fn free_form_text_takes_the_named_fields_rules() {
         "must be a string or null"
     );
 }
+
+/// `string_or_null` on anything but a `Value`, or naming anything but a
+/// string field, stops the start: a misdeclared rule is never skipped.
+#[test]
+fn a_misdeclared_shared_rule_stops_the_start() {
+    struct One(&'static str);
+    impl protox::file::FileResolver for One {
+        fn open_file(&self, name: &str) -> Result<protox::file::File, protox::Error> {
+            if name == "t.proto" {
+                return protox::file::File::from_source(name, self.0);
+            }
+            let mut chain = protox::file::ChainFileResolver::new();
+            chain.add(protox::file::IncludeFileResolver::new(
+                concat!(env!("CARGO_MANIFEST_DIR"), "/proto").into(),
+            ));
+            chain.add(protox::file::GoogleFileResolver::new());
+            chain.open_file(name)
+        }
+    }
+    let start = |field: &str| {
+        let source = format!(
+            "syntax = \"proto3\"; package t; import \"google/protobuf/struct.proto\"; \
+             import \"practice/v1/rules.proto\"; \
+             message M {{ string s = 1; int64 n = 2; {field} }}"
+        );
+        let mut compiler = protox::Compiler::with_file_resolver(One(Box::leak(source.into())));
+        compiler
+            .include_imports(true)
+            .open_files(["t.proto"])
+            .unwrap();
+        let pool =
+            DescriptorPool::decode(compiler.encode_file_descriptor_set().as_slice()).unwrap();
+        Rules::from_pool(&pool)
+    };
+    assert!(
+        start(r#"google.protobuf.Value v = 3 [(practice.v1.string_or_null) = "t.M.s"];"#).is_ok()
+    );
+    for wrong in [
+        r#"google.protobuf.Value v = 3 [(practice.v1.string_or_null) = "t.M.n"];"#,
+        r#"google.protobuf.Value v = 3 [(practice.v1.string_or_null) = "t.M.missing"];"#,
+        r#"string v = 3 [(practice.v1.string_or_null) = "t.M.s"];"#,
+    ] {
+        assert!(start(wrong).is_err(), "{wrong}");
+    }
+}
