@@ -28,7 +28,7 @@ use crate::domain::session::{Response, Settings};
 use crate::domain::{IdempotencyKey, Session, UserId, now_micros};
 use crate::error::Error;
 use crate::llm::Models;
-use crate::store::{PromptRows, ResponseBudget, ResponseSlice, Responses, Store};
+use crate::store::{PromptRows, Responses, Store};
 
 /// The longest answer stored per model, in bytes of UTF-8: with every model
 /// a class may have, a prompt's answers still fit in one response message.
@@ -37,27 +37,6 @@ pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Events buffered per prompt before the slowest reader holds models back:
 /// with the answer's size cap, what one stream can hold in memory.
 pub(super) const EVENT_BUFFER: usize = 256;
-
-/// Responses a page of `ListResponses` holds by default and at most.
-pub const DEFAULT_RESPONSE_PAGE: i32 = 20;
-pub const MAX_RESPONSE_PAGE: i32 = 100;
-
-/// The characters of prompt and answer text one reply carries at most in
-/// responses (a page, or a session's newest). A reply always carries at
-/// least one response, and one response is at most a 32,000-character
-/// prompt and a 64 KiB answer.
-pub const REPLY_TEXT_CHARS: i64 = 256 * 1024;
-
-/// What those characters can take in a reply: 6 bytes of JSON each at
-/// most (a control character's `\u00XX`). A session's own rows must leave
-/// this much of the reply limit free (see `PracticeService`).
-pub const REPLY_TEXT_BYTES: usize = REPLY_TEXT_CHARS as usize * 6;
-
-/// What a session read shows of its responses: the newest that fit.
-pub const NEWEST_RESPONSES: Responses = Responses::Newest(ResponseBudget {
-    count: 20,
-    chars: REPLY_TEXT_CHARS,
-});
 
 /// What happens while a prompt is answered.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,12 +69,6 @@ pub struct ConversationService {
     pub(super) checkpoints: Arc<Checkpoints>,
     /// Answers storing their end take turns (`model_call::ENDING_AT_ONCE`).
     ending: Arc<tokio::sync::Semaphore>,
-}
-
-/// A page of a session's responses and the token for the next one.
-pub struct ResponsePage {
-    pub responses: Vec<Response>,
-    pub next_page_token: String,
 }
 
 /// What the prompt's transaction produced.
@@ -185,60 +158,6 @@ impl ConversationService {
             check_budget(&subject, used, limits.class_tokens_per_day, wait)?;
         }
         Ok(())
-    }
-
-    /// The caller's session's responses, oldest first, a page at a time.
-    /// Pages after the first show the responses there were when the first
-    /// was read: later prompts' responses are left out.
-    pub async fn list_responses(
-        &self,
-        user: UserId,
-        session_id: i64,
-        page_size: i32,
-        page_token: &str,
-    ) -> Result<ResponsePage, Error> {
-        let size = super::paging::page_size(page_size, DEFAULT_RESPONSE_PAGE, MAX_RESPONSE_PAGE);
-        let (after, upto) = if page_token.is_empty() {
-            (0, None)
-        } else {
-            let (session, after, upto) =
-                super::paging::decode_response_token(page_token).ok_or_else(|| {
-                    Error::invalid_field(
-                        "page_token",
-                        "is not a token this API issued for this session; start again with an empty one",
-                    )
-                })?;
-            if session != session_id {
-                return Err(Error::invalid_field(
-                    "page_token",
-                    "was issued for another session; start again with an empty one",
-                ));
-            }
-            (after, Some(upto))
-        };
-        let budget = ResponseBudget {
-            count: size,
-            chars: REPLY_TEXT_CHARS,
-        };
-        let ResponseSlice {
-            responses,
-            more,
-            upto,
-        } = self
-            .store
-            .response_page(user, session_id, after, upto, budget)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("session {session_id} not found")))?;
-        let next_page_token = match (more, responses.last()) {
-            (true, Some(last)) => {
-                super::paging::encode_response_token(session_id, last.response_id, upto)
-            }
-            _ => String::new(),
-        };
-        Ok(ResponsePage {
-            responses: responses.into_iter().map(Response::shown).collect(),
-            next_page_token,
-        })
     }
 
     /// Writes the prompt and starts every model; the events arrive on the

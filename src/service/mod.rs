@@ -11,6 +11,7 @@ pub mod limits;
 mod model_call;
 mod paging;
 pub mod practice;
+pub mod responses;
 pub mod sessions;
 pub mod stats;
 mod turns;

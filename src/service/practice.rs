@@ -10,8 +10,8 @@ use serde_json::Map;
 use tracing::Instrument;
 
 use super::answers::Answers;
-use super::conversation::{NEWEST_RESPONSES, REPLY_TEXT_BYTES};
 use super::keys;
+use super::responses::{NEWEST_RESPONSES, REPLY_TEXT_BYTES};
 use super::tx::{self, TxError};
 use crate::domain::generation;
 use crate::domain::session::{CreateSessionInput, DEFAULT_CONTINUE_FROM, DEFAULT_STYLE_PRESET};
