@@ -150,8 +150,8 @@ impl Rules {
             // inside: most fields of a request have neither.
             let path = || format!("{prefix}{}", field.name());
             let present = message.has_field(&field);
-            // By number, not descriptor: a message built from JSON may come
-            // from another copy of the same descriptor set.
+            // By number within the message found by name, so the rules hold
+            // whichever copy of the descriptor set built the message.
             let found = rules.and_then(|r| r.iter().find(|(f, _)| f.number() == field.number()));
             if let Some((_, checks)) = found
                 && (present || !field.supports_presence())

@@ -203,22 +203,19 @@ async fn a_refusal_speaks_the_clients_protocol() {
             .body(big.clone())
     };
 
-    let r = post(CREATE, "application/json").send().await.unwrap();
-    let status = r.status();
-    let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-    assert_eq!(status, 413, "{body}");
-    assert_eq!(body["code"], "resource_exhausted", "{body}");
-    assert_eq!(body["message"], said);
-
-    let r = post("/user/practice/sessions", "application/json")
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-    assert_eq!(status, 413, "{body}");
-    assert_eq!(body["code"], 8, "{body}");
-    assert_eq!(body["message"], said);
+    // Unary Connect and the JSON routes: HTTP 413 and a JSON error, in
+    // Connect's shape (a code name) and `google.rpc.Status`'s (a number).
+    for (path, code) in [
+        (CREATE, serde_json::json!("resource_exhausted")),
+        ("/user/practice/sessions", serde_json::json!(8)),
+    ] {
+        let r = post(path, "application/json").send().await.unwrap();
+        let status = r.status();
+        let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert_eq!(status, 413, "{path}: {body}");
+        assert_eq!(body["code"], code, "{path}: {body}");
+        assert_eq!(body["message"], said, "{path}");
+    }
 
     let r = post(CREATE, "application/connect+json")
         .send()

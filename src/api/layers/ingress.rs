@@ -109,11 +109,13 @@ impl Middleware for Ingress {
             if !admitted || streaming || request.body().is_end_stream() {
                 return inner.call(request).await;
             }
-            let protocol = Protocol::of(&request);
             let (parts, body) = request.into_parts();
             let (bytes, _room) = match this.read(&parts.headers, body).await {
                 Ok(read) => read,
-                Err((http, status)) => return Ok(refuse(protocol, http, &status)),
+                Err((http, status)) => {
+                    let protocol = Protocol::of(&parts.method, parts.uri.path(), &parts.headers);
+                    return Ok(refuse(protocol, http, &status));
+                }
             };
             inner
                 .call(Request::from_parts(parts, Body::new(Full::new(bytes))))

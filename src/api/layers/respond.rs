@@ -5,7 +5,7 @@
 //! as JSON, Connect's error object, gRPC-Web's trailer frame).
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::Full;
 use tonic::Status;
 use tonic::body::Body;
@@ -36,8 +36,8 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub fn of<B>(request: &Request<B>) -> Self {
-        let kind = media_type(request.headers()).unwrap_or_default();
+    pub fn of(method: &Method, path: &str, headers: &HeaderMap) -> Self {
+        let kind = media_type(headers).unwrap_or_default();
         if kind == "application/grpc-web+json" {
             Self::GrpcWebJson
         } else if kind.starts_with("application/grpc-web-text") {
@@ -51,9 +51,7 @@ impl Protocol {
             .and_then(Codec::from_name)
         {
             Self::ConnectStream(codec)
-        } else if is_grpc_path(request.uri().path())
-            && matches!(*request.method(), Method::POST | Method::GET)
-        {
+        } else if is_grpc_path(path) && matches!(*method, Method::POST | Method::GET) {
             Self::Connect
         } else {
             Self::Http
@@ -132,12 +130,12 @@ fn body(http: StatusCode, bytes: Bytes) -> Response<Body> {
 mod tests {
     use super::*;
 
-    fn request(method: Method, path: &str, kind: Option<&str>) -> Request<()> {
-        let mut builder = Request::builder().method(method).uri(path);
+    fn protocol(method: Method, path: &str, kind: Option<&str>) -> Protocol {
+        let mut headers = HeaderMap::new();
         if let Some(kind) = kind {
-            builder = builder.header(header::CONTENT_TYPE, kind);
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(kind).unwrap());
         }
-        builder.body(()).unwrap()
+        Protocol::of(&method, path, &headers)
     }
 
     #[test]
@@ -191,7 +189,7 @@ mod tests {
             (Method::DELETE, rpc, None, Protocol::Http),
         ];
         for (method, path, kind, want) in cases {
-            assert_eq!(Protocol::of(&request(method, path, kind)), want, "{kind:?}");
+            assert_eq!(protocol(method, path, kind), want, "{kind:?}");
         }
     }
 

@@ -48,7 +48,7 @@ impl Middleware for Shed {
         if permit.is_err() && !probe {
             tracing::warn!("shedding load: too many requests in flight");
             let response = respond(
-                Protocol::of(&request),
+                Protocol::of(request.method(), request.uri().path(), request.headers()),
                 &tonic::Status::resource_exhausted(MESSAGE),
             );
             return Box::pin(async move { Ok(response) });
