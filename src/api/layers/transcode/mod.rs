@@ -18,6 +18,7 @@ pub mod json_out;
 mod layer;
 pub mod openapi;
 pub mod routes;
+mod schema_rules;
 mod sse;
 pub mod template;
 
