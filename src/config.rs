@@ -5,6 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod conversation;
+
+pub use conversation::ConversationConfig;
+
 use crate::auth::KeySource;
 use crate::error::Error;
 
@@ -86,30 +90,6 @@ pub struct Config {
     pub conversation: ConversationConfig,
 }
 
-/// How prompts are answered.
-#[derive(Debug, Clone)]
-pub struct ConversationConfig {
-    /// `PRACTICE_MODELS_FILE`; without one the development model answers.
-    pub models_file: Option<PathBuf>,
-    /// The deadline of a prompt (all its models), unless `grpc-timeout` is
-    /// smaller: answers take longer than other requests.
-    pub prompt_timeout: Duration,
-    /// How many characters of a model's earlier turns it is shown at most.
-    pub history_chars: usize,
-    /// The development model's pause between words.
-    pub dev_word_delay: Duration,
-    /// `PRACTICE_DEV_MODEL_MAX_CONCURRENCY`: answers the development model
-    /// gives at once (0: no limit), to try fair sharing without a provider.
-    pub dev_max_concurrency: usize,
-    /// `PRACTICE_LEASE_MS`: how long a replica's lease on its answers lasts
-    /// unrenewed; an answer of a replica that died reads `interrupted`
-    /// about this long after.
-    pub lease: Duration,
-    /// Per-user limits on prompts (`PRACTICE_USER_*`, `PRACTICE_CLASS_*`,
-    /// `PRACTICE_MODELS_PER_PROMPT`).
-    pub usage: crate::service::limits::UsageLimits,
-}
-
 /// Every limit the server runs with, each set explicitly.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -151,6 +131,39 @@ fn list(value: &str) -> Vec<String> {
         .collect()
 }
 
+/// The variables a configuration is read from, and the readings the
+/// settings share: each refuses a value it can't read, by name.
+struct Vars<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+    }
+
+    fn number(&self, name: &str, default: u64) -> Result<u64, Error> {
+        match self.get(name) {
+            Some(v) => v
+                .parse()
+                .map_err(|e| bad(name, format!("{e} (want a whole number)"))),
+            None => Ok(default),
+        }
+    }
+
+    fn ms(&self, name: &str, default: u64) -> Result<Duration, Error> {
+        self.number(name, default).map(Duration::from_millis)
+    }
+
+    /// A setting with two values; the first is the default.
+    fn switch(&self, name: &str, yes: &str, no: &str) -> Result<bool, Error> {
+        match self.get(name) {
+            None => Ok(true),
+            Some(v) if v == yes => Ok(true),
+            Some(v) if v == no => Ok(false),
+            Some(other) => Err(bad(name, format!("{other:?} is not {yes} or {no}"))),
+        }
+    }
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, Error> {
         Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
@@ -159,7 +172,10 @@ impl Config {
     /// Builds the configuration from any variable lookup (the environment,
     /// or a map in tests).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let addr = get("PRACTICE_ADDR").unwrap_or_else(|| DEFAULT_ADDR.into());
+        let vars = Vars(get);
+        let addr = vars
+            .get("PRACTICE_ADDR")
+            .unwrap_or_else(|| DEFAULT_ADDR.into());
         let addr: SocketAddr = addr.parse().map_err(|e| {
             bad(
                 "PRACTICE_ADDR",
@@ -168,9 +184,11 @@ impl Config {
         })?;
 
         let keys = [
-            get("PRACTICE_JWT_SECRET").map(|s| JwtKey::Hs256(Secret::new(s))),
-            get("PRACTICE_JWT_PUBLIC_KEY_FILE").map(|p| JwtKey::PublicKeyFile(p.into())),
-            get("PRACTICE_JWKS")
+            vars.get("PRACTICE_JWT_SECRET")
+                .map(|s| JwtKey::Hs256(Secret::new(s))),
+            vars.get("PRACTICE_JWT_PUBLIC_KEY_FILE")
+                .map(|p| JwtKey::PublicKeyFile(p.into())),
+            vars.get("PRACTICE_JWKS")
                 .map(|v| KeySource::parse(&v).map(JwtKey::Jwks))
                 .transpose()?,
         ];
@@ -188,13 +206,13 @@ impl Config {
             return Err(bad("PRACTICE_JWT_SECRET", "must be at least 32 bytes"));
         }
 
-        let jwt_leeway = match get("PRACTICE_JWT_LEEWAY_SECS") {
+        let jwt_leeway = match vars.get("PRACTICE_JWT_LEEWAY_SECS") {
             Some(v) => {
                 Duration::from_secs(v.parse().map_err(|e| bad("PRACTICE_JWT_LEEWAY_SECS", e))?)
             }
             None => Duration::from_secs(30),
         };
-        let log_format = match get("PRACTICE_LOG_FORMAT").as_deref() {
+        let log_format = match vars.get("PRACTICE_LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(other) => {
@@ -205,40 +223,24 @@ impl Config {
             }
         };
 
-        let number = |name: &str, default: u64| -> Result<u64, Error> {
-            match get(name) {
-                Some(v) => v
-                    .parse()
-                    .map_err(|e| bad(name, format!("{e} (want a whole number)"))),
-                None => Ok(default),
-            }
-        };
-        // A setting with two values; the first is the default.
-        let switch = |name: &str, yes: &str, no: &str| -> Result<bool, Error> {
-            match get(name) {
-                None => Ok(true),
-                Some(v) if v == yes => Ok(true),
-                Some(v) if v == no => Ok(false),
-                Some(other) => Err(bad(name, format!("{other:?} is not {yes} or {no}"))),
-            }
-        };
-        let max_body_bytes = number("PRACTICE_MAX_BODY_BYTES", 1024 * 1024)? as usize;
+        let max_body_bytes = vars.number("PRACTICE_MAX_BODY_BYTES", 1024 * 1024)? as usize;
         let store_defaults = crate::store::StoreOptions::default();
-        let ms = |name: &str, default: u64| number(name, default).map(Duration::from_millis);
         let limits = Limits {
-            request_timeout: ms("PRACTICE_REQUEST_TIMEOUT_MS", 10_000)?,
-            db_acquire_timeout: ms("PRACTICE_DB_ACQUIRE_TIMEOUT_MS", 2_000)?,
-            db_statement_timeout: ms("PRACTICE_DB_STATEMENT_TIMEOUT_MS", 5_000)?,
-            max_in_flight: number("PRACTICE_MAX_IN_FLIGHT", 1024)? as usize,
-            max_per_connection: number("PRACTICE_MAX_PER_CONNECTION", 256)? as usize,
-            max_concurrent_streams: number("PRACTICE_MAX_CONCURRENT_STREAMS", 256)? as u32,
-            max_header_list_bytes: number("PRACTICE_MAX_HEADER_LIST_BYTES", 16 * 1024)? as u32,
-            max_response_bytes: number("PRACTICE_MAX_RESPONSE_BYTES", 4 * 1024 * 1024)? as usize,
-            keepalive: ms("PRACTICE_KEEPALIVE_MS", 30_000)?,
-            max_connection_age: ms("PRACTICE_MAX_CONNECTION_AGE_MS", 600_000)?,
-            shutdown_grace: ms("PRACTICE_SHUTDOWN_GRACE_MS", 20_000)?,
-            max_buffered_bytes: number("PRACTICE_MAX_BUFFERED_BYTES", 64 * 1024 * 1024)? as usize,
-            max_connections: number("PRACTICE_MAX_CONNECTIONS", 16_384)? as usize,
+            request_timeout: vars.ms("PRACTICE_REQUEST_TIMEOUT_MS", 10_000)?,
+            db_acquire_timeout: vars.ms("PRACTICE_DB_ACQUIRE_TIMEOUT_MS", 2_000)?,
+            db_statement_timeout: vars.ms("PRACTICE_DB_STATEMENT_TIMEOUT_MS", 5_000)?,
+            max_in_flight: vars.number("PRACTICE_MAX_IN_FLIGHT", 1024)? as usize,
+            max_per_connection: vars.number("PRACTICE_MAX_PER_CONNECTION", 256)? as usize,
+            max_concurrent_streams: vars.number("PRACTICE_MAX_CONCURRENT_STREAMS", 256)? as u32,
+            max_header_list_bytes: vars.number("PRACTICE_MAX_HEADER_LIST_BYTES", 16 * 1024)? as u32,
+            max_response_bytes: vars.number("PRACTICE_MAX_RESPONSE_BYTES", 4 * 1024 * 1024)?
+                as usize,
+            keepalive: vars.ms("PRACTICE_KEEPALIVE_MS", 30_000)?,
+            max_connection_age: vars.ms("PRACTICE_MAX_CONNECTION_AGE_MS", 600_000)?,
+            shutdown_grace: vars.ms("PRACTICE_SHUTDOWN_GRACE_MS", 20_000)?,
+            max_buffered_bytes: vars.number("PRACTICE_MAX_BUFFERED_BYTES", 64 * 1024 * 1024)?
+                as usize,
+            max_connections: vars.number("PRACTICE_MAX_CONNECTIONS", 16_384)? as usize,
         };
         if limits.db_acquire_timeout >= limits.request_timeout
             || limits.db_statement_timeout >= limits.request_timeout
@@ -262,7 +264,10 @@ impl Config {
             ));
         }
 
-        let tls = match (get("PRACTICE_TLS_CERT_FILE"), get("PRACTICE_TLS_KEY_FILE")) {
+        let tls = match (
+            vars.get("PRACTICE_TLS_CERT_FILE"),
+            vars.get("PRACTICE_TLS_KEY_FILE"),
+        ) {
             (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
             (None, None) => None,
             _ => {
@@ -273,7 +278,9 @@ impl Config {
             }
         };
 
-        let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        let database_url = vars
+            .get("DATABASE_URL")
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
         // The development secret is a file on this machine: fine for a
         // local SQLite run, never for a server others reach or share.
         if matches!(jwt_key, JwtKey::Development) {
@@ -299,84 +306,40 @@ impl Config {
             database_url,
             addr,
             jwt_key,
-            jwt_issuer: get("PRACTICE_JWT_ISSUER"),
-            jwt_audience: get("PRACTICE_JWT_AUDIENCE"),
+            jwt_issuer: vars.get("PRACTICE_JWT_ISSUER"),
+            jwt_audience: vars.get("PRACTICE_JWT_AUDIENCE"),
             jwt_leeway,
-            jwks_min_refresh: ms(
+            jwks_min_refresh: vars.ms(
                 "PRACTICE_JWKS_MIN_REFRESH_MS",
                 crate::auth::DEFAULT_MIN_REFRESH.as_millis() as u64,
             )?,
             default_models: list(
-                &get("PRACTICE_DEFAULT_MODELS").unwrap_or_else(|| DEFAULT_MODELS.into()),
+                &vars
+                    .get("PRACTICE_DEFAULT_MODELS")
+                    .unwrap_or_else(|| DEFAULT_MODELS.into()),
             ),
-            cors_origins: list(&get("PRACTICE_CORS_ORIGINS").unwrap_or_default()),
+            cors_origins: list(&vars.get("PRACTICE_CORS_ORIGINS").unwrap_or_default()),
             log_format,
-            db_max_connections: number(
+            db_max_connections: vars.number(
                 "PRACTICE_DB_MAX_CONNECTIONS",
                 store_defaults.max_connections.into(),
             )? as u32,
-            sqlite_sync_every_commit: switch("PRACTICE_SQLITE_SYNCHRONOUS", "full", "normal")?,
-            group_commit: switch("PRACTICE_GROUP_COMMIT", "on", "off")?,
-            pg_write_lanes: number(
-                "PRACTICE_PG_WRITE_LANES",
-                store_defaults.pg_write_lanes as u64,
-            )?
-            .min(64) as usize,
+            sqlite_sync_every_commit: vars.switch(
+                "PRACTICE_SQLITE_SYNCHRONOUS",
+                "full",
+                "normal",
+            )?,
+            group_commit: vars.switch("PRACTICE_GROUP_COMMIT", "on", "off")?,
+            pg_write_lanes: vars
+                .number(
+                    "PRACTICE_PG_WRITE_LANES",
+                    store_defaults.pg_write_lanes as u64,
+                )?
+                .min(64) as usize,
             max_body_bytes,
             limits,
             tls,
-            conversation: ConversationConfig {
-                models_file: get("PRACTICE_MODELS_FILE").map(PathBuf::from),
-                prompt_timeout: ms("PRACTICE_PROMPT_TIMEOUT_MS", 120_000)?,
-                history_chars: number("PRACTICE_HISTORY_CHARS", 24_000)? as usize,
-                dev_word_delay: ms("PRACTICE_DEV_MODEL_DELAY_MS", 30)?,
-                dev_max_concurrency: number("PRACTICE_DEV_MODEL_MAX_CONCURRENCY", 0)? as usize,
-                lease: ms("PRACTICE_LEASE_MS", 15_000)?.max(Duration::from_millis(300)),
-                usage: {
-                    let d = crate::service::limits::UsageLimits::default();
-                    crate::service::limits::UsageLimits {
-                        prompts_in_flight: number(
-                            "PRACTICE_USER_PROMPTS_IN_FLIGHT",
-                            d.prompts_in_flight as u64,
-                        )?
-                        .max(1) as usize,
-                        prompts_per_minute: number(
-                            "PRACTICE_USER_PROMPTS_PER_MINUTE",
-                            d.prompts_per_minute.into(),
-                        )?
-                        .clamp(1, 1_000_000) as u32,
-                        models_per_prompt: number(
-                            "PRACTICE_MODELS_PER_PROMPT",
-                            d.models_per_prompt as u64,
-                        )?
-                        .max(1) as usize,
-                        user_tokens_per_day: number(
-                            "PRACTICE_USER_TOKENS_PER_DAY",
-                            d.user_tokens_per_day as u64,
-                        )?
-                        .min(i64::MAX as u64) as i64,
-                        class_tokens_per_day: number(
-                            "PRACTICE_CLASS_TOKENS_PER_DAY",
-                            d.class_tokens_per_day as u64,
-                        )?
-                        .min(i64::MAX as u64) as i64,
-                        user_cost_per_day_micros: match get("PRACTICE_USER_COST_PER_DAY_USD") {
-                            None => d.user_cost_per_day_micros,
-                            Some(v) => match v.parse::<f64>() {
-                                Ok(usd) if usd.is_finite() && usd >= 0.0 => {
-                                    (usd * 1e6).round().min(i64::MAX as f64) as i64
-                                }
-                                _ => {
-                                    return Err(bad(
-                                        "PRACTICE_USER_COST_PER_DAY_USD",
-                                        format!("{v:?} is not an amount of US dollars"),
-                                    ));
-                                }
-                            },
-                        },
-                    }
-                },
-            },
+            conversation: ConversationConfig::read(&vars)?,
         })
     }
 }
