@@ -48,4 +48,20 @@ pub trait Dialect: Database {
         rows: &SessionRows<'_>,
         savepoint: bool,
     ) -> Result<SessionIds, sqlx::Error>;
+
+    /// `references` read again, then `insert_session`, for references
+    /// first read outside the write transaction (see `sql_tx::ReadAhead`):
+    /// the new ids, and the references as the transaction sees them. One
+    /// call to the database where the backend can send them together.
+    async fn insert_session_rechecked(
+        conn: &mut Self::Connection,
+        rows: &SessionRows<'_>,
+        savepoint: bool,
+        user: i64,
+        asked: &Asked<'_>,
+    ) -> Result<(SessionIds, (Vec<RefRow>, AgentRows)), sqlx::Error> {
+        let again = Self::references(conn, user, asked).await?;
+        let ids = Self::insert_session(conn, rows, savepoint).await?;
+        Ok((ids, again))
+    }
 }

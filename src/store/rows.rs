@@ -44,7 +44,7 @@ impl From<ExampleRow> for Example {
 
 /// The agent's columns of `sql::AGENT_WITH_EXAMPLES`, the same in each of
 /// its rows.
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, Clone, PartialEq)]
 pub struct AgentRow {
     pub agent_id: i64,
     pub owner_user_id: i64,
@@ -60,7 +60,7 @@ pub struct AgentRow {
 
 /// The example in a row of `sql::AGENT_WITH_EXAMPLES` (all `None` when the
 /// agent lists none).
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, Clone, PartialEq)]
 pub struct AgentExampleRow {
     pub example_live: bool,
     pub example_id: Option<i64>,
@@ -97,7 +97,7 @@ impl AgentExampleRow {
 /// columns from the first (every row repeats them, and decoding its JSON
 /// again for each example costs more than the example), and each row's
 /// example.
-#[derive(Default)]
+#[derive(Default, Clone, PartialEq)]
 pub struct AgentRows {
     agent: Option<AgentRow>,
     examples: Vec<AgentExampleRow>,
@@ -169,7 +169,7 @@ where
 /// A row of `sql::VISIBLE_REFS` (per backend): `part` 1 is the class with
 /// one of its enabled models (a single row with no model when it has none),
 /// 2 the project with its class in `ref_id`, 3 a knowledge item's id.
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, Clone, PartialEq)]
 pub struct RefRow {
     pub part: i64,
     pub ref_id: Option<i64>,

@@ -42,6 +42,11 @@ pub struct SqlStore<DB: Dialect> {
     sync: Option<Arc<WalSync>>,
     /// Write transactions commit in groups (see `group_commit`).
     group: Option<Arc<GroupCommit<DB>>>,
+    /// A group member's references are read on the read pool before it
+    /// joins its group (see `sql_tx::ReadAhead`): where the read pool is
+    /// not the write connection, and the check in the insert's own call
+    /// costs less than a call on its own.
+    read_ahead: bool,
 }
 
 impl<DB: Dialect> SqlStore<DB> {
@@ -58,7 +63,14 @@ impl<DB: Dialect> SqlStore<DB> {
             background,
             sync,
             group,
+            read_ahead: false,
         }
+    }
+
+    /// Reads a group member's references ahead (see the field).
+    pub(super) fn reading_ahead(mut self) -> Self {
+        self.read_ahead = true;
+        self
     }
 
     /// Waits until what this store committed is durable (a no-op where
@@ -142,7 +154,11 @@ where
 
     async fn begin_write(&self, attempt: u32) -> Result<Box<dyn WriteTx>, StoreError> {
         if let Some(group) = self.group.as_ref().filter(|_| attempt <= 1) {
-            return Ok(Box::new(SqlWriteTx::Grouped(group.begin().await?)));
+            if self.read_ahead {
+                let (group, read) = (group.clone(), self.read.clone());
+                return Ok(Box::new(SqlWriteTx::Joining(group, read, None)));
+            }
+            return Ok(Box::new(SqlWriteTx::Grouped(group.begin().await?, None)));
         }
         let tx = DB::begin_write(&self.write)
             .await

@@ -3,12 +3,14 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{QueryBuilder, Transaction};
+use std::sync::Arc;
+
+use sqlx::{Pool, QueryBuilder, Transaction};
 
 use super::dialect::Dialect;
-use super::group_commit::Member;
+use super::group_commit::{GroupCommit, Member};
 use super::json_param::JsonParam;
-use super::rows;
+use super::rows::{self, AgentRows, RefRow};
 use super::{
     Asked, KeyClaim, PromptRows, References, ResponseOutcome, SessionIds, SessionRows, StoreError,
     WriteTx, sql,
@@ -25,26 +27,64 @@ where
 {
     Own(
         Transaction<'static, DB>,
-        Option<std::sync::Arc<super::wal_sync::WalSync>>,
+        Option<Arc<super::wal_sync::WalSync>>,
     ),
-    Grouped(Member<DB>),
+    /// A member of a group commit that has yet to need the write
+    /// connection: it joins its group at its first statement there, so
+    /// what it reads before (`references`, on the read pool) doesn't hold
+    /// the group's other members up.
+    Joining(Arc<GroupCommit<DB>>, Pool<DB>, Option<ReadAhead>),
+    Grouped(Member<DB>, Option<ReadAhead>),
+}
+
+/// References read on the read pool before the transaction joined its
+/// group. The insert they decide reads them again in the same call, inside
+/// the transaction, and a difference (a catalog change committed, or
+/// written earlier in the group, in between) makes the transaction run
+/// again (`StoreError::Conflict`), so a session is never written from
+/// references its transaction doesn't see.
+pub struct ReadAhead {
+    user: i64,
+    class_id: Option<i64>,
+    project_id: Option<i64>,
+    knowledge_ids: Vec<i64>,
+    agent_id: Option<i64>,
+    rows: (Vec<RefRow>, AgentRows),
+}
+
+impl ReadAhead {
+    fn asked(&self) -> Asked<'_> {
+        Asked {
+            class_id: self.class_id,
+            project_id: self.project_id,
+            knowledge_ids: &self.knowledge_ids,
+            agent_id: self.agent_id,
+        }
+    }
 }
 
 impl<DB: Dialect> SqlWriteTx<DB>
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
-    fn conn(&mut self) -> &mut DB::Connection {
-        match self {
-            SqlWriteTx::Own(tx, _) => tx,
-            SqlWriteTx::Grouped(member) => member.conn(),
+    /// The write connection, joining the group first if it hasn't yet.
+    async fn conn(&mut self) -> Result<&mut DB::Connection, StoreError> {
+        if let SqlWriteTx::Joining(group, _, ahead) = self {
+            let (group, ahead) = (group.clone(), ahead.take());
+            *self = SqlWriteTx::Grouped(group.begin().await?, ahead);
         }
+        Ok(match self {
+            SqlWriteTx::Own(tx, _) => tx,
+            SqlWriteTx::Grouped(member, _) => member.conn(),
+            SqlWriteTx::Joining(..) => unreachable!("joined above"),
+        })
     }
 
     /// Every verb that writes calls this first: a member of a group begins
     /// the savepoint that undoes its writes alone, if it takes one.
     async fn before_write(&mut self) -> Result<(), StoreError> {
-        if let SqlWriteTx::Grouped(member) = self {
+        self.conn().await?;
+        if let SqlWriteTx::Grouped(member, _) = self {
             member.before_write().await?;
         }
         Ok(())
@@ -86,7 +126,7 @@ where
             .bind(fingerprint)
             .bind(now.timestamp_micros())
             .bind(expired_before.timestamp_micros())
-            .fetch_optional(self.conn())
+            .fetch_optional(self.conn().await?)
             .await?;
         if claimed.is_some() {
             return Ok(KeyClaim::Claimed);
@@ -100,7 +140,7 @@ where
         ) = sqlx::query_as(sql::HELD_KEY)
             .bind(user.get())
             .bind(key)
-            .fetch_one(self.conn())
+            .fetch_one(self.conn().await?)
             .await?;
         Ok(KeyClaim::Held {
             request_hash,
@@ -116,7 +156,22 @@ where
         user: UserId,
         asked: &Asked<'_>,
     ) -> Result<References, StoreError> {
-        let (refs, agent) = DB::references(self.conn(), user.get(), asked).await?;
+        let (refs, agent) = match self {
+            SqlWriteTx::Joining(_, read, ahead) => {
+                let mut conn = read.acquire().await?;
+                let rows = DB::references(&mut conn, user.get(), asked).await?;
+                *ahead = Some(ReadAhead {
+                    user: user.get(),
+                    class_id: asked.class_id,
+                    project_id: asked.project_id,
+                    knowledge_ids: asked.knowledge_ids.to_vec(),
+                    agent_id: asked.agent_id,
+                    rows: rows.clone(),
+                });
+                rows
+            }
+            _ => DB::references(self.conn().await?, user.get(), asked).await?,
+        };
         Ok(References {
             refs: rows::visible_refs(refs),
             agent: agent.record(),
@@ -124,16 +179,29 @@ where
     }
 
     async fn insert_session(&mut self, rows: &SessionRows<'_>) -> Result<SessionIds, StoreError> {
+        self.conn().await?;
         // The savepoint, if due, goes with the insert: one call, not two.
-        let savepoint = match self {
-            SqlWriteTx::Grouped(member) => member.begins_savepoint(),
-            SqlWriteTx::Own(..) => false,
+        let (savepoint, ahead) = match self {
+            SqlWriteTx::Grouped(member, ahead) => (member.begins_savepoint(), ahead.take()),
+            _ => (false, None),
         };
-        Ok(DB::insert_session(self.conn(), rows, savepoint).await?)
+        let conn = self.conn().await?;
+        let Some(ahead) = ahead else {
+            return Ok(DB::insert_session(conn, rows, savepoint).await?);
+        };
+        let (ids, again) =
+            DB::insert_session_rechecked(conn, rows, savepoint, ahead.user, &ahead.asked()).await?;
+        if again != ahead.rows {
+            // Dropped, the transaction undoes the insert.
+            return Err(StoreError::Conflict(sqlx::Error::Protocol(
+                "the references changed after they were read".into(),
+            )));
+        }
+        Ok(ids)
     }
 
     async fn example_owners(&mut self, ids: &[i64]) -> Result<Vec<(i64, i64)>, StoreError> {
-        Ok(DB::example_owners(self.conn(), ids).await?)
+        Ok(DB::example_owners(self.conn().await?, ids).await?)
     }
 
     async fn put_agent(&mut self, a: &Agent, now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -149,11 +217,11 @@ where
             .bind(JsonParam(&a.style_params))
             .bind(JsonParam(&a.generation_params))
             .bind(now)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         sqlx::query(sql::DELETE_AGENT_EXAMPLES)
             .bind(a.agent_id)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         if !a.example_ids.is_empty() {
             QueryBuilder::<DB>::new(sql::INSERT_AGENT_EXAMPLES)
@@ -161,7 +229,7 @@ where
                     b.push_bind(a.agent_id).push_bind(i as i64).push_bind(*id);
                 })
                 .build()
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?;
         }
         Ok(())
@@ -178,7 +246,7 @@ where
             .bind(session_id)
             .bind(user.get())
             .bind(now)
-            .fetch_optional(self.conn())
+            .fetch_optional(self.conn().await?)
             .await?;
         if touched.is_none() {
             return Ok(None);
@@ -186,14 +254,14 @@ where
         Ok(sqlx::query_scalar(sql::TOUCH_SETTINGS)
             .bind(session_id)
             .bind(now)
-            .fetch_optional(self.conn())
+            .fetch_optional(self.conn().await?)
             .await?)
     }
 
     async fn linked_example_ids(&mut self, setting_id: i64) -> Result<Vec<i64>, StoreError> {
         Ok(sqlx::query_scalar(sql::LINKED_EXAMPLE_IDS)
             .bind(setting_id)
-            .fetch_all(self.conn())
+            .fetch_all(self.conn().await?)
             .await?)
     }
 
@@ -210,7 +278,7 @@ where
             .bind(patch.generation_params.as_ref().map(JsonParam))
             .bind(patch.blind)
             .bind(patch.continue_from.as_deref())
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         Ok(())
     }
@@ -224,7 +292,7 @@ where
         self.before_write().await?;
         sqlx::query(sql::DELETE_LINKS)
             .bind(setting_id)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         if !example_ids.is_empty() {
             QueryBuilder::<DB>::new(sql::INSERT_LINKS)
@@ -235,7 +303,7 @@ where
                         .push_bind(now);
                 })
                 .build()
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?;
         }
         Ok(())
@@ -251,7 +319,7 @@ where
             .bind(rows.user.get())
             .bind(rows.prompt_text)
             .bind(rows.now)
-            .fetch_optional(self.conn())
+            .fetch_optional(self.conn().await?)
             .await?;
         let Some(prompt_id) = prompt_id else {
             return Ok(None);
@@ -269,7 +337,7 @@ where
                 .bind(rows.now)
                 .bind(rows.replica_id)
                 .bind(prompt_chars)
-                .fetch_one(self.conn())
+                .fetch_one(self.conn().await?)
                 .await?;
             ids.push(id);
         }
@@ -278,7 +346,7 @@ where
                 .bind(rows.user.get())
                 .bind(key)
                 .bind(prompt_id)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?;
         }
         Ok(Some((prompt_id, ids)))
@@ -300,14 +368,14 @@ where
             .bind(user.get())
             .bind(now)
             .bind(replica_id)
-            .fetch_optional(self.conn())
+            .fetch_optional(self.conn().await?)
             .await?;
         if let (Some((id, _)), Some(key)) = (made, idempotency_key) {
             sqlx::query(sql::LINK_KEY_TO_RESPONSE)
                 .bind(user.get())
                 .bind(key)
                 .bind(id)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?;
         }
         Ok(made)
@@ -329,14 +397,14 @@ where
             .bind(e.is_active)
             .bind(JsonParam(&e.meta))
             .bind(now)
-            .fetch_one(self.conn())
+            .fetch_one(self.conn().await?)
             .await?;
         if let Some(key) = idempotency_key {
             sqlx::query(sql::LINK_KEY_TO_EXAMPLE)
                 .bind(user.get())
                 .bind(key)
                 .bind(id)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?;
         }
         Ok(id)
@@ -353,7 +421,7 @@ where
             .bind(response_id)
             .bind(text)
             .bind(prompt_chars + text.chars().count() as i64)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         Ok(DB::rows_affected(&done) > 0)
     }
@@ -375,7 +443,7 @@ where
             .bind(outcome.first_byte_ms)
             .bind(chars)
             .bind(outcome.charge.cost_micros)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         let charge = &outcome.charge;
         for subject in &charge.subjects {
@@ -386,7 +454,7 @@ where
                 .bind(charge.prompt_tokens)
                 .bind(charge.completion_tokens)
                 .bind(charge.cost_micros.unwrap_or(0))
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?;
         }
         Ok(DB::rows_affected(&done) > 0)
@@ -398,7 +466,9 @@ where
                 tx.commit().await?;
                 super::sql_store::durable(&sync).await
             }
-            SqlWriteTx::Grouped(member) => member.commit().await,
+            SqlWriteTx::Grouped(member, _) => member.commit().await,
+            // It never needed the writer: nothing to commit.
+            SqlWriteTx::Joining(..) => Ok(()),
         }
     }
 }

@@ -23,12 +23,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteQueryResult};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::sqlite::{SqliteConnection, SqliteQueryResult};
 use sqlx::types::Json;
-use sqlx::{Pool, Row, Sqlite, Transaction};
+use sqlx::{FromRow, Pool, Row, Sqlite, Transaction};
 
 use super::dialect::Dialect;
 use super::group_commit::{GroupCommit, MemberUndo};
@@ -103,7 +103,13 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<SqliteStore, E
             options.acquire_timeout,
         )
     });
-    Ok(SqlStore::new(pool, write_pool, checkpointer, sync, group))
+    let store = SqlStore::new(pool, write_pool, checkpointer, sync, group);
+    // A database in memory reads on its one write connection.
+    Ok(if in_memory {
+        store
+    } else {
+        store.reading_ahead()
+    })
 }
 
 /// Copies committed WAL pages into the database file, without waiting for
@@ -164,6 +170,23 @@ FROM (SELECT max(session_id) AS session_id FROM practice_sessions) s,
 static SAVEPOINT_THEN_INSERT_SESSION: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("SAVEPOINT member;\n{INSERT_SESSION}"));
 
+/// `REFERENCES` read again (its parameters `$1` to `$5`), then
+/// `INSERT_SESSION` (`$6` on): for references first read outside the write
+/// transaction, checked in the same call as the write they decided.
+static RECHECK_THEN_INSERT_SESSION: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{};\n{}", *REFERENCES, params_shifted(INSERT_SESSION, 5)));
+
+/// `RECHECK_THEN_INSERT_SESSION` with a group member's savepoint begun
+/// before the insert.
+static RECHECK_SAVEPOINT_THEN_INSERT_SESSION: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| {
+        format!(
+            "{};\nSAVEPOINT member;\n{}",
+            *REFERENCES,
+            params_shifted(INSERT_SESSION, 5)
+        )
+    });
+
 type Ordered = Json<Vec<(i64, i64)>>;
 
 #[derive(sqlx::FromRow)]
@@ -172,6 +195,17 @@ struct IdsRow {
     setting_id: i64,
     link_ids: Ordered,
     model_ids: Ordered,
+}
+
+impl From<IdsRow> for SessionIds {
+    fn from(ids: IdsRow) -> Self {
+        SessionIds {
+            session_id: ids.session_id,
+            setting_id: ids.setting_id,
+            link_ids: in_order(ids.link_ids),
+            model_ids: in_order(ids.model_ids),
+        }
+    }
 }
 
 /// `[sort_order, id]` pairs to ids in sort order.
@@ -212,12 +246,7 @@ impl Dialect for Sqlite {
         user: i64,
         asked: &Asked<'_>,
     ) -> Result<(Vec<RefRow>, AgentRows), sqlx::Error> {
-        let rows = sqlx::query(REFERENCES.as_str())
-            .bind(asked.agent_id)
-            .bind(user)
-            .bind(asked.class_id)
-            .bind(asked.project_id)
-            .bind(json_list(asked.knowledge_ids))
+        let rows = bind_asked(sqlx::query(REFERENCES.as_str()), user, asked)
             .fetch_all(conn)
             .await?;
         rows::split_references(&rows, |row| Ok(row.try_column("part").is_ok()))
@@ -243,29 +272,99 @@ impl Dialect for Sqlite {
             true => SAVEPOINT_THEN_INSERT_SESSION.as_str(),
             false => INSERT_SESSION,
         };
-        let ids: IdsRow = sqlx::query_as(sql)
-            .bind(r.user.get())
-            .bind(r.new.class_id)
-            .bind(r.new.project_id)
-            .bind(r.new.agent_id)
-            .bind(r.new.title.as_deref())
-            .bind(r.new.notes.as_deref())
-            .bind(r.now)
-            .bind(json_list(&r.new.knowledge_ids))
-            .bind(r.style_preset)
-            .bind(JsonParam(r.style_params))
-            .bind(JsonParam(r.generation_params))
-            .bind(JsonParam(r.agent_snapshot))
-            .bind(json_list(r.example_ids))
-            .bind(json_list(r.model_names))
-            .bind(r.idempotency_key)
-            .fetch_one(conn)
-            .await?;
-        Ok(SessionIds {
-            session_id: ids.session_id,
-            setting_id: ids.setting_id,
-            link_ids: in_order(ids.link_ids),
-            model_ids: in_order(ids.model_ids),
-        })
+        let row = bind_session(sqlx::query(sql), r).fetch_one(conn).await?;
+        Ok(IdsRow::from_row(&row)?.into())
+    }
+
+    /// The references read again, then the insert, all in one call; the
+    /// new ids' row is the one with `link_ids`.
+    async fn insert_session_rechecked(
+        conn: &mut SqliteConnection,
+        r: &SessionRows<'_>,
+        savepoint: bool,
+        user: i64,
+        asked: &Asked<'_>,
+    ) -> Result<(SessionIds, (Vec<RefRow>, AgentRows)), sqlx::Error> {
+        let sql = match savepoint {
+            true => RECHECK_SAVEPOINT_THEN_INSERT_SESSION.as_str(),
+            false => RECHECK_THEN_INSERT_SESSION.as_str(),
+        };
+        let query = bind_session(bind_asked(sqlx::query(sql), user, asked), r);
+        let mut rows = query.fetch_all(conn).await?;
+        let ids = match rows.pop() {
+            Some(row) if row.try_column("link_ids").is_ok() => IdsRow::from_row(&row)?,
+            _ => return Err(sqlx::Error::RowNotFound),
+        };
+        let again = rows::split_references(&rows, |row| Ok(row.try_column("part").is_ok()))?;
+        Ok((ids.into(), again))
+    }
+}
+
+/// Binds `REFERENCES`' parameters, `$1` to `$5`.
+fn bind_asked<'q>(
+    q: sqlx::query::Query<'q, Sqlite, SqliteArguments>,
+    user: i64,
+    asked: &Asked<'_>,
+) -> sqlx::query::Query<'q, Sqlite, SqliteArguments> {
+    q.bind(asked.agent_id)
+        .bind(user)
+        .bind(asked.class_id)
+        .bind(asked.project_id)
+        .bind(json_list(asked.knowledge_ids))
+}
+
+/// Binds `INSERT_SESSION`'s parameters after any bound before them.
+fn bind_session<'q>(
+    q: sqlx::query::Query<'q, Sqlite, SqliteArguments>,
+    r: &SessionRows<'q>,
+) -> sqlx::query::Query<'q, Sqlite, SqliteArguments> {
+    q.bind(r.user.get())
+        .bind(r.new.class_id)
+        .bind(r.new.project_id)
+        .bind(r.new.agent_id)
+        .bind(r.new.title.as_deref())
+        .bind(r.new.notes.as_deref())
+        .bind(r.now)
+        .bind(json_list(&r.new.knowledge_ids))
+        .bind(r.style_preset)
+        .bind(JsonParam(r.style_params))
+        .bind(JsonParam(r.generation_params))
+        .bind(JsonParam(r.agent_snapshot))
+        .bind(json_list(r.example_ids))
+        .bind(json_list(r.model_names))
+        .bind(r.idempotency_key)
+}
+
+/// `sql` with each parameter `$N` renumbered `$(N + by)`, so that it can
+/// follow statements binding the first `by` in the same call.
+fn params_shifted(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 {
+            let n: usize = rest[..digits].parse().expect("ascii digits");
+            out.push_str(&(n + by).to_string());
+            rest = &rest[digits..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_shift_past_those_bound_before() {
+        assert_eq!(
+            params_shifted("VALUES ($1, $12, '$x', $3)", 5),
+            "VALUES ($6, $17, '$x', $8)"
+        );
+        let checked = RECHECK_THEN_INSERT_SESSION.as_str();
+        assert!(checked.contains("$20") && !checked.contains("$21"));
     }
 }

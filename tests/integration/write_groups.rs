@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::common::Backend;
 use practice_service::domain::session::CreateSessionInput;
 use practice_service::domain::{NewExample, NewSession, UserId, now_micros};
-use practice_service::store::{KeyClaim, SessionRows, Store, StoreError, WriteTx};
+use practice_service::store::{Asked, KeyClaim, SessionRows, Store, StoreError, WriteTx};
 
 const ME: i64 = 42;
 
@@ -161,16 +161,18 @@ on_both_backends!(dropped_transactions_undo_only_themselves);
 /// A write transaction given up while its `BEGIN` still waits for the
 /// write lock (a request's deadline) leaves no transaction open behind it:
 /// the `BEGIN` finishes after the caller has gone, and the next writer
-/// must still be able to begin.
+/// must still be able to begin. (On SQLite the `BEGIN` comes with the
+/// transaction's first write, when it joins its group.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_begin_given_up_half_way_leaves_nothing_open() {
     let app = app!(Backend::Sqlite);
     let user = UserId::new(ME).unwrap();
     let lock = crate::limits::WriteLock::take(&app.database_url).await;
-    let waited = tokio::time::timeout(
-        std::time::Duration::from_millis(300),
-        app.store.begin_write(1),
-    )
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(300), async {
+        let mut tx = app.store.begin_write(1).await?;
+        tx.insert_example(user, &example("given up".into()), now_micros(), None)
+            .await
+    })
     .await;
     assert!(waited.is_err(), "the BEGIN waits for the lock");
     lock.release().await;
@@ -263,4 +265,74 @@ async fn a_member_that_only_read_leaves_its_group_going() {
         .expect("the group was not rolled back");
     let titles = example_titles(&app.store).await;
     assert_eq!(titles, BTreeSet::from(["first".into(), "second".into()]));
+}
+
+static NO_PARAMS: std::sync::LazyLock<serde_json::Map<String, serde_json::Value>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// A session's rows, as a create decides them, for the test below.
+fn rows<'a>(new: &'a NewSession, models: &'a [String]) -> SessionRows<'a> {
+    SessionRows {
+        user: UserId::new(ME).unwrap(),
+        new,
+        now: now_micros(),
+        style_preset: "balanced",
+        style_params: &NO_PARAMS,
+        generation_params: &NO_PARAMS,
+        agent_snapshot: &NO_PARAMS,
+        example_ids: &[],
+        model_names: models,
+        idempotency_key: None,
+    }
+}
+
+/// On SQLite a create reads its references before its transaction joins
+/// its group, and reads them again in the same call as its insert. An
+/// agent changed in between makes the transaction run again, with nothing
+/// of its first run kept; unchanged, the insert goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn references_changed_after_a_read_ahead_run_the_create_again() {
+    let app = app!(Backend::Sqlite);
+    let user = UserId::new(ME).unwrap();
+    app.agent(7, ME, None, &[]).await;
+    let asked = Asked {
+        class_id: None,
+        project_id: None,
+        knowledge_ids: &[],
+        agent_id: Some(7),
+    };
+    let new = NewSession::new(CreateSessionInput {
+        agent_id: Some(7),
+        ..Default::default()
+    });
+    let models = ["m".to_string()];
+
+    let mut tx = app.store.begin_write(1).await.unwrap();
+    let found = tx.references(user, &asked).await.unwrap();
+    assert_eq!(found.agent.unwrap().agent.name, "Agent 7");
+    // Renamed meanwhile, in a write transaction that commits first.
+    let mut renamed = app.agent(7, ME, None, &[]).await;
+    renamed.name = "Agent 7, renamed".into();
+    let mut other = app.store.begin_write(1).await.unwrap();
+    other.put_agent(&renamed, now_micros()).await.unwrap();
+    other.commit().await.unwrap();
+    match tx.insert_session(&rows(&new, &models)).await {
+        Err(StoreError::Conflict(e)) => assert!(e.to_string().contains("references changed")),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    drop(tx);
+
+    // The run again (as the use case runs it) sees the new name and writes.
+    let mut tx = app.store.begin_write(2).await.unwrap();
+    let found = tx.references(user, &asked).await.unwrap();
+    assert_eq!(found.agent.unwrap().agent.name, "Agent 7, renamed");
+    tx.insert_session(&rows(&new, &models)).await.unwrap();
+    tx.commit().await.unwrap();
+    // Read ahead with nothing changed: the first run writes.
+    let mut tx = app.store.begin_write(1).await.unwrap();
+    tx.references(user, &asked).await.unwrap();
+    tx.insert_session(&rows(&new, &models)).await.unwrap();
+    tx.commit().await.unwrap();
+    let counts = app.store.table_counts().await.unwrap();
+    assert_eq!((counts.sessions, counts.session_models), (2, 2));
 }
