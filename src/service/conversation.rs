@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -21,9 +22,9 @@ use super::limits::{
     Limiter, PromptPermit, check_budget, check_cost, total_cost, total_tokens, until_next_day,
     usage_day,
 };
-use super::model_call::ModelCall;
+use super::model_call::{HistoryAsked, ModelCall, history};
 use super::tx::{self, TxError};
-use crate::domain::conversation::{NewPrompt, ResponseStatus};
+use crate::domain::conversation::{NewPrompt, ResponseStatus, Turn};
 use crate::domain::session::{Response, Settings};
 use crate::domain::{IdempotencyKey, Session, UserId, now_micros};
 use crate::error::Error;
@@ -192,9 +193,21 @@ impl ConversationService {
             db.system = self.store.backend(),
             db.operation = "send_prompt"
         );
-        let written = tx::run(|attempt| self.write_once(user, &prompt, &models, key, now, attempt))
-            .instrument(span)
-            .await?;
+        let write = tx::run(|attempt| self.write_once(user, &prompt, &models, key, now, attempt))
+            .instrument(span);
+        // Each model's history is read while the prompt's write commits
+        // (and, when every commit is synced, syncs): the new prompt is
+        // not part of it, and a model starts only once both are done.
+        let histories = join_all(models.iter().map(|(session_model_id, _)| {
+            let asked = HistoryAsked {
+                session_model_id: *session_model_id,
+                session_id: session.session_id,
+                before_prompt_id: i64::MAX,
+            };
+            history(&*self.store, &session.settings, self.history_chars, asked)
+        }));
+        let (written, histories) = tokio::join!(write, histories);
+        let written = written?;
 
         let (events, receiver) = mpsc::channel(EVENT_BUFFER);
         let (prompt_id, response_ids) = match written {
@@ -216,9 +229,11 @@ impl ConversationService {
             events,
             deadline,
         };
-        for ((session_model_id, model_name), response_id) in models.into_iter().zip(response_ids) {
+        let answers = models.into_iter().zip(response_ids).zip(histories);
+        for (((session_model_id, model_name), response_id), history) in answers {
             self.start(
                 &call,
+                Some(history),
                 Response {
                     response_id,
                     session_model_id,
@@ -287,7 +302,13 @@ impl ConversationService {
     }
 
     /// Starts one model answering, as a task of its own.
-    pub(super) fn start(&self, call: &Call, response: Response) {
+    /// `history`: the model's, if already read.
+    pub(super) fn start(
+        &self,
+        call: &Call,
+        history: Option<Result<Vec<Turn>, String>>,
+        response: Response,
+    ) {
         let registration = self.answers.register(response.session_id);
         let job = ModelCall {
             user: call.user.get(),
@@ -301,6 +322,7 @@ impl ConversationService {
             response,
             settings: call.settings.clone(),
             history_chars: self.history_chars,
+            history,
             deadline: call.deadline,
             registration,
         };

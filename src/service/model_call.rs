@@ -47,6 +47,10 @@ pub(super) struct ModelCall {
     pub response: Response,
     pub settings: Arc<Settings>,
     pub history_chars: usize,
+    /// The history, when it was read before the prompt's write had
+    /// committed (see `ConversationService::send_prompt`); read at the
+    /// start otherwise.
+    pub history: Option<Result<Vec<Turn>, String>>,
     pub deadline: Instant,
     /// `None`: the replica stopped before the answer could start.
     pub registration: Option<Registration>,
@@ -282,25 +286,20 @@ impl ModelCall {
 
     /// What the model is sent: the few-shot examples and this model's
     /// newest turns that fit the context budget, then the prompt.
-    async fn request(&self) -> Result<ChatRequest, String> {
-        let (examples, left) = conversation::example_share(&self.settings, self.history_chars);
-        let history: Vec<Turn> = if left > 0 {
-            self.store
-                .model_history(
-                    self.response.session_model_id,
-                    self.response.prompt_id,
-                    left,
-                    MAX_HISTORY_TURNS,
-                    (self.settings.continue_from == "chosen").then_some(self.response.session_id),
-                )
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "could not read a model's history");
-                    "the conversation's history could not be read".to_string()
-                })?
-        } else {
-            Vec::new()
+    async fn request(&mut self) -> Result<ChatRequest, String> {
+        let history = match self.history.take() {
+            Some(read) => read?,
+            None => {
+                let r = &self.response;
+                let asked = HistoryAsked {
+                    session_model_id: r.session_model_id,
+                    session_id: r.session_id,
+                    before_prompt_id: r.prompt_id,
+                };
+                history(&*self.store, &self.settings, self.history_chars, asked).await?
+            }
         };
+        let (examples, _) = conversation::example_share(&self.settings, self.history_chars);
         Ok(ChatRequest {
             messages: conversation::model_messages(
                 &self.settings,
@@ -311,6 +310,42 @@ impl ModelCall {
             params: conversation::generation_params(&self.settings),
         })
     }
+}
+
+/// Whose history a model is sent.
+pub(super) struct HistoryAsked {
+    pub session_model_id: i64,
+    pub session_id: i64,
+    /// Turns before this prompt (`i64::MAX`: every turn written so far).
+    pub before_prompt_id: i64,
+}
+
+/// A session model's newest turns that fit the context budget left beside
+/// the few-shot examples: its own answers, or the chosen ones when the
+/// session continues from those.
+pub(super) async fn history(
+    store: &dyn Store,
+    settings: &Settings,
+    history_chars: usize,
+    asked: HistoryAsked,
+) -> Result<Vec<Turn>, String> {
+    let (_, left) = conversation::example_share(settings, history_chars);
+    if left <= 0 {
+        return Ok(Vec::new());
+    }
+    store
+        .model_history(
+            asked.session_model_id,
+            asked.before_prompt_id,
+            left,
+            MAX_HISTORY_TURNS,
+            (settings.continue_from == "chosen").then_some(asked.session_id),
+        )
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "could not read a model's history");
+            "the conversation's history could not be read".to_string()
+        })
 }
 
 /// Sends an event within the deadline: a client that doesn't read holds

@@ -78,6 +78,7 @@ impl ConversationService {
         };
         self.start(
             &call,
+            None,
             Response {
                 response_id: new_id,
                 attempt,

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sqlx::{Database, Pool, Transaction};
 
 use super::rows::{AgentRows, RefRow};
-use super::{Asked, SessionIds, SessionRows};
+use super::{Asked, PromptRows, SessionIds, SessionRows};
 
 #[async_trait]
 pub trait Dialect: Database {
@@ -48,6 +48,17 @@ pub trait Dialect: Database {
         rows: &SessionRows<'_>,
         savepoint: bool,
     ) -> Result<SessionIds, sqlx::Error>;
+
+    /// A prompt of the caller's session and its responses in progress (one
+    /// per model asked), the idempotency key linked to it if there is one;
+    /// first `SAVEPOINT member` when `savepoint`. The prompt's id and the
+    /// responses' in the models' order; `None` if the session is not the
+    /// caller's.
+    async fn insert_prompt(
+        conn: &mut Self::Connection,
+        rows: &PromptRows<'_>,
+        savepoint: bool,
+    ) -> Result<Option<(i64, Vec<i64>)>, sqlx::Error>;
 
     /// `references` read again, then `insert_session`, for references
     /// first read outside the write transaction (see `sql_tx::ReadAhead`):

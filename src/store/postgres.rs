@@ -15,7 +15,7 @@ use super::group_commit::{GroupCommit, MemberUndo};
 use super::json_param::JsonParam;
 use super::rows::{self, AgentRows, RefRow};
 use super::sql_store::SqlStore;
-use super::{Asked, SessionIds, SessionRows, StoreOptions, sql};
+use super::{Asked, PromptRows, SessionIds, SessionRows, StoreOptions, sql};
 use crate::error::Error;
 
 pub type PgStore = SqlStore<Postgres>;
@@ -169,6 +169,56 @@ impl Dialect for Postgres {
             .bind(ids)
             .fetch_all(conn)
             .await
+    }
+
+    /// Statement by statement: a handful of models, one statement each
+    /// keeps the ids in order. (No savepoint is asked for here, see
+    /// `insert_session`.)
+    async fn insert_prompt(
+        conn: &mut PgConnection,
+        rows: &PromptRows<'_>,
+        savepoint: bool,
+    ) -> Result<Option<(i64, Vec<i64>)>, sqlx::Error> {
+        if savepoint {
+            sqlx::raw_sql("SAVEPOINT member")
+                .execute(&mut *conn)
+                .await?;
+        }
+        let prompt_id: Option<i64> = sqlx::query_scalar(sql::INSERT_PROMPT)
+            .bind(rows.session_id)
+            .bind(rows.user.get())
+            .bind(rows.prompt_text)
+            .bind(rows.now)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(prompt_id) = prompt_id else {
+            return Ok(None);
+        };
+        let prompt_chars = rows.prompt_text.chars().count() as i64;
+        let mut ids = Vec::with_capacity(rows.models.len());
+        for (session_model_id, model_name) in rows.models {
+            let id: i64 = sqlx::query_scalar(sql::INSERT_RESPONSE)
+                .bind(prompt_id)
+                .bind(*session_model_id)
+                .bind(rows.session_id)
+                .bind(model_name.as_str())
+                .bind(rows.prompt_text)
+                .bind(rows.now)
+                .bind(rows.replica_id)
+                .bind(prompt_chars)
+                .fetch_one(&mut *conn)
+                .await?;
+            ids.push(id);
+        }
+        if let Some(key) = rows.idempotency_key {
+            sqlx::query(sql::LINK_KEY_TO_PROMPT)
+                .bind(rows.user.get())
+                .bind(key)
+                .bind(prompt_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(Some((prompt_id, ids)))
     }
 
     /// Group members here take no savepoint (`MemberUndo::FailGroup`), so

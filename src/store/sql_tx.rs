@@ -80,6 +80,17 @@ where
         })
     }
 
+    /// Before a write that begins the member's savepoint in its own call
+    /// (saving a round trip): joins the group, and tells whether the
+    /// savepoint is due.
+    async fn savepoint_due(&mut self) -> Result<bool, StoreError> {
+        self.conn().await?;
+        Ok(match self {
+            SqlWriteTx::Grouped(member, _) => member.begins_savepoint(),
+            _ => false,
+        })
+    }
+
     /// Every verb that writes calls this first: a member of a group begins
     /// the savepoint that undoes its writes alone, if it takes one.
     async fn before_write(&mut self) -> Result<(), StoreError> {
@@ -179,11 +190,11 @@ where
     }
 
     async fn insert_session(&mut self, rows: &SessionRows<'_>) -> Result<SessionIds, StoreError> {
-        self.conn().await?;
         // The savepoint, if due, goes with the insert: one call, not two.
-        let (savepoint, ahead) = match self {
-            SqlWriteTx::Grouped(member, ahead) => (member.begins_savepoint(), ahead.take()),
-            _ => (false, None),
+        let savepoint = self.savepoint_due().await?;
+        let ahead = match self {
+            SqlWriteTx::Grouped(_, ahead) => ahead.take(),
+            _ => None,
         };
         let conn = self.conn().await?;
         let Some(ahead) = ahead else {
@@ -313,43 +324,8 @@ where
         &mut self,
         rows: &PromptRows<'_>,
     ) -> Result<Option<(i64, Vec<i64>)>, StoreError> {
-        self.before_write().await?;
-        let prompt_id: Option<i64> = sqlx::query_scalar(sql::INSERT_PROMPT)
-            .bind(rows.session_id)
-            .bind(rows.user.get())
-            .bind(rows.prompt_text)
-            .bind(rows.now)
-            .fetch_optional(self.conn().await?)
-            .await?;
-        let Some(prompt_id) = prompt_id else {
-            return Ok(None);
-        };
-        // A handful of models: one statement each keeps the ids in order.
-        let prompt_chars = rows.prompt_text.chars().count() as i64;
-        let mut ids = Vec::with_capacity(rows.models.len());
-        for (session_model_id, model_name) in rows.models {
-            let id: i64 = sqlx::query_scalar(sql::INSERT_RESPONSE)
-                .bind(prompt_id)
-                .bind(*session_model_id)
-                .bind(rows.session_id)
-                .bind(model_name.as_str())
-                .bind(rows.prompt_text)
-                .bind(rows.now)
-                .bind(rows.replica_id)
-                .bind(prompt_chars)
-                .fetch_one(self.conn().await?)
-                .await?;
-            ids.push(id);
-        }
-        if let Some(key) = rows.idempotency_key {
-            sqlx::query(sql::LINK_KEY_TO_PROMPT)
-                .bind(rows.user.get())
-                .bind(key)
-                .bind(prompt_id)
-                .execute(self.conn().await?)
-                .await?;
-        }
-        Ok(Some((prompt_id, ids)))
+        let savepoint = self.savepoint_due().await?;
+        Ok(DB::insert_prompt(self.conn().await?, rows, savepoint).await?)
     }
 
     async fn insert_attempt(

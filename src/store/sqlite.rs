@@ -36,7 +36,7 @@ use super::json_param::JsonParam;
 use super::rows::{self, AgentRows, RefRow};
 use super::sql_store::SqlStore;
 use super::wal_sync::WalSync;
-use super::{Asked, SessionIds, SessionRows, StoreOptions, sql};
+use super::{Asked, PromptRows, SessionIds, SessionRows, StoreOptions, sql};
 use crate::error::Error;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -187,6 +187,41 @@ static RECHECK_SAVEPOINT_THEN_INSERT_SESSION: std::sync::LazyLock<String> =
         )
     });
 
+/// A prompt of the session `$1` if the caller (`$2`) owns it, and its
+/// responses in progress (the models in `$5`, a JSON array of
+/// `[session_model_id, model_name]`), all in one call; then the ids, as
+/// `[session_model_id, response_id]` pairs, and how many responses were
+/// written (none: the session is not the caller's). The prompt is the
+/// newest (the transaction holds the write lock); the responses read its
+/// id from the insert before them, once (`MATERIALIZED`), before they
+/// write rows of their own. An idempotency key (`$8`, or NULL) is linked
+/// to it.
+const INSERT_PROMPT: &str = "\
+INSERT INTO prompts (session_id, prompt_text, created_at)
+SELECT session_id, $3, $4 FROM practice_sessions WHERE session_id = $1 AND user_id = $2;
+WITH p AS MATERIALIZED (SELECT last_insert_rowid() AS prompt_id WHERE changes() = 1)
+INSERT INTO responses
+    (prompt_id, session_model_id, session_id, model_name, prompt_text, response_text,
+     created_at, status, replica_id, text_chars)
+SELECT p.prompt_id, m.value ->> 0, $1, m.value ->> 1, $3, '', $4, 'in_progress', $6, $7
+FROM p, json_each($5) m ORDER BY m.key;
+SELECT changes() AS written, (SELECT max(prompt_id) FROM prompts) AS prompt_id,
+       (SELECT json_group_array(json_array(r.session_model_id, r.response_id)) FROM responses r
+        WHERE r.prompt_id = (SELECT max(prompt_id) FROM prompts)) AS response_ids;
+UPDATE idempotency_keys SET prompt_id = (SELECT max(prompt_id) FROM prompts)
+WHERE user_id = $2 AND idem_key = $8";
+
+/// `INSERT_PROMPT` that first begins a group member's savepoint.
+static SAVEPOINT_THEN_INSERT_PROMPT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SAVEPOINT member;\n{INSERT_PROMPT}"));
+
+#[derive(sqlx::FromRow)]
+struct PromptIdsRow {
+    written: i64,
+    prompt_id: Option<i64>,
+    response_ids: Ordered,
+}
+
 type Ordered = Json<Vec<(i64, i64)>>;
 
 #[derive(sqlx::FromRow)]
@@ -274,6 +309,44 @@ impl Dialect for Sqlite {
         };
         let row = bind_session(sqlx::query(sql), r).fetch_one(conn).await?;
         Ok(IdsRow::from_row(&row)?.into())
+    }
+
+    /// The prompt, its responses and the key's link in one call.
+    async fn insert_prompt(
+        conn: &mut SqliteConnection,
+        r: &PromptRows<'_>,
+        savepoint: bool,
+    ) -> Result<Option<(i64, Vec<i64>)>, sqlx::Error> {
+        let sql = match savepoint {
+            true => SAVEPOINT_THEN_INSERT_PROMPT.as_str(),
+            false => INSERT_PROMPT,
+        };
+        let models: Vec<(i64, &str)> = r.models.iter().map(|(id, m)| (*id, m.as_str())).collect();
+        let rows = sqlx::query(sql)
+            .bind(r.session_id)
+            .bind(r.user.get())
+            .bind(r.prompt_text)
+            .bind(r.now)
+            .bind(json_list(&models))
+            .bind(r.replica_id)
+            .bind(r.prompt_text.chars().count() as i64)
+            .bind(r.idempotency_key)
+            // All of it: the key's link comes after the row.
+            .fetch_all(conn)
+            .await?;
+        let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+        let ids = PromptIdsRow::from_row(row)?;
+        let (Some(prompt_id), true) = (ids.prompt_id, ids.written > 0) else {
+            return Ok(None);
+        };
+        let Json(pairs) = ids.response_ids;
+        let response_ids = r
+            .models
+            .iter()
+            .map(|(model, _)| pairs.iter().find(|(m, _)| m == model).map(|(_, id)| *id))
+            .collect::<Option<Vec<i64>>>()
+            .ok_or(sqlx::Error::RowNotFound)?;
+        Ok(Some((prompt_id, response_ids)))
     }
 
     /// The references read again, then the insert, all in one call; the

@@ -12,7 +12,9 @@ use std::time::Duration;
 use crate::common::Backend;
 use practice_service::domain::session::CreateSessionInput;
 use practice_service::domain::{NewExample, NewSession, UserId, now_micros};
-use practice_service::store::{Asked, KeyClaim, SessionRows, Store, StoreError, WriteTx};
+use practice_service::store::{
+    Asked, KeyClaim, PromptRows, SessionRows, Store, StoreError, WriteTx,
+};
 
 const ME: i64 = 42;
 
@@ -156,7 +158,72 @@ async fn dropped_transactions_undo_only_themselves(backend: Backend) {
     assert!(app.store.example(user, created).await.unwrap().is_some());
 }
 
-on_both_backends!(dropped_transactions_undo_only_themselves);
+/// A prompt and its responses are one write (on SQLite one call): the
+/// response ids come back in the order the models were asked, whatever
+/// order their ids have, an idempotency key is linked to the prompt, and a
+/// session that is not the caller's writes nothing.
+async fn a_prompt_is_written_whole_or_not_at_all(backend: Backend) {
+    let app = app!(backend);
+    let user = UserId::new(ME).unwrap();
+    let session = app.create(ME, Default::default()).await.unwrap();
+    let theirs = app.create(ME + 1, Default::default()).await.unwrap();
+    let mut models: Vec<(i64, String)> = session
+        .models
+        .iter()
+        .map(|m| (m.session_model_id, m.model_name.clone()))
+        .collect();
+    assert!(models.len() > 1, "the order is tested on several models");
+    models.reverse();
+    let rows = |session_id, key| PromptRows {
+        user,
+        replica_id: "r1",
+        session_id,
+        prompt_text: "héllo",
+        now: now_micros(),
+        models: &models,
+        idempotency_key: key,
+    };
+    let expired_before = now_micros() - chrono::Duration::days(1);
+
+    let mut tx = app.store.begin_write(1).await.unwrap();
+    let claim = tx.claim_key(user, "p-1", "fp", now_micros(), expired_before);
+    assert!(matches!(claim.await.unwrap(), KeyClaim::Claimed));
+    let (prompt_id, ids) = tx
+        .insert_prompt(&rows(session.session_id, Some("p-1")))
+        .await
+        .unwrap()
+        .expect("my session");
+    tx.commit().await.unwrap();
+    let stored = app.get(ME, session.session_id).await.unwrap().responses;
+    let by_id = |id: i64| stored.iter().find(|r| r.response_id == id).unwrap();
+    for ((session_model_id, model_name), id) in models.iter().zip(&ids) {
+        let r = by_id(*id);
+        assert_eq!(
+            (r.session_model_id, &r.model_name),
+            (*session_model_id, model_name)
+        );
+        assert_eq!((r.prompt_id, r.status.as_str()), (prompt_id, "in_progress"));
+    }
+    let mut tx = app.store.begin_write(1).await.unwrap();
+    let claim = tx.claim_key(user, "p-1", "fp", now_micros(), expired_before);
+    match claim.await.unwrap() {
+        KeyClaim::Held { prompt_id: p, .. } => assert_eq!(p, Some(prompt_id)),
+        KeyClaim::Claimed => panic!("the key was not linked to the prompt"),
+    }
+    drop(tx);
+
+    let counts = app.store.table_counts().await.unwrap();
+    let mut tx = app.store.begin_write(1).await.unwrap();
+    let written = tx.insert_prompt(&rows(theirs.session_id, None)).await;
+    assert_eq!(written.unwrap(), None, "another user's session");
+    tx.commit().await.unwrap();
+    assert_eq!(app.store.table_counts().await.unwrap(), counts);
+}
+
+on_both_backends!(
+    dropped_transactions_undo_only_themselves,
+    a_prompt_is_written_whole_or_not_at_all
+);
 
 /// A write transaction given up while its `BEGIN` still waits for the
 /// write lock (a request's deadline) leaves no transaction open behind it:

@@ -5,6 +5,8 @@
 // --- the conversation ---
 
 /// Inserts a prompt of the session `$1` if the caller (`$2`) owns it.
+/// PostgreSQL writes a prompt with these three statement by statement;
+/// SQLite sends its own in one call (`sqlite::INSERT_PROMPT`).
 pub const INSERT_PROMPT: &str = "\
 INSERT INTO prompts (session_id, prompt_text, created_at)
 SELECT session_id, $3, $4 FROM practice_sessions WHERE session_id = $1 AND user_id = $2
