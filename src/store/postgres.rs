@@ -13,7 +13,7 @@ use sqlx::{Pool, Postgres, Row, Transaction};
 use super::dialect::Dialect;
 use super::group_commit::{GroupCommit, MemberUndo};
 use super::json_param::JsonParam;
-use super::rows::{self, AgentRows, RefRow};
+use super::rows::{self, AgentRows, RefRow, response_ids_in_order};
 use super::sql_store::SqlStore;
 use super::{Asked, PromptRows, SessionIds, SessionRows, StoreOptions, sql};
 use crate::error::Error;
@@ -112,6 +112,33 @@ SELECT s.session_id, st.setting_id,
        COALESCE((SELECT array_agg(m.session_model_id ORDER BY m.sort_order) FROM m), '{}') AS model_ids
 FROM s, st";
 
+/// A prompt of the session `$1` if the caller (`$2`) owns it, its
+/// responses in progress (the models `$5`, named `$6`; the replica `$7`;
+/// the prompt is `$8` characters) and the link of an idempotency key
+/// (`$9`, or NULL) to it, in one statement; no row if the session is not
+/// the caller's. The ids come as `(session_model_id, response_id)` pairs,
+/// so the order of the responses' ids needs no assumption.
+const INSERT_PROMPT: &str = "\
+WITH p AS (
+    INSERT INTO prompts (session_id, prompt_text, created_at)
+    SELECT session_id, $3, $4 FROM practice_sessions WHERE session_id = $1 AND user_id = $2
+    RETURNING prompt_id
+), r AS (
+    INSERT INTO responses
+        (prompt_id, session_model_id, session_id, model_name, prompt_text, response_text,
+         created_at, status, replica_id, text_chars)
+    SELECT p.prompt_id, m.id, $1, m.name, $3, '', $4, 'in_progress', $7, $8
+    FROM p, unnest($5::int8[], $6::text[]) AS m(id, name)
+    RETURNING session_model_id, response_id
+), ik AS (
+    UPDATE idempotency_keys SET prompt_id = p.prompt_id FROM p
+    WHERE idempotency_keys.user_id = $2 AND idempotency_keys.idem_key = $9
+)
+SELECT p.prompt_id,
+       COALESCE((SELECT array_agg(r.session_model_id) FROM r), '{}') AS model_ids,
+       COALESCE((SELECT array_agg(r.response_id) FROM r), '{}') AS response_ids
+FROM p";
+
 #[derive(sqlx::FromRow)]
 struct IdsRow {
     session_id: i64,
@@ -171,12 +198,11 @@ impl Dialect for Postgres {
             .await
     }
 
-    /// Statement by statement: a handful of models, one statement each
-    /// keeps the ids in order. (No savepoint is asked for here, see
-    /// `insert_session`.)
+    /// One statement (see `INSERT_PROMPT`; no savepoint is asked for
+    /// here, see `insert_session`).
     async fn insert_prompt(
         conn: &mut PgConnection,
-        rows: &PromptRows<'_>,
+        r: &PromptRows<'_>,
         savepoint: bool,
     ) -> Result<Option<(i64, Vec<i64>)>, sqlx::Error> {
         if savepoint {
@@ -184,41 +210,28 @@ impl Dialect for Postgres {
                 .execute(&mut *conn)
                 .await?;
         }
-        let prompt_id: Option<i64> = sqlx::query_scalar(sql::INSERT_PROMPT)
-            .bind(rows.session_id)
-            .bind(rows.user.get())
-            .bind(rows.prompt_text)
-            .bind(rows.now)
-            .fetch_optional(&mut *conn)
+        let (model_ids, names): (Vec<i64>, Vec<&str>) = r
+            .models
+            .iter()
+            .map(|(id, name)| (*id, name.as_str()))
+            .unzip();
+        let written: Option<(i64, Vec<i64>, Vec<i64>)> = sqlx::query_as(INSERT_PROMPT)
+            .bind(r.session_id)
+            .bind(r.user.get())
+            .bind(r.prompt_text)
+            .bind(r.now)
+            .bind(&model_ids)
+            .bind(&names)
+            .bind(r.replica_id)
+            .bind(r.prompt_text.chars().count() as i64)
+            .bind(r.idempotency_key)
+            .fetch_optional(conn)
             .await?;
-        let Some(prompt_id) = prompt_id else {
+        let Some((prompt_id, models, responses)) = written else {
             return Ok(None);
         };
-        let prompt_chars = rows.prompt_text.chars().count() as i64;
-        let mut ids = Vec::with_capacity(rows.models.len());
-        for (session_model_id, model_name) in rows.models {
-            let id: i64 = sqlx::query_scalar(sql::INSERT_RESPONSE)
-                .bind(prompt_id)
-                .bind(*session_model_id)
-                .bind(rows.session_id)
-                .bind(model_name.as_str())
-                .bind(rows.prompt_text)
-                .bind(rows.now)
-                .bind(rows.replica_id)
-                .bind(prompt_chars)
-                .fetch_one(&mut *conn)
-                .await?;
-            ids.push(id);
-        }
-        if let Some(key) = rows.idempotency_key {
-            sqlx::query(sql::LINK_KEY_TO_PROMPT)
-                .bind(rows.user.get())
-                .bind(key)
-                .bind(prompt_id)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Ok(Some((prompt_id, ids)))
+        let pairs: Vec<(i64, i64)> = models.into_iter().zip(responses).collect();
+        Ok(Some((prompt_id, response_ids_in_order(r, &pairs)?)))
     }
 
     /// Group members here take no savepoint (`MemberUndo::FailGroup`), so

@@ -400,3 +400,16 @@ impl From<CountsRow> for TableCounts {
         }
     }
 }
+
+/// A new prompt's response ids in the order its models were asked, from
+/// the `(session_model_id, response_id)` pairs its insert returned.
+pub fn response_ids_in_order(
+    rows: &super::PromptRows<'_>,
+    pairs: &[(i64, i64)],
+) -> Result<Vec<i64>, sqlx::Error> {
+    rows.models
+        .iter()
+        .map(|(model, _)| pairs.iter().find(|(m, _)| m == model).map(|(_, id)| *id))
+        .collect::<Option<Vec<i64>>>()
+        .ok_or(sqlx::Error::RowNotFound)
+}

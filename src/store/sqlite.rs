@@ -33,7 +33,7 @@ use sqlx::{FromRow, Pool, Row, Sqlite, Transaction};
 use super::dialect::Dialect;
 use super::group_commit::{GroupCommit, MemberUndo};
 use super::json_param::JsonParam;
-use super::rows::{self, AgentRows, RefRow};
+use super::rows::{self, AgentRows, RefRow, response_ids_in_order};
 use super::sql_store::SqlStore;
 use super::wal_sync::WalSync;
 use super::{Asked, PromptRows, SessionIds, SessionRows, StoreOptions, sql};
@@ -340,13 +340,7 @@ impl Dialect for Sqlite {
             return Ok(None);
         };
         let Json(pairs) = ids.response_ids;
-        let response_ids = r
-            .models
-            .iter()
-            .map(|(model, _)| pairs.iter().find(|(m, _)| m == model).map(|(_, id)| *id))
-            .collect::<Option<Vec<i64>>>()
-            .ok_or(sqlx::Error::RowNotFound)?;
-        Ok(Some((prompt_id, response_ids)))
+        Ok(Some((prompt_id, response_ids_in_order(r, &pairs)?)))
     }
 
     /// The references read again, then the insert, all in one call; the

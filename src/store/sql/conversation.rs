@@ -4,25 +4,9 @@
 
 // --- the conversation ---
 
-/// Inserts a prompt of the session `$1` if the caller (`$2`) owns it.
-/// PostgreSQL writes a prompt with these three statement by statement;
-/// SQLite sends its own in one call (`sqlite::INSERT_PROMPT`).
-pub const INSERT_PROMPT: &str = "\
-INSERT INTO prompts (session_id, prompt_text, created_at)
-SELECT session_id, $3, $4 FROM practice_sessions WHERE session_id = $1 AND user_id = $2
-RETURNING prompt_id";
-
-/// A response being answered by the replica `$7`: no text yet (the prompt
-/// is `$8` characters), usage `{}`.
-pub const INSERT_RESPONSE: &str = "\
-INSERT INTO responses
-    (prompt_id, session_model_id, session_id, model_name, prompt_text, response_text,
-     created_at, status, replica_id, text_chars)
-VALUES ($1, $2, $3, $4, $5, '', $6, 'in_progress', $7, $8)
-RETURNING response_id";
-
-pub const LINK_KEY_TO_PROMPT: &str =
-    "UPDATE idempotency_keys SET prompt_id = $3 WHERE user_id = $1 AND idem_key = $2";
+// A new prompt, its responses and its key's link are written in one call,
+// in each database's own SQL (`sqlite::INSERT_PROMPT`,
+// `postgres::INSERT_PROMPT`).
 
 /// Stores how an answer ended, unless it has already ended (its replica was
 /// thought dead and it was swept) or is gone (its session was deleted).
