@@ -34,6 +34,7 @@ mod idempotency;
 mod ingress;
 mod jwks_server;
 mod limits;
+mod model_stats;
 mod node_clients;
 mod nul_text;
 mod request_rules;
