@@ -86,7 +86,7 @@ async fn write_each(checkpoints: Weak<Checkpoints>, store: Arc<dyn Store>, perio
 /// commit with other writes).
 async fn save(store: &dyn Store, batch: &[(i64, Offer)]) -> Result<(), super::tx::TxError> {
     let gone = super::tx::run(|attempt| async move {
-        let mut tx = store.begin_write(attempt).await?;
+        let mut tx = store.begin_answer_write(attempt).await?;
         let mut gone = Vec::new();
         for (id, offer) in batch {
             if !tx

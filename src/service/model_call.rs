@@ -376,7 +376,7 @@ pub(super) const ENDING_AT_ONCE: usize = 128;
 /// answers ending together share a group's commit.
 async fn finish(store: &dyn Store, id: i64, outcome: &ResponseOutcome) -> Result<bool, TxError> {
     super::tx::run(|attempt| async move {
-        let mut tx = store.begin_write(attempt).await?;
+        let mut tx = store.begin_answer_write(attempt).await?;
         let done = tx.finish_response(id, outcome).await?;
         tx.commit().await?;
         Ok(done)

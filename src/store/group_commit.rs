@@ -166,11 +166,15 @@ where
         })
     }
 
-    /// Joins the open group of the least busy lane, or opens one.
-    pub async fn begin(self: &Arc<Self>) -> Result<Member<DB>, StoreError> {
-        let lane = (0..self.lanes.len())
-            .min_by_key(|&i| self.lanes[i].load.load(Ordering::Relaxed))
-            .expect("at least one lane");
+    /// Joins the open group of lane `lane` (of the least busy one if
+    /// `None`), or opens one.
+    pub async fn begin(self: &Arc<Self>, lane: Option<usize>) -> Result<Member<DB>, StoreError> {
+        let lane = match lane {
+            Some(lane) => lane % self.lanes.len(),
+            None => (0..self.lanes.len())
+                .min_by_key(|&i| self.lanes[i].load.load(Ordering::Relaxed))
+                .expect("at least one lane"),
+        };
         self.lanes[lane].load.fetch_add(1, Ordering::Relaxed);
         let slot = Slot {
             group: self.clone(),

@@ -232,6 +232,13 @@ pub trait Store: ConversationStore + TurnStore + StatsStore + Send + Sync + 'sta
     /// without holding up a group.
     async fn begin_write(&self, attempt: u32) -> Result<Box<dyn WriteTx>, StoreError>;
 
+    /// `begin_write` for an answer's own writes (its text so far, its end
+    /// and usage). Where groups commit in several lanes (PostgreSQL) these
+    /// all take the same lane: they write the same rows (an answer's, a
+    /// day's usage of a user or class), and groups open in two lanes would
+    /// wait for each other's row locks, and every writer in them with them.
+    async fn begin_answer_write(&self, attempt: u32) -> Result<Box<dyn WriteTx>, StoreError>;
+
     /// The caller's session; another user's is `None`, like a missing one.
     /// Its newest responses are read only when asked for.
     async fn session(

@@ -49,6 +49,9 @@ pub struct SqlStore<DB: Dialect> {
     read_ahead: bool,
 }
 
+/// The lane of an answer's own writes (see `Store::begin_answer_write`).
+const ANSWER_LANE: usize = 0;
+
 impl<DB: Dialect> SqlStore<DB> {
     pub(super) fn new(
         read: Pool<DB>,
@@ -158,12 +161,29 @@ where
                 let (group, read) = (group.clone(), self.read.clone());
                 return Ok(Box::new(SqlWriteTx::Joining(group, read, None)));
             }
-            return Ok(Box::new(SqlWriteTx::Grouped(group.begin().await?, None)));
+            return Ok(Box::new(SqlWriteTx::Grouped(
+                group.begin(None).await?,
+                None,
+            )));
         }
         let tx = DB::begin_write(&self.write)
             .await
             .map_err(StoreError::begin)?;
         Ok(Box::new(SqlWriteTx::Own(tx, self.sync.clone())))
+    }
+
+    async fn begin_answer_write(&self, attempt: u32) -> Result<Box<dyn WriteTx>, StoreError> {
+        match self
+            .group
+            .as_ref()
+            .filter(|_| attempt <= 1 && !self.read_ahead)
+        {
+            Some(group) => Ok(Box::new(SqlWriteTx::Grouped(
+                group.begin(Some(ANSWER_LANE)).await?,
+                None,
+            ))),
+            None => self.begin_write(attempt).await,
+        }
     }
 
     async fn session(

@@ -71,7 +71,7 @@ where
     async fn conn(&mut self) -> Result<&mut DB::Connection, StoreError> {
         if let SqlWriteTx::Joining(group, _, ahead) = self {
             let (group, ahead) = (group.clone(), ahead.take());
-            *self = SqlWriteTx::Grouped(group.begin().await?, ahead);
+            *self = SqlWriteTx::Grouped(group.begin(None).await?, ahead);
         }
         Ok(match self {
             SqlWriteTx::Own(tx, _) => tx,

@@ -403,3 +403,34 @@ async fn references_changed_after_a_read_ahead_run_the_create_again() {
     let counts = app.store.table_counts().await.unwrap();
     assert_eq!((counts.sessions, counts.session_models), (2, 2));
 }
+
+/// PostgreSQL: an answer's own writes (its text, its end, its usage) all
+/// take the same lane, so groups in two lanes never wait for each other's
+/// locks on those rows; other writes take the least busy lane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answer_writes_share_one_lane() {
+    let app = app!(Backend::Postgres, &[("PRACTICE_PG_WRITE_LANES", "2")]);
+    let user = UserId::new(ME).unwrap();
+    let mut first = app.store.begin_answer_write(1).await.unwrap();
+    first
+        .insert_example(user, &example("holds its lane".into()), now_micros(), None)
+        .await
+        .unwrap();
+    // The lane is held until `first` commits: another answer write waits
+    // for it, while any other write begins in the other lane at once.
+    let waited = tokio::time::timeout(Duration::from_millis(300), app.store.begin_answer_write(1));
+    assert!(waited.await.is_err(), "an answer write took another lane");
+    let other = tokio::time::timeout(Duration::from_millis(300), app.store.begin_write(1));
+    drop(
+        other
+            .await
+            .expect("a write waited for the answers' lane")
+            .unwrap(),
+    );
+    first.commit().await.unwrap();
+    let mut next = app.store.begin_answer_write(1).await.unwrap();
+    next.insert_example(user, &example("after".into()), now_micros(), None)
+        .await
+        .unwrap();
+    next.commit().await.unwrap();
+}
