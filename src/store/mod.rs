@@ -9,6 +9,7 @@
 //! rows are written in one call) is written out in each backend's module.
 //! Rows are read by column name into the structs of `rows.rs`.
 
+mod catalog;
 mod conversation;
 mod dialect;
 pub mod failure;
@@ -33,11 +34,12 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::domain::{
-    Agent, Class, Example, ExamplePatch, Knowledge, NewExample, NewSession, Project, Session,
-    SessionFilter, SessionPatch, UserId,
+    Agent, Example, ExamplePatch, NewExample, NewSession, Session, SessionFilter, SessionPatch,
+    UserId,
 };
 use crate::error::Error;
 
+pub use catalog::CatalogStore;
 pub use conversation::{
     Charge, ConversationStore, ModelUsage, ResponseBudget, ResponseOutcome, ResponseSlice,
 };
@@ -216,7 +218,9 @@ pub struct PagedSession {
 }
 
 #[async_trait]
-pub trait Store: ConversationStore + TurnStore + StatsStore + Send + Sync + 'static {
+pub trait Store:
+    CatalogStore + ConversationStore + TurnStore + StatsStore + Send + Sync + 'static
+{
     /// "sqlite" or "postgres".
     fn backend(&self) -> &'static str;
 
@@ -268,24 +272,6 @@ pub trait Store: ConversationStore + TurnStore + StatsStore + Send + Sync + 'sta
     /// Deletes the caller's session and everything that hangs off it (the
     /// foreign keys cascade); `false` if the caller has no such session.
     async fn delete_session(&self, user: UserId, session_id: i64) -> Result<bool, StoreError>;
-
-    /// Replaces the class with its members and models.
-    async fn upsert_class(&self, class: &Class, now: DateTime<Utc>) -> Result<(), StoreError>;
-    async fn upsert_project(&self, project: &Project, now: DateTime<Utc>)
-    -> Result<(), StoreError>;
-    async fn upsert_knowledge(
-        &self,
-        knowledge: &Knowledge,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-    /// Soft-deletes: the object can't be used for new sessions, while existing
-    /// sessions keep their ids and snapshots. `false` if there was none.
-    async fn delete_catalog(
-        &self,
-        kind: CatalogKind,
-        id: i64,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
 
     async fn create_example(
         &self,

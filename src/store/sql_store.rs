@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Pool, QueryBuilder};
+use sqlx::Pool;
 
 use super::conversation::{ConversationStore, SizeRow, newest_responses};
 use super::dialect::Dialect;
@@ -22,13 +22,8 @@ use super::sql_tx::SqlWriteTx;
 use super::stats::StatsStore;
 use super::turns::TurnStore;
 use super::wal_sync::WalSync;
-use super::{
-    CatalogKind, PagedSession, Responses, SessionQuery, Store, StoreError, TableCounts, WriteTx,
-    sql,
-};
-use crate::domain::{
-    Class, Example, ExamplePatch, Knowledge, NewExample, Project, Session, SessionPatch, UserId,
-};
+use super::{PagedSession, Responses, SessionQuery, Store, StoreError, TableCounts, WriteTx, sql};
+use crate::domain::{Example, ExamplePatch, NewExample, Session, SessionPatch, UserId};
 use crate::error::Error;
 
 pub struct SqlStore<DB: Dialect> {
@@ -281,92 +276,6 @@ where
             .await?;
         self.synced().await?;
         Ok(deleted.is_some())
-    }
-
-    async fn upsert_class(&self, class: &Class, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut tx = DB::begin_write(&self.write)
-            .await
-            .map_err(StoreError::begin)?;
-        sqlx::query(sql::UPSERT_CLASS)
-            .bind(class.class_id)
-            .bind(&class.name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        for delete in [sql::DELETE_CLASS_MEMBERS, sql::DELETE_CLASS_MODELS] {
-            sqlx::query(delete)
-                .bind(class.class_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if !class.members.is_empty() {
-            QueryBuilder::<DB>::new(sql::INSERT_CLASS_MEMBERS)
-                .push_values(&class.members, |mut b, m| {
-                    b.push_bind(class.class_id)
-                        .push_bind(m.user_id)
-                        .push_bind(m.role.clone());
-                })
-                .build()
-                .execute(&mut *tx)
-                .await?;
-        }
-        if !class.models.is_empty() {
-            QueryBuilder::<DB>::new(sql::INSERT_CLASS_MODELS)
-                .push_values(class.models.iter().enumerate(), |mut b, (i, m)| {
-                    b.push_bind(class.class_id)
-                        .push_bind(i as i64)
-                        .push_bind(m.model_name.clone())
-                        .push_bind(m.enabled);
-                })
-                .build()
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        self.synced().await?;
-        Ok(())
-    }
-
-    async fn upsert_project(&self, p: &Project, now: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query(sql::UPSERT_PROJECT)
-            .bind(p.project_id)
-            .bind(p.owner_user_id)
-            .bind(p.class_id)
-            .bind(&p.name)
-            .bind(now)
-            .execute(&self.write)
-            .await?;
-        self.synced().await?;
-        Ok(())
-    }
-
-    async fn upsert_knowledge(&self, k: &Knowledge, now: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query(sql::UPSERT_KNOWLEDGE)
-            .bind(k.knowledge_id)
-            .bind(k.owner_user_id)
-            .bind(k.project_id)
-            .bind(k.class_id)
-            .bind(&k.title)
-            .bind(now)
-            .execute(&self.write)
-            .await?;
-        self.synced().await?;
-        Ok(())
-    }
-
-    async fn delete_catalog(
-        &self,
-        kind: CatalogKind,
-        id: i64,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(sql::delete_catalog(kind))
-            .bind(id)
-            .bind(now)
-            .execute(&self.write)
-            .await?;
-        self.synced().await?;
-        Ok(DB::rows_affected(&done) > 0)
     }
 
     async fn create_example(
