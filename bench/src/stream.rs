@@ -90,7 +90,7 @@ impl Run {
 /// Every session a worker prompts in: (token, session id), one a worker.
 type Sessions = Arc<Vec<(String, i64)>>;
 
-async fn sessions(url: &str, n: usize) -> anyhow::Result<Sessions> {
+async fn new_sessions(url: &str, n: usize) -> anyhow::Result<Sessions> {
     let tokens = super::load::tokens();
     let channel = Channel::from_shared(url.to_owned())?.connect().await?;
     let client = PracticeServiceClient::new(channel);
@@ -121,7 +121,10 @@ async fn sessions(url: &str, n: usize) -> anyhow::Result<Sessions> {
     Ok(Arc::new(made))
 }
 
-/// `n` workers prompting back to back for `duration`.
+/// `n` workers prompting back to back for `duration`, each in a session of
+/// its own. Every measured run gets new sessions: a model is sent its
+/// session's earlier turns, so prompts in sessions carried over from runs
+/// before would cost more with every run, and no two cells would compare.
 async fn run(
     client: &Client,
     sessions: &Sessions,
@@ -200,7 +203,7 @@ pub async fn scenario(args: &Args, server_bin: &Path) -> anyhow::Result<()> {
         let mut settings = super::server_settings(args);
         settings.extend(stream_settings(&stub.models_file(dir.path())?));
         let server = Server::start(server_bin, url, &settings).await?;
-        let sessions = sessions(&server.url(), most).await?;
+        let sessions = new_sessions(&server.url(), most).await?;
         if args.hold > 0 {
             hold(&server, &sessions, args.hold).await?;
         }
@@ -212,8 +215,10 @@ pub async fn scenario(args: &Args, server_bin: &Path) -> anyhow::Result<()> {
             let baseline = run(&direct, &sessions, None, n, duration, &text).await?;
             for &wire in &wires {
                 let client = Client::new(wire, &server.url(), n).await?;
-                run(&client, &sessions, Some(&server), n, warm, &text).await?;
-                let measured = run(&client, &sessions, Some(&server), n, duration, &text).await?;
+                let fresh = new_sessions(&server.url(), n).await?;
+                run(&client, &fresh, Some(&server), n, warm, &text).await?;
+                let fresh = new_sessions(&server.url(), n).await?;
+                let measured = run(&client, &fresh, Some(&server), n, duration, &text).await?;
                 rows.push((
                     db.clone(),
                     wire,
@@ -225,7 +230,7 @@ pub async fn scenario(args: &Args, server_bin: &Path) -> anyhow::Result<()> {
             }
         }
         print_rows(&rows);
-        marginal(&server, &sessions, &args.levels, duration, args.rate).await?;
+        marginal(&server, &args.levels, duration, args.rate).await?;
         server.stop().await;
     }
     Ok(())
@@ -284,7 +289,6 @@ fn print_rows(rows: &[(String, Wire, usize, Run, f64, f64)]) {
 /// words against answers of 90, so the per-prompt work cancels out.
 async fn marginal(
     server: &Server,
-    sessions: &Sessions,
     levels: &[usize],
     duration: Duration,
     rate: f64,
@@ -295,7 +299,7 @@ async fn marginal(
     for words in [10, 90] {
         let r = run(
             &client,
-            sessions,
+            &new_sessions(&server.url(), n).await?,
             Some(server),
             n,
             duration,

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use sqlx::{Database, Pool, Transaction};
 
-use super::rows::{AgentRows, RefRow};
+use super::rows::{AgentRows, RefRow, SessionCore};
 use super::{Asked, PromptRows, SessionIds, SessionRows};
 
 #[async_trait]
@@ -23,6 +23,16 @@ pub trait Dialect: Database {
     /// Begins a read-only transaction that sees one snapshot, so that the
     /// several reads of one session agree even while it is being changed.
     async fn begin_read(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error>;
+
+    /// The session `session_id` with its knowledge items, settings,
+    /// few-shot links and models, if `user` owns it; on a connection in a
+    /// read transaction (`begin_read`), so the parts agree. One call to the
+    /// database where the backend can send the statements together.
+    async fn session_core(
+        conn: &mut Self::Connection,
+        session_id: i64,
+        user: i64,
+    ) -> Result<Option<SessionCore>, sqlx::Error>;
 
     /// Begins a write transaction on the write pool.
     async fn begin_write(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error>;

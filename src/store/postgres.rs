@@ -13,7 +13,7 @@ use sqlx::{Pool, Postgres, Row, Transaction};
 use super::dialect::Dialect;
 use super::group_commit::{GroupCommit, MemberUndo};
 use super::json_param::JsonParam;
-use super::rows::{self, AgentRows, RefRow, response_ids_in_order};
+use super::rows::{self, AgentRows, RefRow, SessionCore, response_ids_in_order};
 use super::sql_store::SqlStore;
 use super::{Asked, PromptRows, SessionIds, SessionRows, StoreOptions, sql};
 use crate::error::Error;
@@ -166,6 +166,45 @@ impl Dialect for Postgres {
 
     async fn begin_write(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error> {
         pool.begin().await
+    }
+
+    /// Statement by statement: the extended protocol sends one at a time.
+    async fn session_core(
+        conn: &mut PgConnection,
+        session_id: i64,
+        user: i64,
+    ) -> Result<Option<SessionCore>, sqlx::Error> {
+        let Some(session) = sqlx::query_as(sql::SESSION)
+            .bind(session_id)
+            .bind(user)
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let knowledge_ids = sqlx::query_scalar(sql::SESSION_KNOWLEDGE)
+            .bind(session_id)
+            .fetch_all(&mut *conn)
+            .await?;
+        let settings = sqlx::query_as(sql::SESSION_SETTINGS)
+            .bind(session_id)
+            .fetch_one(&mut *conn)
+            .await?;
+        let links = sqlx::query_as(sql::FEW_SHOT_LINKS)
+            .bind(session_id)
+            .fetch_all(&mut *conn)
+            .await?;
+        let models = sqlx::query_as(sql::SESSION_MODELS)
+            .bind(session_id)
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok(Some(SessionCore {
+            session,
+            knowledge_ids,
+            settings,
+            links,
+            models,
+        }))
     }
 
     /// Both parts in one statement (see `REFERENCES`); a part not asked

@@ -300,19 +300,30 @@ impl ResponseRow {
     }
 }
 
-/// Everything a session read returns, before assembly.
-pub struct SessionParts {
+/// A session's own rows (`Dialect::session_core`): all but its responses.
+pub struct SessionCore {
     pub session: SessionRow,
     pub knowledge_ids: Vec<i64>,
     pub settings: SettingsRow,
     pub links: Vec<LinkRow>,
     pub models: Vec<ModelRow>,
+}
+
+/// Everything a session read returns, before assembly.
+pub struct SessionParts {
+    pub core: SessionCore,
     pub responses: Vec<ResponseRow>,
     pub more_responses: bool,
 }
 
 impl From<SessionParts> for Session {
-    fn from(p: SessionParts) -> Self {
+    fn from(
+        SessionParts {
+            core: p,
+            responses,
+            more_responses,
+        }: SessionParts,
+    ) -> Self {
         let s = p.session;
         let st = p.settings;
         let session_id = s.session_id;
@@ -362,12 +373,11 @@ impl From<SessionParts> for Session {
                     created_at: m.created_at,
                 })
                 .collect(),
-            responses: p
-                .responses
+            responses: responses
                 .into_iter()
                 .map(ResponseRow::into_response)
                 .collect(),
-            has_more_responses: p.more_responses,
+            has_more_responses: more_responses,
         }
     }
 }

@@ -190,40 +190,15 @@ where
         // One snapshot for all the reads: a session deleted or edited
         // meanwhile is read wholly before or wholly after.
         let mut conn = DB::begin_read(&self.read).await?;
-        let session: Option<SessionRow> = sqlx::query_as(sql::SESSION)
-            .bind(session_id)
-            .bind(user.get())
-            .fetch_optional(&mut *conn)
-            .await?;
-        let Some(session) = session else {
+        let Some(core) = DB::session_core(&mut conn, session_id, user.get()).await? else {
             return Ok(None);
         };
-        let knowledge_ids = sqlx::query_scalar(sql::SESSION_KNOWLEDGE)
-            .bind(session_id)
-            .fetch_all(&mut *conn)
-            .await?;
-        let settings: SettingsRow = sqlx::query_as(sql::SESSION_SETTINGS)
-            .bind(session_id)
-            .fetch_one(&mut *conn)
-            .await?;
-        let links: Vec<LinkRow> = sqlx::query_as(sql::FEW_SHOT_LINKS)
-            .bind(settings.setting_id)
-            .fetch_all(&mut *conn)
-            .await?;
-        let models: Vec<ModelRow> = sqlx::query_as(sql::SESSION_MODELS)
-            .bind(session_id)
-            .fetch_all(&mut *conn)
-            .await?;
         let (responses, more_responses) = match with {
             Responses::Newest(budget) => newest_responses(&mut conn, session_id, budget).await?,
             Responses::Skip => (Vec::new(), false),
         };
         Ok(Some(Session::from(SessionParts {
-            session,
-            knowledge_ids,
-            settings,
-            links,
-            models,
+            core,
             responses,
             more_responses,
         })))

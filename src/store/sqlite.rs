@@ -28,12 +28,12 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::types::Json;
-use sqlx::{FromRow, Pool, Row, Sqlite, Transaction};
+use sqlx::{Column, FromRow, Pool, Row, Sqlite, Transaction};
 
 use super::dialect::Dialect;
 use super::group_commit::{GroupCommit, MemberUndo};
 use super::json_param::JsonParam;
-use super::rows::{self, AgentRows, RefRow, response_ids_in_order};
+use super::rows::{self, AgentRows, RefRow, SessionCore, response_ids_in_order};
 use super::sql_store::SqlStore;
 use super::wal_sync::WalSync;
 use super::{Asked, PromptRows, SessionIds, SessionRows, StoreOptions, sql};
@@ -211,6 +211,20 @@ SELECT changes() AS written, (SELECT max(prompt_id) FROM prompts) AS prompt_id,
 UPDATE idempotency_keys SET prompt_id = (SELECT max(prompt_id) FROM prompts)
 WHERE user_id = $2 AND idem_key = $8";
 
+/// A session's own rows (`Dialect::session_core`), five statements sent as
+/// one call: `$1` the session, `$2` its owner. Each statement's rows are
+/// told apart by their first column.
+static SESSION_CORE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    [
+        sql::SESSION,
+        sql::SESSION_KNOWLEDGE,
+        sql::SESSION_SETTINGS,
+        sql::FEW_SHOT_LINKS,
+        sql::SESSION_MODELS,
+    ]
+    .join(";\n")
+});
+
 /// `INSERT_PROMPT` that first begins a group member's savepoint.
 static SAVEPOINT_THEN_INSERT_PROMPT: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("SAVEPOINT member;\n{INSERT_PROMPT}"));
@@ -341,6 +355,42 @@ impl Dialect for Sqlite {
         };
         let Json(pairs) = ids.response_ids;
         Ok(Some((prompt_id, response_ids_in_order(r, &pairs)?)))
+    }
+
+    /// One call (`SESSION_CORE`); the other statements' rows are dropped
+    /// when the session is not the caller's.
+    async fn session_core(
+        conn: &mut SqliteConnection,
+        session_id: i64,
+        user: i64,
+    ) -> Result<Option<SessionCore>, sqlx::Error> {
+        let rows = sqlx::query(SESSION_CORE.as_str())
+            .bind(session_id)
+            .bind(user)
+            .fetch_all(conn)
+            .await?;
+        let (mut session, mut settings) = (None, None);
+        let (mut knowledge_ids, mut links, mut models) = (Vec::new(), Vec::new(), Vec::new());
+        for row in &rows {
+            match row.columns().first().map(|c| c.name()) {
+                Some("session_id") => session = Some(FromRow::from_row(row)?),
+                Some("knowledge_id") => knowledge_ids.push(row.try_get(0)?),
+                Some("setting_id") => settings = Some(FromRow::from_row(row)?),
+                Some("link_id") => links.push(FromRow::from_row(row)?),
+                Some("session_model_id") => models.push(FromRow::from_row(row)?),
+                other => return Err(sqlx::Error::ColumnNotFound(format!("{other:?}"))),
+            }
+        }
+        let Some(session) = session else {
+            return Ok(None);
+        };
+        Ok(Some(SessionCore {
+            session,
+            knowledge_ids,
+            settings: settings.ok_or(sqlx::Error::RowNotFound)?,
+            links,
+            models,
+        }))
     }
 
     /// The references read again, then the insert, all in one call; the

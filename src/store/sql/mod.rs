@@ -122,12 +122,14 @@ SELECT setting_id, style_preset, style_params, generation_params, agent_snapshot
        created_at, updated_at, blind, continue_from
 FROM session_settings WHERE session_id = $1";
 
+/// The few-shot links of the session `$1`'s settings, with their examples.
 pub const FEW_SHOT_LINKS: &str = "\
 SELECT l.id AS link_id, l.sort_order, l.created_at AS link_created_at,
        e.example_id, e.user_id, e.input_text, e.output_text, e.is_active,
        e.created_at, e.updated_at, e.title, e.meta
 FROM few_shot_links l JOIN examples e ON e.example_id = l.example_id
-WHERE l.setting_id = $1 ORDER BY l.sort_order";
+WHERE l.setting_id = (SELECT setting_id FROM session_settings WHERE session_id = $1)
+ORDER BY l.sort_order";
 
 pub const SESSION_MODELS: &str = "\
 SELECT session_model_id, model_name, sort_order, created_at
