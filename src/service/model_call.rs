@@ -111,8 +111,10 @@ impl ModelCall {
             End::Stopped(Stop::Interrupted) => (ResponseStatus::Failed, Some("interrupted".into())),
         };
         let counted = |n: i64| n.clamp(0, MAX_COUNTED_TOKENS);
-        let mut subjects = vec![format!("user:{}", self.user)];
-        subjects.extend(self.class_id.map(|c| format!("class:{c}")));
+        let subjects = [
+            Some(format!("user:{}", self.user)),
+            self.class_id.map(|c| format!("class:{c}")),
+        ];
         let cost = self
             .models
             .prices(&r.model_name)

@@ -25,7 +25,9 @@ use serde_json::{Map, Value};
 /// `class:3`) for a UTC day.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Charge {
-    pub subjects: Vec<String>,
+    /// Whose days it is charged to: the user's, and the class's when the
+    /// session has one.
+    pub subjects: [Option<String>; 2],
     /// `YYYY-MM-DD`, UTC.
     pub day: String,
     pub model_name: String,

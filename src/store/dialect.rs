@@ -34,6 +34,12 @@ pub trait Dialect: Database {
         user: i64,
     ) -> Result<Option<SessionCore>, sqlx::Error>;
 
+    /// How an answer ended (`sql::FINISH_RESPONSE`, `$1` to `$9`) and its
+    /// charge (`sql::CHARGE_USAGE`, `$10` on), first `SAVEPOINT member`
+    /// when `savepoint`, as one call; its one row counts the responses
+    /// ended (none: it had ended already, or is gone).
+    fn finish_answer(savepoint: bool) -> &'static str;
+
     /// Begins a write transaction on the write pool.
     async fn begin_write(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error>;
 

@@ -14,11 +14,22 @@ use super::dialect::Dialect;
 use super::group_commit::{GroupCommit, MemberUndo};
 use super::json_param::JsonParam;
 use super::rows::{self, AgentRows, RefRow, SessionCore, response_ids_in_order};
+use super::sql::{self, params_shifted};
 use super::sql_store::SqlStore;
-use super::{Asked, PromptRows, SessionIds, SessionRows, StoreOptions, sql};
+use super::{Asked, PromptRows, SessionIds, SessionRows, StoreOptions};
 use crate::error::Error;
 
 pub type PgStore = SqlStore<Postgres>;
+
+/// `Dialect::finish_answer` as one statement of data-modifying CTEs.
+/// Members of a group take no savepoint here (`MemberUndo::FailGroup`).
+static FINISH_ANSWER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH finished AS ({} RETURNING 1),\ncharged AS ({})\nSELECT count(*) FROM finished",
+        sql::FINISH_RESPONSE,
+        params_shifted(sql::CHARGE_USAGE, 9)
+    )
+});
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -157,6 +168,11 @@ impl Dialect for Postgres {
 
     fn rows_affected(done: &PgQueryResult) -> u64 {
         done.rows_affected()
+    }
+
+    /// One statement; a member of a group never takes a savepoint here.
+    fn finish_answer(_savepoint: bool) -> &'static str {
+        FINISH_ANSWER.as_str()
     }
 
     async fn begin_read(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error> {

@@ -407,9 +407,13 @@ where
         response_id: i64,
         outcome: &ResponseOutcome,
     ) -> Result<bool, StoreError> {
-        self.before_write().await?;
+        // The savepoint, if due, the end and the charge go as one call
+        // where the backend can send them together.
+        let savepoint = self.savepoint_due().await?;
         let chars = turn_chars(&outcome.prompt_text, &outcome.response_text);
-        let done = sqlx::query(sql::FINISH_RESPONSE)
+        let charge = &outcome.charge;
+        let [subject, class_subject] = &charge.subjects;
+        let finished: Vec<i64> = sqlx::query_scalar(DB::finish_answer(savepoint))
             .bind(response_id)
             .bind(outcome.response_text.as_str())
             .bind(outcome.status.as_str())
@@ -419,21 +423,16 @@ where
             .bind(outcome.first_byte_ms)
             .bind(chars)
             .bind(outcome.charge.cost_micros)
-            .execute(self.conn().await?)
+            .bind(subject.as_deref())
+            .bind(charge.day.as_str())
+            .bind(charge.model_name.as_str())
+            .bind(charge.prompt_tokens)
+            .bind(charge.completion_tokens)
+            .bind(charge.cost_micros.unwrap_or(0))
+            .bind(class_subject.as_deref())
+            .fetch_all(self.conn().await?)
             .await?;
-        let charge = &outcome.charge;
-        for subject in &charge.subjects {
-            sqlx::query(sql::ADD_USAGE)
-                .bind(subject.as_str())
-                .bind(charge.day.as_str())
-                .bind(charge.model_name.as_str())
-                .bind(charge.prompt_tokens)
-                .bind(charge.completion_tokens)
-                .bind(charge.cost_micros.unwrap_or(0))
-                .execute(self.conn().await?)
-                .await?;
-        }
-        Ok(DB::rows_affected(&done) > 0)
+        Ok(finished.first().is_some_and(|&n| n > 0))
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

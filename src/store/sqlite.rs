@@ -34,9 +34,10 @@ use super::dialect::Dialect;
 use super::group_commit::{GroupCommit, MemberUndo};
 use super::json_param::JsonParam;
 use super::rows::{self, AgentRows, RefRow, SessionCore, response_ids_in_order};
+use super::sql::{self, params_shifted};
 use super::sql_store::SqlStore;
 use super::wal_sync::WalSync;
-use super::{Asked, PromptRows, SessionIds, SessionRows, StoreOptions, sql};
+use super::{Asked, PromptRows, SessionIds, SessionRows, StoreOptions};
 use crate::error::Error;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -225,6 +226,20 @@ static SESSION_CORE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     .join(";\n")
 });
 
+/// `Dialect::finish_answer`: the end, how many rows it changed, then the
+/// charge (run by `fetch_all`: a fetch of one row would stop before it).
+static FINISH_ANSWER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{};\nSELECT changes();\n{}",
+        sql::FINISH_RESPONSE,
+        params_shifted(sql::CHARGE_USAGE, 9)
+    )
+});
+
+/// `FINISH_ANSWER` that first begins a group member's savepoint.
+static SAVEPOINT_THEN_FINISH_ANSWER: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SAVEPOINT member;\n{}", *FINISH_ANSWER));
+
 /// `INSERT_PROMPT` that first begins a group member's savepoint.
 static SAVEPOINT_THEN_INSERT_PROMPT: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("SAVEPOINT member;\n{INSERT_PROMPT}"));
@@ -280,6 +295,13 @@ impl Dialect for Sqlite {
     }
 
     /// A deferred transaction's snapshot starts at its first read (WAL).
+    fn finish_answer(savepoint: bool) -> &'static str {
+        match savepoint {
+            true => SAVEPOINT_THEN_FINISH_ANSWER.as_str(),
+            false => FINISH_ANSWER.as_str(),
+        }
+    }
+
     async fn begin_read(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error> {
         pool.begin().await
     }
@@ -452,35 +474,12 @@ fn bind_session<'q>(
         .bind(r.idempotency_key)
 }
 
-/// `sql` with each parameter `$N` renumbered `$(N + by)`, so that it can
-/// follow statements binding the first `by` in the same call.
-fn params_shifted(sql: &str, by: usize) -> String {
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut rest = sql;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..=at]);
-        rest = &rest[at + 1..];
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits > 0 {
-            let n: usize = rest[..digits].parse().expect("ascii digits");
-            out.push_str(&(n + by).to_string());
-            rest = &rest[digits..];
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn parameters_shift_past_those_bound_before() {
-        assert_eq!(
-            params_shifted("VALUES ($1, $12, '$x', $3)", 5),
-            "VALUES ($6, $17, '$x', $8)"
-        );
+    fn the_rechecked_insert_binds_after_the_references() {
         let checked = RECHECK_THEN_INSERT_SESSION.as_str();
         assert!(checked.contains("$20") && !checked.contains("$21"));
     }

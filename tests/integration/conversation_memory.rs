@@ -84,7 +84,7 @@ async fn a_long_session_costs_bounded_memory() {
             latency_ms: 1,
             first_byte_ms: Some(1),
             charge: Charge {
-                subjects: Vec::new(),
+                subjects: [None, None],
                 day: String::new(),
                 model_name: String::new(),
                 prompt_tokens: 0,

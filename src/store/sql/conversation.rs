@@ -27,11 +27,15 @@ WHERE response_id = $1 AND status = 'in_progress'";
 
 // --- usage ---
 
-/// Adds one answer's tokens to a subject's (`$1`) day (`$2`) for a model.
-pub const ADD_USAGE: &str = "\
+/// Adds one answer's tokens to the day (`$2`) of each of its subjects
+/// (`$1`, and `$7` unless NULL) for a model. Sent with `FINISH_RESPONSE`,
+/// its parameters shifted past that one's (`sqlite::FINISH_ANSWER`,
+/// `postgres::FINISH_ANSWER`).
+pub const CHARGE_USAGE: &str = "\
 INSERT INTO usage_daily
     (subject, day, model_name, answers, prompt_tokens, completion_tokens, cost_micros)
-VALUES ($1, $2, $3, 1, $4, $5, $6)
+SELECT subjects.column1, $2, $3, 1, $4, $5, $6
+FROM (VALUES ($1), ($7)) AS subjects WHERE subjects.column1 IS NOT NULL
 ON CONFLICT (subject, day, model_name) DO UPDATE SET
     answers = usage_daily.answers + 1,
     prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,

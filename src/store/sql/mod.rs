@@ -357,3 +357,33 @@ WHERE {in_list} AND k.deleted_at IS NULL
 ORDER BY 1, 2"
     )
 }
+
+/// `sql` with each parameter `$N` renumbered `$(N + by)`, so that it can
+/// follow statements binding the first `by` in the same call.
+pub fn params_shifted(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 {
+            let n: usize = rest[..digits].parse().expect("ascii digits");
+            out.push_str(&(n + by).to_string());
+            rest = &rest[digits..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parameters_shift_past_those_bound_before() {
+        assert_eq!(
+            super::params_shifted("VALUES ($1, $12, '$x', $3)", 5),
+            "VALUES ($6, $17, '$x', $8)"
+        );
+    }
+}
