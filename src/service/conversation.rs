@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use futures_util::future::join_all;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -22,7 +21,7 @@ use super::limits::{
     Limiter, PromptPermit, check_budget, check_cost, total_cost, total_tokens, until_next_day,
     usage_day,
 };
-use super::model_call::{HistoryAsked, ModelCall, history};
+use super::model_call::{HistoryAsked, ModelCall, histories};
 use super::tx::{self, TxError};
 use crate::domain::conversation::{NewPrompt, ResponseStatus, Turn};
 use crate::domain::session::{Response, Settings};
@@ -198,14 +197,13 @@ impl ConversationService {
         // Each model's history is read while the prompt's write commits
         // (and, when every commit is synced, syncs): the new prompt is
         // not part of it, and a model starts only once both are done.
-        let histories = join_all(models.iter().map(|(session_model_id, _)| {
-            let asked = HistoryAsked {
-                session_model_id: *session_model_id,
-                session_id: session.session_id,
-                before_prompt_id: i64::MAX,
-            };
-            history(&*self.store, &session.settings, self.history_chars, asked)
-        }));
+        let ids: Vec<i64> = models.iter().map(|(id, _)| *id).collect();
+        let asked = HistoryAsked {
+            session_model_ids: &ids,
+            session_id: session.session_id,
+            before_prompt_id: i64::MAX,
+        };
+        let histories = histories(&*self.store, &session.settings, self.history_chars, asked);
         let (written, histories) = tokio::join!(write, histories);
         let written = written?;
 

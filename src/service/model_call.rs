@@ -294,11 +294,12 @@ impl ModelCall {
             None => {
                 let r = &self.response;
                 let asked = HistoryAsked {
-                    session_model_id: r.session_model_id,
+                    session_model_ids: &[r.session_model_id],
                     session_id: r.session_id,
                     before_prompt_id: r.prompt_id,
                 };
-                history(&*self.store, &self.settings, self.history_chars, asked).await?
+                let read = histories(&*self.store, &self.settings, self.history_chars, asked);
+                read.await.pop().unwrap_or(Ok(Vec::new()))?
             }
         };
         let (examples, _) = conversation::example_share(&self.settings, self.history_chars);
@@ -314,40 +315,46 @@ impl ModelCall {
     }
 }
 
-/// Whose history a model is sent.
-pub(super) struct HistoryAsked {
-    pub session_model_id: i64,
+/// Whose histories the models are sent.
+pub(super) struct HistoryAsked<'a> {
+    pub session_model_ids: &'a [i64],
     pub session_id: i64,
     /// Turns before this prompt (`i64::MAX`: every turn written so far).
     pub before_prompt_id: i64,
 }
 
-/// A session model's newest turns that fit the context budget left beside
-/// the few-shot examples: its own answers, or the chosen ones when the
-/// session continues from those.
-pub(super) async fn history(
+/// Each asked session model's newest turns that fit the context budget
+/// left beside the few-shot examples: its own answers, or the chosen ones
+/// when the session continues from those. One per model, in the order
+/// asked.
+pub(super) async fn histories(
     store: &dyn Store,
     settings: &Settings,
     history_chars: usize,
-    asked: HistoryAsked,
-) -> Result<Vec<Turn>, String> {
+    asked: HistoryAsked<'_>,
+) -> Vec<Result<Vec<Turn>, String>> {
+    let n = asked.session_model_ids.len();
     let (_, left) = conversation::example_share(settings, history_chars);
     if left <= 0 {
-        return Ok(Vec::new());
+        return vec![Ok(Vec::new()); n];
     }
-    store
-        .model_history(
-            asked.session_model_id,
+    let read = store
+        .model_histories(
+            asked.session_model_ids,
             asked.before_prompt_id,
             left,
             MAX_HISTORY_TURNS,
             (settings.continue_from == "chosen").then_some(asked.session_id),
         )
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "could not read a model's history");
-            "the conversation's history could not be read".to_string()
-        })
+        .await;
+    match read {
+        Ok(histories) => histories.into_iter().map(Ok).collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the models' histories");
+            let why = "the conversation's history could not be read".to_string();
+            vec![Err(why); n]
+        }
+    }
 }
 
 /// Sends an event within the deadline: a client that doesn't read holds

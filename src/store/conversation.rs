@@ -116,19 +116,19 @@ pub trait ConversationStore: Send + Sync {
         budget: ResponseBudget,
     ) -> Result<Option<ResponseSlice>, StoreError>;
 
-    /// A session model's newest completed turns before the turn
+    /// Each of `session_model_ids`' newest completed turns before the turn
     /// `before_prompt_id`, newest first, one answer a turn (its newest
     /// attempt; with `chosen_in`, the session's id, the turn's chosen
     /// answer where it has one), at most `max_turns` and together at most
-    /// `chars` characters.
-    async fn model_history(
+    /// `chars` characters; in the order asked, all from one snapshot.
+    async fn model_histories(
         &self,
-        session_model_id: i64,
+        session_model_ids: &[i64],
         before_prompt_id: i64,
         chars: i64,
         max_turns: i64,
         chosen_in: Option<i64>,
-    ) -> Result<Vec<Turn>, StoreError>;
+    ) -> Result<Vec<Vec<Turn>>, StoreError>;
 
     /// A response's status and error (`None`: no such response).
     async fn response_status(
@@ -273,59 +273,69 @@ where
         }))
     }
 
-    async fn model_history(
+    async fn model_histories(
         &self,
-        session_model_id: i64,
+        session_model_ids: &[i64],
         before_prompt_id: i64,
         chars: i64,
         max_turns: i64,
         chosen_in: Option<i64>,
-    ) -> Result<Vec<Turn>, StoreError> {
+    ) -> Result<Vec<Vec<Turn>>, StoreError> {
+        // One transaction for every model of the prompt, not one each:
+        // each `BEGIN` and its end is a call of its own.
         let mut conn = DB::begin_read(self.read_pool()).await?;
-        let sizes: Vec<HistorySizeRow> = match chosen_in {
-            None => sqlx::query_as(sql::HISTORY_SIZES)
-                .bind(session_model_id)
-                .bind(max_turns)
-                .bind(before_prompt_id),
-            Some(session_id) => sqlx::query_as(sql::CHOSEN_HISTORY_SIZES)
-                .bind(session_id)
-                .bind(max_turns)
-                .bind(before_prompt_id)
-                .bind(session_model_id),
+        let mut histories = Vec::with_capacity(session_model_ids.len());
+        for &session_model_id in session_model_ids {
+            let history: Result<Vec<Turn>, StoreError> = async {
+                let sizes: Vec<HistorySizeRow> = match chosen_in {
+                    None => sqlx::query_as(sql::HISTORY_SIZES)
+                        .bind(session_model_id)
+                        .bind(max_turns)
+                        .bind(before_prompt_id),
+                    Some(session_id) => sqlx::query_as(sql::CHOSEN_HISTORY_SIZES)
+                        .bind(session_id)
+                        .bind(max_turns)
+                        .bind(before_prompt_id)
+                        .bind(session_model_id),
+                }
+                .fetch_all(&mut *conn)
+                .await?;
+                // Newest first, so the first answer seen of a turn is its newest.
+                let mut turns = std::collections::HashSet::new();
+                let newest: Vec<&HistorySizeRow> =
+                    sizes.iter().filter(|r| turns.insert(r.prompt_id)).collect();
+                let n = fitting(newest.iter().map(|s| s.chars), chars, 0);
+                if n == 0 {
+                    return Ok(Vec::new());
+                }
+                let wanted: std::collections::HashSet<i64> =
+                    newest[..n].iter().map(|r| r.response_id).collect();
+                let rows: Vec<TurnRow> = match chosen_in {
+                    None => sqlx::query_as(sql::HISTORY)
+                        .bind(session_model_id)
+                        .bind(newest[n - 1].response_id)
+                        .bind(before_prompt_id),
+                    Some(session_id) => sqlx::query_as(sql::CHOSEN_HISTORY)
+                        .bind(session_id)
+                        .bind(newest[n - 1].prompt_id)
+                        .bind(before_prompt_id)
+                        .bind(session_model_id),
+                }
+                .fetch_all(&mut *conn)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .filter(|r| wanted.contains(&r.response_id))
+                    .map(|r| Turn {
+                        prompt_text: r.prompt_text,
+                        response_text: r.response_text,
+                    })
+                    .collect())
+            }
+            .await;
+            histories.push(history?);
         }
-        .fetch_all(&mut *conn)
-        .await?;
-        // Newest first, so the first answer seen of a turn is its newest.
-        let mut turns = std::collections::HashSet::new();
-        let newest: Vec<&HistorySizeRow> =
-            sizes.iter().filter(|r| turns.insert(r.prompt_id)).collect();
-        let n = fitting(newest.iter().map(|s| s.chars), chars, 0);
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let wanted: std::collections::HashSet<i64> =
-            newest[..n].iter().map(|r| r.response_id).collect();
-        let rows: Vec<TurnRow> = match chosen_in {
-            None => sqlx::query_as(sql::HISTORY)
-                .bind(session_model_id)
-                .bind(newest[n - 1].response_id)
-                .bind(before_prompt_id),
-            Some(session_id) => sqlx::query_as(sql::CHOSEN_HISTORY)
-                .bind(session_id)
-                .bind(newest[n - 1].prompt_id)
-                .bind(before_prompt_id)
-                .bind(session_model_id),
-        }
-        .fetch_all(&mut *conn)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .filter(|r| wanted.contains(&r.response_id))
-            .map(|r| Turn {
-                prompt_text: r.prompt_text,
-                response_text: r.response_text,
-            })
-            .collect())
+        Ok(histories)
     }
 
     async fn delete_usage_before(&self, day: &str) -> Result<u64, StoreError> {
