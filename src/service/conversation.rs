@@ -18,8 +18,8 @@ use super::answers::Answers;
 use super::checkpoints::{Checkpoints, SAVE_EVERY};
 use super::keys;
 use super::limits::{
-    Limiter, PromptPermit, check_budget, check_cost, total_cost, total_tokens, until_next_day,
-    usage_day,
+    Limiter, PromptPermit, check_budget, check_cost, class_subject, total_cost, total_tokens,
+    until_next_day, usage_day, user_subject,
 };
 use super::model_call::{HistoryAsked, ModelCall, histories};
 use super::tx::{self, TxError};
@@ -28,7 +28,7 @@ use crate::domain::session::{Response, Settings};
 use crate::domain::{IdempotencyKey, Session, UserId, now_micros};
 use crate::error::Error;
 use crate::llm::Models;
-use crate::store::{PromptRows, Responses, Store};
+use crate::store::{ModelUsage, PromptRows, Responses, Store};
 
 /// The longest answer stored per model, in bytes of UTF-8: with every model
 /// a class may have, a prompt's answers still fit in one response message.
@@ -112,17 +112,31 @@ impl ConversationService {
         }
     }
 
+    /// The user's usage of today, where a user budget is set: read beside
+    /// the session, since it needs nothing of it.
+    pub(super) async fn user_usage(&self, user: UserId) -> Result<Option<Vec<ModelUsage>>, Error> {
+        let limits = self.limiter.limits();
+        if limits.user_tokens_per_day <= 0 && limits.user_cost_per_day_micros <= 0 {
+            return Ok(None);
+        }
+        let day = usage_day(now_micros());
+        Ok(Some(
+            self.store.usage(&user_subject(user.get()), &day).await?,
+        ))
+    }
+
     /// The user's slot for `models` answers, once the day's budgets allow
-    /// them: limits come before anything is written, so a refused prompt
-    /// writes nothing.
+    /// them (`user_usage` as read by `Self::user_usage`): limits come
+    /// before anything is written, so a refused prompt writes nothing.
     pub(super) async fn admit(
         &self,
         user: UserId,
         class_id: Option<i64>,
         models: usize,
+        user_usage: Option<Vec<ModelUsage>>,
     ) -> Result<PromptPermit, Error> {
         let permit = self.limiter.admit(user.get(), models)?;
-        if let Err(e) = self.check_budgets(user, class_id).await {
+        if let Err(e) = self.check_budgets(user, class_id, user_usage).await {
             permit.refund();
             return Err(e);
         }
@@ -131,14 +145,18 @@ impl ConversationService {
 
     /// Refuses a prompt of `user` in a session of `class_id` whose daily
     /// budget is spent (counted in the database: across replicas).
-    async fn check_budgets(&self, user: UserId, class_id: Option<i64>) -> Result<(), Error> {
+    async fn check_budgets(
+        &self,
+        user: UserId,
+        class_id: Option<i64>,
+        user_usage: Option<Vec<ModelUsage>>,
+    ) -> Result<(), Error> {
         let limits = self.limiter.limits();
         let now = now_micros();
         let day = usage_day(now);
         let wait = until_next_day(now);
-        if limits.user_tokens_per_day > 0 || limits.user_cost_per_day_micros > 0 {
-            let subject = format!("user:{}", user.get());
-            let usage = self.store.usage(&subject, &day).await?;
+        if let Some(usage) = user_usage {
+            let subject = user_subject(user.get());
             check_budget(
                 &subject,
                 total_tokens(&usage),
@@ -153,7 +171,7 @@ impl ConversationService {
             )?;
         }
         if let Some(class_id) = class_id.filter(|_| limits.class_tokens_per_day > 0) {
-            let subject = format!("class:{class_id}");
+            let subject = class_subject(class_id);
             let used = total_tokens(&self.store.usage(&subject, &day).await?);
             check_budget(&subject, used, limits.class_tokens_per_day, wait)?;
         }
@@ -179,11 +197,14 @@ impl ConversationService {
         let session = self
             .store
             .session(user, prompt.session_id, Responses::Skip)
-            .instrument(span)
-            .await?
+            .instrument(span);
+        let (session, usage) = tokio::join!(session, self.user_usage(user));
+        let session = session?
             .ok_or_else(|| Error::NotFound(format!("session {} not found", prompt.session_id)))?;
         let models = asked_models(&session, &prompt.session_model_ids)?;
-        let permit = self.admit(user, session.class_id, models.len()).await?;
+        let permit = self
+            .admit(user, session.class_id, models.len(), usage?)
+            .await?;
 
         let key = idempotency_key.as_ref().map(IdempotencyKey::as_str);
         let now = now_micros();

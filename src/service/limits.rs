@@ -102,7 +102,7 @@ impl Limiter {
     /// Checks that a prompt asking `models` models may start now for
     /// `user`, and counts it.
     pub fn admit(self: &Arc<Self>, user: i64, models: usize) -> Result<PromptPermit, Error> {
-        let subject = format!("user:{user}");
+        let subject = user_subject(user);
         if models > self.limits.models_per_prompt {
             return Err(Error::OverLimit {
                 message: format!(
@@ -164,6 +164,16 @@ impl Limiter {
             user,
         })
     }
+}
+
+/// Whose usage a user's answers count in.
+pub fn user_subject(user: i64) -> String {
+    format!("user:{user}")
+}
+
+/// Whose usage the answers in a class's sessions count in.
+pub fn class_subject(class_id: i64) -> String {
+    format!("class:{class_id}")
 }
 
 /// The UTC day budgets count in, as `YYYY-MM-DD`.

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::answers::{Registration, Stop};
 use super::checkpoints::{Checkpoints, SAVE_EVERY};
 use super::conversation::{MAX_ANSWER_BYTES, PromptEvent};
-use super::limits::{MAX_COUNTED_TOKENS, PromptPermit, usage_day};
+use super::limits::{MAX_COUNTED_TOKENS, PromptPermit, class_subject, usage_day, user_subject};
 use super::tx::TxError;
 use crate::domain::conversation::{self, ResponseStatus, Turn};
 use crate::domain::session::{Response, Settings};
@@ -112,8 +112,8 @@ impl ModelCall {
         };
         let counted = |n: i64| n.clamp(0, MAX_COUNTED_TOKENS);
         let subjects = [
-            Some(format!("user:{}", self.user)),
-            self.class_id.map(|c| format!("class:{c}")),
+            Some(user_subject(self.user)),
+            self.class_id.map(class_subject),
         ];
         let cost = self
             .models

@@ -101,7 +101,7 @@ impl StatsService {
             let name = counts.model_name.clone();
             stat(&mut models, &name).counts = Some(counts);
         }
-        let subject = format!("class:{class_id}");
+        let subject = super::limits::class_subject(class_id);
         let used = self
             .store
             .usage_between(&subject, &usage_day(since), &usage_day(until))

@@ -42,17 +42,16 @@ impl ConversationService {
         deadline: Instant,
     ) -> Result<mpsc::Receiver<PromptEvent>, Error> {
         self.ensure_open("request")?;
-        let session = self
-            .store
-            .session(user, session_id, Responses::Skip)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("session {session_id} not found")))?;
+        let session = self.store.session(user, session_id, Responses::Skip);
+        let (session, usage) = tokio::join!(session, self.user_usage(user));
+        let session =
+            session?.ok_or_else(|| Error::NotFound(format!("session {session_id} not found")))?;
         let target = self
             .store
             .response(user, session_id, response_id)
             .await?
             .ok_or_else(|| missing(response_id))?;
-        let permit = self.admit(user, session.class_id, 1).await?;
+        let permit = self.admit(user, session.class_id, 1, usage?).await?;
         let key = idempotency_key.as_ref().map(IdempotencyKey::as_str);
         let now = now_micros();
         let made = tx::run(|attempt| {

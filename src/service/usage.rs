@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use super::limits::{UsageLimits, total_cost, total_tokens, usage_day};
+use super::limits::{
+    UsageLimits, class_subject, total_cost, total_tokens, usage_day, user_subject,
+};
 use crate::domain::{UserId, now_micros};
 use crate::error::Error;
 use crate::store::{ModelUsage, Store};
@@ -36,7 +38,7 @@ impl UsageService {
     /// The caller's own usage today.
     pub async fn of_user(&self, user: UserId) -> Result<UsageReport, Error> {
         self.report(
-            format!("user:{}", user.get()),
+            user_subject(user.get()),
             self.limits.user_tokens_per_day,
             self.limits.user_cost_per_day_micros,
         )
@@ -45,12 +47,8 @@ impl UsageService {
 
     /// A class's usage today (for the catalog's admins).
     pub async fn of_class(&self, class_id: i64) -> Result<UsageReport, Error> {
-        self.report(
-            format!("class:{class_id}"),
-            self.limits.class_tokens_per_day,
-            0,
-        )
-        .await
+        self.report(class_subject(class_id), self.limits.class_tokens_per_day, 0)
+            .await
     }
 
     async fn report(
