@@ -19,6 +19,7 @@ on_both_backends!(
     a_spent_budget_is_refused_with_retry_info_and_writes_nothing,
     a_prompt_may_ask_only_so_many_models,
     answers_cost_what_the_prices_say_and_a_cost_budget_holds,
+    a_session_without_a_class_charges_its_user_alone,
 );
 
 const OTHER: i64 = ME + 1;
@@ -336,4 +337,44 @@ async fn answers_cost_what_the_prices_say_and_a_cost_budget_holds(backend: Backe
         "{usage}"
     );
     assert!((usage["limits"]["cost_per_day_usd"].as_f64().unwrap() - 0.00003).abs() < 1e-12);
+}
+
+/// An answer's end and its charge are one statement with the class's day
+/// as a second, optional subject: without a class, only the user's counts.
+async fn a_session_without_a_class_charges_its_user_alone(backend: Backend) {
+    let Some(chat) = chat_with(
+        backend,
+        &[("m-a", "echo")],
+        "",
+        &[("PRACTICE_DEFAULT_MODELS", "m-a")],
+    )
+    .await
+    else {
+        return;
+    };
+    let classless = chat.app.create(ME, Default::default()).await.unwrap();
+    assert_eq!(classless.class_id, None);
+    let answered = chat
+        .wait(ME, prompt(classless.session_id, "hi"), None)
+        .await
+        .unwrap();
+    assert_eq!(answered[0].status, "completed", "{answered:?}");
+    let mine = chat
+        .app
+        .http("GET", "/user/practice/usage", Some(&token(ME)), None)
+        .await
+        .json();
+    assert_eq!(mine["total_tokens"], 14, "{mine}");
+    assert_eq!(mine["models"][0]["answers"], 1, "{mine}");
+    let class = chat
+        .app
+        .http(
+            "GET",
+            "/internal/practice/classes/1/usage",
+            Some(&common::admin_token()),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(class["total_tokens"], 0, "{class}");
 }
