@@ -170,8 +170,10 @@ impl Dialect for Postgres {
         done.rows_affected()
     }
 
-    /// One statement; a member of a group never takes a savepoint here.
-    fn finish_answer(_savepoint: bool) -> &'static str {
+    /// One statement; a member of a group never takes a savepoint here
+    /// (`MemberUndo::FailGroup`).
+    fn finish_answer(savepoint: bool) -> &'static str {
+        debug_assert!(!savepoint, "no savepoints on PostgreSQL");
         FINISH_ANSWER.as_str()
     }
 

@@ -294,7 +294,6 @@ impl Dialect for Sqlite {
         done.rows_affected()
     }
 
-    /// A deferred transaction's snapshot starts at its first read (WAL).
     fn finish_answer(savepoint: bool) -> &'static str {
         match savepoint {
             true => SAVEPOINT_THEN_FINISH_ANSWER.as_str(),
@@ -302,6 +301,7 @@ impl Dialect for Sqlite {
         }
     }
 
+    /// A deferred transaction's snapshot starts at its first read (WAL).
     async fn begin_read(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error> {
         pool.begin().await
     }
