@@ -22,8 +22,9 @@ use super::limits::{
     until_next_day, usage_day, user_subject,
 };
 use super::model_call::{HistoryAsked, ModelCall, histories};
+use super::model_open::{Prepared, model_request, open_early};
 use super::tx::{self, TxError};
-use crate::domain::conversation::{NewPrompt, ResponseStatus, Turn};
+use crate::domain::conversation::{NewPrompt, ResponseStatus};
 use crate::domain::session::{Response, Settings};
 use crate::domain::{IdempotencyKey, Session, UserId, now_micros};
 use crate::error::Error;
@@ -215,17 +216,38 @@ impl ConversationService {
         );
         let write = tx::run(|attempt| self.write_once(user, &prompt, &models, key, now, attempt))
             .instrument(span);
-        // Each model's history is read while the prompt's write commits
-        // (and, when every commit is synced, syncs): the new prompt is
-        // not part of it, and a model starts only once both are done.
+        // While the prompt's write commits (and, when every commit is
+        // synced, syncs), each model's history is read (the new prompt is
+        // not part of it) and, without an idempotency key, the model is
+        // called: the write then costs the time to first token nothing. Its
+        // answer reaches the client only once the prompt is stored; if the
+        // write fails, dropping the opening cancels the request. A keyed
+        // prompt may be a replay, which never calls a model: its models
+        // are called after the write.
         let ids: Vec<i64> = models.iter().map(|(id, _)| *id).collect();
         let asked = HistoryAsked {
             session_model_ids: &ids,
             session_id: session.session_id,
             before_prompt_id: i64::MAX,
         };
-        let histories = histories(&*self.store, &session.settings, self.history_chars, asked);
-        let (written, histories) = tokio::join!(write, histories);
+        let settings = &session.settings;
+        let prepare = async {
+            let read = histories(&*self.store, settings, self.history_chars, asked).await;
+            let prepared = models
+                .iter()
+                .zip(read)
+                .map(|((_, name), history)| match history {
+                    Ok(turns) if key.is_none() => {
+                        let text = &prompt.prompt_text;
+                        let request = model_request(settings, self.history_chars, &turns, text);
+                        let models = self.models.clone();
+                        open_early(models, user.get(), name.clone(), request, deadline)
+                    }
+                    history => Prepared::History(history),
+                });
+            prepared.collect::<Vec<_>>()
+        };
+        let (written, prepared) = tokio::join!(write, prepare);
         let written = written?;
 
         let (events, receiver) = mpsc::channel(EVENT_BUFFER);
@@ -248,11 +270,11 @@ impl ConversationService {
             events,
             deadline,
         };
-        let answers = models.into_iter().zip(response_ids).zip(histories);
-        for (((session_model_id, model_name), response_id), history) in answers {
+        let answers = models.into_iter().zip(response_ids).zip(prepared);
+        for (((session_model_id, model_name), response_id), prepared) in answers {
             self.start(
                 &call,
-                Some(history),
+                Some(prepared),
                 Response {
                     response_id,
                     session_model_id,
@@ -320,14 +342,9 @@ impl ConversationService {
         Ok(Written::New(ids.0, ids.1))
     }
 
-    /// Starts one model answering, as a task of its own.
-    /// `history`: the model's, if already read.
-    pub(super) fn start(
-        &self,
-        call: &Call,
-        history: Option<Result<Vec<Turn>, String>>,
-        response: Response,
-    ) {
+    /// Starts one model answering, as a task of its own; `prepared`: its
+    /// history read, or its stream opened, beside the prompt's write.
+    pub(super) fn start(&self, call: &Call, prepared: Option<Prepared>, response: Response) {
         let registration = self.answers.register(response.session_id);
         let job = ModelCall {
             user: call.user.get(),
@@ -341,7 +358,7 @@ impl ConversationService {
             response,
             settings: call.settings.clone(),
             history_chars: self.history_chars,
-            history,
+            prepared,
             deadline: call.deadline,
             registration,
         };

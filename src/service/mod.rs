@@ -9,6 +9,7 @@ mod keys;
 pub mod leases;
 pub mod limits;
 mod model_call;
+mod model_open;
 mod paging;
 pub mod practice;
 pub mod responses;

@@ -17,6 +17,7 @@ use super::answers::{Registration, Stop};
 use super::checkpoints::{Checkpoints, SAVE_EVERY};
 use super::conversation::{MAX_ANSWER_BYTES, PromptEvent};
 use super::limits::{MAX_COUNTED_TOKENS, PromptPermit, class_subject, usage_day, user_subject};
+use super::model_open::{self, Opened, Prepared, timed_out};
 use super::tx::TxError;
 use crate::domain::conversation::{self, ResponseStatus, Turn};
 use crate::domain::session::{Response, Settings};
@@ -47,10 +48,10 @@ pub(super) struct ModelCall {
     pub response: Response,
     pub settings: Arc<Settings>,
     pub history_chars: usize,
-    /// The history, when it was read before the prompt's write had
-    /// committed (see `ConversationService::send_prompt`); read at the
-    /// start otherwise.
-    pub history: Option<Result<Vec<Turn>, String>>,
+    /// The history read, or the stream opened, while the prompt's write
+    /// committed (see `ConversationService::send_prompt`); both happen at
+    /// the start otherwise.
+    pub prepared: Option<Prepared>,
     pub deadline: Instant,
     /// `None`: the replica stopped before the answer could start.
     pub registration: Option<Registration>,
@@ -194,36 +195,40 @@ impl ModelCall {
             response_id: self.response.response_id,
             model_name: self.response.clone().shown().model_name,
         };
-        let model = match self.models.get(&self.response.model_name) {
-            Ok(model) => model,
-            Err(e) => return End::Failed(e.0),
+        let limit = match model_open::limit(&self.models, &self.response.model_name, self.deadline)
+        {
+            Ok(limit) => limit,
+            Err(why) => return End::Failed(why),
         };
-        let limit = self.deadline.min(Instant::now() + model.timeout());
         let events = self.events.clone();
         let model_name = self.response.model_name.clone();
         let work = async {
             deliver(&events, started_event, limit, &model_name).await?;
-            let request = match self.request().await {
-                Ok(request) => request,
-                Err(why) => return Err(End::Failed(why)),
+            let opened = match self.prepared.take() {
+                Some(Prepared::Opening(opening)) => opening
+                    .await
+                    .unwrap_or_else(|_| Err(format!("model {model_name:?} could not be called"))),
+                prepared => {
+                    let history = match prepared {
+                        Some(Prepared::History(read)) => Some(read),
+                        _ => None,
+                    };
+                    match self.request(history).await {
+                        Ok(request) => {
+                            model_open::open(&self.models, self.user, &model_name, &request, limit)
+                                .await
+                        }
+                        Err(why) => Err(why),
+                    }
+                }
             };
-            sent.extend(request.messages.iter().map(|m| m.content.as_str()));
-            // A busy model's slots go round-robin across users; held until
-            // the answer's stream is dropped.
-            let _slot = match self.models.slots(&model_name) {
-                None => None,
-                Some(slots) => match tokio::time::timeout_at(limit, slots.acquire(self.user)).await
-                {
-                    Ok(slot) => Some(slot),
-                    Err(_) => return Err(End::Failed(busy(&model_name))),
-                },
-            };
-            let opened = tokio::time::timeout_at(limit, model.open(&request)).await;
-            let mut stream = match opened {
-                Err(_) => return Err(End::Failed(timed_out(&model_name))),
-                Ok(Err(e)) => return Err(End::Failed(e.0)),
-                Ok(Ok(stream)) => stream,
-            };
+            // The slot is held until the answer's stream is dropped.
+            let Opened {
+                sent: text,
+                slot: _slot,
+                mut stream,
+            } = opened.map_err(End::Failed)?;
+            sent.push_str(&text);
             let mut saved_at = StdInstant::now();
             let gone = Arc::new(AtomicBool::new(false));
             // Each delta waits for the model and for the reader with no
@@ -286,10 +291,13 @@ impl ModelCall {
         }
     }
 
-    /// What the model is sent: the few-shot examples and this model's
-    /// newest turns that fit the context budget, then the prompt.
-    async fn request(&mut self) -> Result<ChatRequest, String> {
-        let history = match self.history.take() {
+    /// What the model is sent (`model_open::model_request`), with this
+    /// model's `history` if it was read before, or read now.
+    async fn request(
+        &mut self,
+        history: Option<Result<Vec<Turn>, String>>,
+    ) -> Result<ChatRequest, String> {
+        let history = match history {
             Some(read) => read?,
             None => {
                 let r = &self.response;
@@ -302,16 +310,13 @@ impl ModelCall {
                 read.await.pop().unwrap_or(Ok(Vec::new()))?
             }
         };
-        let (examples, _) = conversation::example_share(&self.settings, self.history_chars);
-        Ok(ChatRequest {
-            messages: conversation::model_messages(
-                &self.settings,
-                examples,
-                &history,
-                &self.response.prompt_text,
-            ),
-            params: conversation::generation_params(&self.settings),
-        })
+        let r = &self.response;
+        Ok(model_open::model_request(
+            &self.settings,
+            self.history_chars,
+            &history,
+            &r.prompt_text,
+        ))
     }
 }
 
@@ -391,14 +396,6 @@ async fn finish(store: &dyn Store, id: i64, outcome: &ResponseOutcome) -> Result
         Ok(done)
     })
     .await
-}
-
-fn timed_out(model: &str) -> String {
-    format!("model {model:?} did not finish in time")
-}
-
-fn busy(model: &str) -> String {
-    format!("model {model:?} was busy until the deadline; try again later")
 }
 
 fn deleted() -> String {

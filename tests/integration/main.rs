@@ -23,6 +23,7 @@ mod conversation_memory;
 mod conversation_streams;
 mod create_session;
 mod deploy;
+mod early_model_calls;
 mod examples;
 mod faults;
 mod grpc_web;
