@@ -116,6 +116,10 @@ struct Args {
     /// `stream`: words a second in each answer.
     #[arg(long, default_value_t = 50.0)]
     rate: f64,
+    /// `stream`: milliseconds before each answer's first byte (a model's
+    /// time to first token).
+    #[arg(long, default_value_t = 0)]
+    first_token_ms: u64,
     /// `stream`: prompts held open at once to measure memory per stream
     /// (0: skip).
     #[arg(long, default_value_t = 0)]

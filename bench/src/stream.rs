@@ -171,9 +171,10 @@ async fn run(
     })
 }
 
-/// A prompt asking the model server for `words` words at `rate` a second.
-fn prompt_text(words: u32, rate: f64) -> String {
-    format!("Please check my sentence. [words={words} rate={rate}]")
+/// A prompt asking the model server for `words` words at `rate` a second,
+/// the first after `first_ms`.
+fn prompt_text(words: u32, rate: f64, first_ms: u64) -> String {
+    format!("Please check my sentence. [words={words} rate={rate} first={first_ms}]")
 }
 
 pub async fn scenario(args: &Args, server_bin: &Path) -> anyhow::Result<()> {
@@ -192,10 +193,11 @@ pub async fn scenario(args: &Args, server_bin: &Path) -> anyhow::Result<()> {
         .unwrap_or(1)
         .max(args.hold);
     println!(
-        "machine: {} cores; answers of {} words at {} words/s from practice-openai-stub (HTTP/2, its own process); {} s per cell",
+        "machine: {} cores; answers of {} words at {} words/s, the first after {} ms, from practice-openai-stub (HTTP/2, its own process); {} s per cell",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.words,
         args.rate,
+        args.first_token_ms,
         args.duration,
     );
     for db in &args.db {
@@ -208,7 +210,7 @@ pub async fn scenario(args: &Args, server_bin: &Path) -> anyhow::Result<()> {
             hold(&server, &sessions, args.hold).await?;
         }
         let direct = Client::new(Wire::Direct, &format!("http://{}", stub.addr), 0).await?;
-        let text = prompt_text(args.words, args.rate);
+        let text = prompt_text(args.words, args.rate, args.first_token_ms);
         let mut rows = Vec::new();
         for &n in &args.levels {
             let warm = Duration::from_secs(args.warmup);
@@ -303,7 +305,7 @@ async fn marginal(
             Some(server),
             n,
             duration,
-            &prompt_text(words, rate),
+            &prompt_text(words, rate, 0),
         )
         .await?;
         per_prompt.push((
@@ -339,7 +341,7 @@ async fn hold(server: &Server, sessions: &Sessions, n: usize) -> anyhow::Result<
         let (started, firsts) = (started.clone(), firsts.clone());
         workers.push(tokio::spawn(async move {
             let (token, session_id) = &sessions[w];
-            let text = prompt_text(1000, 0.5);
+            let text = prompt_text(1000, 0.5, 0);
             client
                 .hold_open(w, token, *session_id, &text, &started, &firsts)
                 .await

@@ -10,7 +10,8 @@
 //!
 //! The answer's length and pace come from its flags, or from the prompt
 //! (the last message): `[words=200 rate=2]` in it asks for 200 words at 2 a
-//! second, so one stub serves a bench's every phase.
+//! second, and `first=300` for 300 ms before the first byte (a model's
+//! time to first token), so one stub serves a bench's every phase.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -100,6 +101,7 @@ async fn answer(request: Request<Incoming>, args: Args) -> Result<Response<Body>
     let words = asked(prompt, "words=").map_or(args.words, |w| w as u32);
     let rate = asked(prompt, "rate=").unwrap_or(args.rate);
     let pause = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
+    let first = Duration::from_secs_f64(asked(prompt, "first=").unwrap_or(0.0) / 1000.0);
     let chunks = Chunks::new(&model, words);
     let stream = futures_util::stream::unfold((chunks, 0u32), move |(chunks, i)| async move {
         let event = chunks.event(i)?;
@@ -107,6 +109,9 @@ async fn answer(request: Request<Incoming>, args: Args) -> Result<Response<Body>
         // word is the first byte: time to first delta is the stub's own.
         if let Some(pause) = pause.filter(|_| i > 1 && i <= words) {
             tokio::time::sleep(pause).await;
+        }
+        if i == 0 && !first.is_zero() {
+            tokio::time::sleep(first).await;
         }
         Some((Ok::<_, Infallible>(Frame::data(event)), (chunks, i + 1)))
     });
