@@ -1,9 +1,11 @@
 //! The SQL that SQLite and PostgreSQL both accept as written, one string per
 //! query. `$n` placeholders work on both drivers. Column aliases name the
 //! fields of the row structs in `rows.rs`. The conversation's (prompts,
-//! responses, usage, leases, ratings and choices) is in `conversation`.
+//! responses, usage, leases, ratings and choices) is in `conversation`;
+//! SQLite's own, and its multi-statement calls, in `sqlite`.
 
 mod conversation;
+pub mod sqlite;
 
 pub use conversation::*;
 
