@@ -21,7 +21,7 @@ use super::model_open::{self, Opened, Prepared, timed_out};
 use super::tx::TxError;
 use crate::domain::conversation::{self, ResponseStatus, Turn};
 use crate::domain::session::{Response, Settings};
-use crate::llm::{ChatRequest, Chunk, Models};
+use crate::llm::{ChatModel, ChatRequest, Chunk, Models};
 use crate::store::{Charge, ResponseOutcome, Store};
 
 /// The most earlier turns a model is shown, whatever their size.
@@ -195,11 +195,11 @@ impl ModelCall {
             response_id: self.response.response_id,
             model_name: self.response.clone().shown().model_name,
         };
-        let limit = match model_open::limit(&self.models, &self.response.model_name, self.deadline)
-        {
-            Ok(limit) => limit,
-            Err(why) => return End::Failed(why),
+        let model = match self.models.get(&self.response.model_name) {
+            Ok(model) => model,
+            Err(e) => return End::Failed(e.0),
         };
+        let limit = model_open::limit(&*model, self.deadline);
         let events = self.events.clone();
         let model_name = self.response.model_name.clone();
         let work = async {
@@ -208,19 +208,8 @@ impl ModelCall {
                 Some(Prepared::Opening(opening)) => opening
                     .await
                     .unwrap_or_else(|_| Err(format!("model {model_name:?} could not be called"))),
-                prepared => {
-                    let history = match prepared {
-                        Some(Prepared::History(read)) => Some(read),
-                        _ => None,
-                    };
-                    match self.request(history).await {
-                        Ok(request) => {
-                            model_open::open(&self.models, self.user, &model_name, &request, limit)
-                                .await
-                        }
-                        Err(why) => Err(why),
-                    }
-                }
+                Some(Prepared::History(read)) => self.open_now(Some(read), &*model, limit).await,
+                None => self.open_now(None, &*model, limit).await,
             };
             // The slot is held until the answer's stream is dropped.
             let Opened {
@@ -289,6 +278,19 @@ impl ModelCall {
             },
             _ = tokio::time::sleep_until(limit) => End::Failed(timed_out(&model_name)),
         }
+    }
+
+    /// Opens the model's stream now, with this model's `history` if it was
+    /// read before, or read now.
+    async fn open_now(
+        &mut self,
+        history: Option<Result<Vec<Turn>, String>>,
+        model: &dyn ChatModel,
+        limit: Instant,
+    ) -> Result<Opened, String> {
+        let request = self.request(history).await?;
+        let name = &self.response.model_name;
+        model_open::open(&self.models, model, self.user, name, &request, limit).await
     }
 
     /// What the model is sent (`model_open::model_request`), with this

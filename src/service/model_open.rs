@@ -10,7 +10,7 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::domain::conversation::{self, Turn};
 use crate::domain::session::Settings;
 use crate::llm::fair::Slot;
-use crate::llm::{ChatRequest, ChunkStream, Models};
+use crate::llm::{ChatModel, ChatRequest, ChunkStream, Models};
 
 /// A model's answer stream, opened.
 pub(super) struct Opened {
@@ -47,25 +47,20 @@ pub(super) fn model_request(
 
 /// When a model call must be over: the model's own timeout from now,
 /// within the prompt's deadline.
-pub(super) fn limit(
-    models: &Models,
-    model_name: &str,
-    deadline: Instant,
-) -> Result<Instant, String> {
-    let model = models.get(model_name).map_err(|e| e.0)?;
-    Ok(deadline.min(Instant::now() + model.timeout()))
+pub(super) fn limit(model: &dyn ChatModel, deadline: Instant) -> Instant {
+    deadline.min(Instant::now() + model.timeout())
 }
 
 /// Opens `model_name`'s stream for `request` by `limit`. A busy model's
 /// slots go round-robin across users.
 pub(super) async fn open(
     models: &Models,
+    model: &dyn ChatModel,
     user: i64,
     model_name: &str,
     request: &ChatRequest,
     limit: Instant,
 ) -> Result<Opened, String> {
-    let model = models.get(model_name).map_err(|e| e.0)?;
     let slot = match models.slots(model_name) {
         None => None,
         Some(slots) => match tokio::time::timeout_at(limit, slots.acquire(user)).await {
@@ -100,8 +95,9 @@ pub(super) fn open_early(
 ) -> Prepared {
     use tracing::Instrument as _;
     let opening = async move {
-        let limit = limit(&models, &model_name, deadline)?;
-        open(&models, user, &model_name, &request, limit).await
+        let model = models.get(&model_name).map_err(|e| e.0)?;
+        let limit = limit(&*model, deadline);
+        open(&models, &*model, user, &model_name, &request, limit).await
     };
     Prepared::Opening(AbortOnDropHandle::new(tokio::spawn(
         opening.in_current_span(),
