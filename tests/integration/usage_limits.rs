@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::common;
-use crate::conversation::{ME, chat_with, prompt};
+use crate::conversation::{Chat, ME, chat_with, prompt};
 
 use common::{Backend, authed, token};
 use practice_service::proto::practice::v1::prompt_event::Event;
@@ -23,6 +23,27 @@ on_both_backends!(
 );
 
 const OTHER: i64 = ME + 1;
+
+/// `ME`'s usage today, as the user reads it.
+async fn my_usage(chat: &Chat) -> Value {
+    let usage = chat
+        .app
+        .http("GET", "/user/practice/usage", Some(&token(ME)), None)
+        .await;
+    assert_eq!(usage.status, 200, "{}", usage.text);
+    usage.json()
+}
+
+/// Class 1's usage today, as an admin reads it.
+async fn class_usage(chat: &Chat) -> Value {
+    let path = "/internal/practice/classes/1/usage";
+    let usage = chat
+        .app
+        .http("GET", path, Some(&common::admin_token()), None)
+        .await;
+    assert_eq!(usage.status, 200, "{}", usage.text);
+    usage.json()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_users_flood_does_not_fail_another_users_prompts() {
@@ -157,27 +178,13 @@ async fn a_spent_budget_is_refused_with_retry_info_and_writes_nothing(backend: B
     );
 
     // The caller's usage, and the class's for an admin.
-    let usage = chat
-        .app
-        .http("GET", "/user/practice/usage", Some(&token(ME)), None)
-        .await;
-    assert_eq!(usage.status, 200, "{}", usage.text);
-    let usage = usage.json();
+    let usage = my_usage(&chat).await;
     assert_eq!(usage["subject"], format!("user:{ME}"));
     assert_eq!(usage["total_tokens"], 42);
     assert_eq!(usage["models"][0]["model_name"], "m-a");
     assert_eq!(usage["models"][0]["answers"], 3);
     assert_eq!(usage["limits"]["tokens_per_day"], 30);
-    let class = chat
-        .app
-        .http(
-            "GET",
-            "/internal/practice/classes/1/usage",
-            Some(&common::admin_token()),
-            None,
-        )
-        .await
-        .json();
+    let class = class_usage(&chat).await;
     assert_eq!(class["total_tokens"], 42);
     let denied = chat
         .app
@@ -327,11 +334,7 @@ async fn answers_cost_what_the_prices_say_and_a_cost_budget_holds(backend: Backe
         "cost per day"
     );
     assert_eq!(chat.app.counts().await, before);
-    let usage = chat
-        .app
-        .http("GET", "/user/practice/usage", Some(&token(ME)), None)
-        .await
-        .json();
+    let usage = my_usage(&chat).await;
     assert!(
         (usage["total_cost_usd"].as_f64().unwrap() - 0.000034).abs() < 1e-12,
         "{usage}"
@@ -359,22 +362,9 @@ async fn a_session_without_a_class_charges_its_user_alone(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(answered[0].status, "completed", "{answered:?}");
-    let mine = chat
-        .app
-        .http("GET", "/user/practice/usage", Some(&token(ME)), None)
-        .await
-        .json();
+    let mine = my_usage(&chat).await;
     assert_eq!(mine["total_tokens"], 14, "{mine}");
     assert_eq!(mine["models"][0]["answers"], 1, "{mine}");
-    let class = chat
-        .app
-        .http(
-            "GET",
-            "/internal/practice/classes/1/usage",
-            Some(&common::admin_token()),
-            None,
-        )
-        .await
-        .json();
+    let class = class_usage(&chat).await;
     assert_eq!(class["total_tokens"], 0, "{class}");
 }
