@@ -12,12 +12,22 @@ use serde_json::Value;
 use super::{Chunk, ModelError};
 
 /// The chunks of some events, and whether the answer ended with them
-/// ([DONE] or an error event).
+/// ([DONE] or an error event). Texts next to each other become one chunk:
+/// events read together are handed on as one delta.
 pub(super) fn read_events(events: Vec<String>) -> (Vec<Result<Chunk, ModelError>>, bool) {
-    let mut items = Vec::new();
+    let mut items: Vec<Result<Chunk, ModelError>> = Vec::new();
     for data in events {
         match chunks(&data) {
-            Parsed::Chunks(c) => items.extend(c.into_iter().map(Ok)),
+            Parsed::Chunks(c) => {
+                for chunk in c {
+                    match (items.last_mut(), chunk) {
+                        (Some(Ok(Chunk::Text(before))), Chunk::Text(text)) => {
+                            before.push_str(&text)
+                        }
+                        (_, chunk) => items.push(Ok(chunk)),
+                    }
+                }
+            }
             Parsed::Done => return (items, true),
             Parsed::Error(e) => {
                 items.push(Err(e));
@@ -219,6 +229,30 @@ mod tests {
             Parsed::Error(_)
         ));
         assert!(matches!(chunks("not json"), Parsed::Error(_)));
+    }
+
+    #[test]
+    fn texts_read_together_are_one_chunk_in_order() {
+        let delta = |t: &str| format!(r#"{{"choices":[{{"delta":{{"content":"{t}"}}}}]}}"#);
+        let usage = r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#;
+        let events = vec![
+            delta("a"),
+            delta("b"),
+            usage.to_string(),
+            delta("c"),
+            delta("d"),
+        ];
+        let (items, finished) = read_events(events);
+        assert!(!finished);
+        let usage = Chunk::Usage {
+            prompt_tokens: 1,
+            completion_tokens: 2,
+        };
+        let text = |t: &str| Ok(Chunk::Text(t.into()));
+        assert_eq!(items, [text("ab"), Ok(usage), text("cd")]);
+        let (items, finished) = read_events(vec![delta("e"), "[DONE]".into(), delta("f")]);
+        assert!(finished);
+        assert_eq!(items, [text("e")]);
     }
 
     #[test]

@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use futures_util::{FutureExt as _, StreamExt};
 use serde_json::{Map, Value, json};
 
 use super::chat_events::read_events;
 use super::models_file::ModelConfig;
 use super::sse::SseReader;
-use super::{ChatModel, ChatRequest, ChunkStream, ModelError};
+use super::{ChatModel, ChatRequest, Chunk, ChunkStream, ModelError};
 use crate::domain::generation::ParamRules;
 
 /// Fields of the request body the service sets itself; generation
@@ -111,6 +111,75 @@ impl OpenAiModel {
 
 /// How long to wait before retrying: the provider's `Retry-After` in
 /// seconds, within bounds.
+/// The most body frames read in one go (see `read_arrived`): bounds the
+/// work between two chunks handed on.
+const READY_FRAMES: usize = 64;
+
+/// Waits for the body's next frame, then takes the frames already received
+/// behind it, so events that arrived together (the model ahead of a busy
+/// reader) are parsed and handed on as one chunk of text: one delta, one
+/// wake-up and one frame to the client instead of one each. Returns the
+/// chunks, and whether the answer ended (`[DONE]`, an error, or the body's
+/// end, which without `[DONE]` is an error).
+async fn read_arrived<S>(
+    body: &mut S,
+    reader: &mut SseReader,
+) -> (Vec<Result<Chunk, ModelError>>, bool)
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Unpin,
+{
+    let mut events = Vec::new();
+    let mut end: Option<ModelError> = None;
+    let mut next = Some(body.next().await);
+    let mut frames = 0;
+    while let Some(frame) = next.take() {
+        match frame {
+            Some(Ok(bytes)) => match reader.push(&bytes) {
+                Ok(more) => events.extend(more),
+                Err(e) => end = Some(ModelError(e)),
+            },
+            Some(Err(e)) => end = Some(broke_off(e)),
+            None => {
+                events.extend(reader.finish());
+                // Every compatible server ends with [DONE]; a body that
+                // stops before it was cut short.
+                end = Some(ModelError(
+                    "the model's provider ended its answer early".into(),
+                ));
+            }
+        }
+        frames += 1;
+        if end.is_none() && frames < READY_FRAMES {
+            // `None` when nothing more has arrived yet.
+            next = body.next().now_or_never();
+        }
+    }
+    let (mut items, finished) = read_events(events);
+    match end {
+        Some(e) if !finished => {
+            items.push(Err(e));
+            (items, true)
+        }
+        _ => (items, finished),
+    }
+}
+
+/// A body that broke off, in words for the client; why, for the operator.
+fn broke_off(e: reqwest::Error) -> ModelError {
+    if e.is_timeout() {
+        return ModelError("the model's provider timed out".into());
+    }
+    // Why, for the operator; the URL stays out.
+    let mut why = String::new();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        why.push_str(&format!("{s}; "));
+        source = s.source();
+    }
+    tracing::warn!(error = %e.without_url(), source = %why, "a model's answer broke off");
+    ModelError("the model's provider broke off its answer".into())
+}
+
 fn backoff(response: &reqwest::Response) -> Duration {
     response
         .headers()
@@ -164,41 +233,7 @@ impl ChatModel for OpenAiModel {
                     return None;
                 }
                 loop {
-                    let (events, ended) = match body.next().await {
-                        Some(Ok(bytes)) => match reader.push(&bytes) {
-                            Ok(events) => (events, false),
-                            Err(e) => {
-                                return Some((vec![Err(ModelError(e))], (body, reader, true)));
-                            }
-                        },
-                        Some(Err(e)) => {
-                            let err = if e.is_timeout() {
-                                ModelError("the model's provider timed out".into())
-                            } else {
-                                // Why, for the operator; the URL stays out.
-                                let mut why = String::new();
-                                let mut source = std::error::Error::source(&e);
-                                while let Some(s) = source {
-                                    why.push_str(&format!("{s}; "));
-                                    source = s.source();
-                                }
-                                tracing::warn!(error = %e.without_url(), source = %why, "a model's answer broke off");
-                                ModelError("the model's provider broke off its answer".into())
-                            };
-                            return Some((vec![Err(err)], (body, reader, true)));
-                        }
-                        None => (reader.finish().into_iter().collect(), true),
-                    };
-                    let (items, finished) = read_events(events);
-                    if ended && !finished {
-                        // Every compatible server ends with [DONE]; a body
-                        // that stops before it was cut short.
-                        let mut items = items;
-                        items.push(Err(ModelError(
-                            "the model's provider ended its answer early".into(),
-                        )));
-                        return Some((items, (body, reader, true)));
-                    }
+                    let (items, finished) = read_arrived(&mut body, &mut reader).await;
                     if !items.is_empty() || finished {
                         return Some((items, (body, reader, finished)));
                     }
@@ -228,6 +263,42 @@ impl ChatModel for OpenAiModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn frame(text: &str) -> Result<bytes::Bytes, reqwest::Error> {
+        let event = json!({"choices": [{"index": 0, "delta": {"content": text}}]});
+        Ok(format!("data: {event}\n\n").into())
+    }
+
+    #[tokio::test]
+    async fn frames_already_received_are_read_as_one_chunk() {
+        let arrived = vec![frame("a"), frame("b"), frame("c")];
+        let mut body = Box::pin(
+            futures_util::stream::iter(arrived)
+                .chain(
+                    futures_util::stream::iter(vec![frame("d")]).then(|f| async {
+                        // Not yet arrived: left for the next read.
+                        tokio::task::yield_now().await;
+                        f
+                    }),
+                )
+                .chain(futures_util::stream::iter(vec![Ok(
+                    "data: [DONE]\n\n".into()
+                )])),
+        );
+        let mut reader = SseReader::default();
+        let read = read_arrived(&mut body, &mut reader).await;
+        assert_eq!(read, (vec![Ok(Chunk::Text("abc".into()))], false));
+        let read = read_arrived(&mut body, &mut reader).await;
+        assert_eq!(read, (vec![Ok(Chunk::Text("d".into()))], true));
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_keeps_what_arrived_then_fails() {
+        let mut body = futures_util::stream::iter(vec![frame("a"), frame("b")]);
+        let read = read_arrived(&mut body, &mut SseReader::default()).await;
+        let cut = ModelError("the model's provider ended its answer early".into());
+        assert_eq!(read, (vec![Ok(Chunk::Text("ab".into())), Err(cut)], true));
+    }
 
     #[test]
     fn allowed_parameters_pass_through_but_cannot_replace_the_request() {

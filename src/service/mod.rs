@@ -5,6 +5,7 @@ pub mod catalog;
 mod checkpoints;
 pub mod conversation;
 pub mod examples;
+pub mod joined_deltas;
 mod keys;
 pub mod leases;
 pub mod limits;

@@ -15,6 +15,8 @@
 //! - `trickle`: like `echo`, but a prompt containing "forever" gets a word
 //!   every 2 ms until the client goes away (at most a minute);
 //! - `other`: like `echo`, but "Another answer to <prompt>.";
+//! - `burst`: 200 words ("w0 " to "w199 ") written in one go, as a model
+//!   ahead of its reader leaves them;
 //! - `rude`: a second choice (index 1) interleaved with the first, and
 //!   usage counts past i64 and below zero.
 
@@ -206,6 +208,14 @@ async fn answer(socket: &mut TcpStream, model: &str, earlier: usize, request: &V
             words = vec!["x ".to_owned(); 30_000];
         }
         _ => {}
+    }
+    if model == "burst" {
+        words = (0..200).map(|i| format!("w{i} ")).collect();
+        let all: Vec<u8> = words.iter().flat_map(|w| delta(w)).collect();
+        if socket.write_all(&all).await.is_err() {
+            return;
+        }
+        words.clear();
     }
     for (i, word) in words.iter().enumerate() {
         if (model == "drop" && i == 2) || (model == "hang" && i == 1) {

@@ -292,7 +292,35 @@ async fn connect_streams_deltas_before_completion(backend: Backend) {
     assert!(first_delta < first_finished);
 }
 
+/// Deltas the model sent together (a model ahead of a busy reader) may be
+/// joined on the way (see `llm::openai::read_arrived`): the text still
+/// arrives whole and in order, and is stored so.
+async fn deltas_that_arrive_together_are_sent_on_together(backend: Backend) {
+    let Some(chat) = chat(backend, &[("m-burst", "burst")]).await else {
+        return;
+    };
+    let request = common::authed(prompt(chat.session.session_id, "all at once"), &token(ME));
+    let mut stream = chat.stream(request).await;
+    let (mut deltas, mut text, mut finished) = (0, String::new(), None);
+    while let Some(event) = stream.message().await.unwrap() {
+        match event.event.unwrap() {
+            Event::Delta(d) => {
+                deltas += 1;
+                text.push_str(&d.text);
+            }
+            Event::Finished(r) => finished = Some(r),
+            Event::Started(_) => {}
+            Event::Failed(r) => panic!("failed: {:?}", r.error),
+        }
+    }
+    let whole: String = (0..200).map(|i| format!("w{i} ")).collect();
+    assert_eq!(text, whole);
+    assert_eq!(finished.unwrap().response_text, whole);
+    assert!((1..=200).contains(&deltas), "{deltas} deltas");
+}
+
 on_both_backends!(
+    deltas_that_arrive_together_are_sent_on_together,
     grpc_streams_deltas_before_completion,
     sse_streams_deltas_before_completion,
     grpc_web_streams_deltas_before_completion,

@@ -5,8 +5,8 @@
 use std::pin::Pin;
 use std::time::Duration;
 
+use crate::service::joined_deltas::JoinedDeltas;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
@@ -125,7 +125,7 @@ impl PracticeRpc for PracticeApi {
         request: Request<pb::RegenerateResponseRequest>,
     ) -> Result<Response<PromptStream>, Status> {
         let events = self.regenerate(request).await?;
-        let stream = ReceiverStream::new(events).map(|e| Ok(pb::PromptEvent::from(e)));
+        let stream = JoinedDeltas::new(events).map(|e| Ok(pb::PromptEvent::from(e)));
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -184,7 +184,7 @@ impl PracticeRpc for PracticeApi {
         request: Request<pb::SendPromptRequest>,
     ) -> Result<Response<PromptStream>, Status> {
         let events = self.prompt(request).await?;
-        let stream = ReceiverStream::new(events).map(|e| Ok(pb::PromptEvent::from(e)));
+        let stream = JoinedDeltas::new(events).map(|e| Ok(pb::PromptEvent::from(e)));
         Ok(Response::new(Box::pin(stream)))
     }
 
