@@ -231,7 +231,7 @@ pub async fn scenario(args: &Args, server_bin: &Path) -> anyhow::Result<()> {
                 ));
             }
         }
-        print_rows(&rows);
+        print_rows(&rows, args.words);
         marginal(&server, &args.levels, duration, args.rate).await?;
         server.stop().await;
     }
@@ -253,9 +253,13 @@ fn stream_settings(models_file: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn print_rows(rows: &[(String, Wire, usize, Run, f64, f64)]) {
+/// `words`: the deltas the model server sends for each answer. The service
+/// may join deltas that arrive together (when it is behind), so its CPU is
+/// counted per delta the models sent, and the deltas clients received are
+/// shown beside.
+fn print_rows(rows: &[(String, Wire, usize, Run, f64, f64)], words: u32) {
     println!(
-        "| db | protocol | prompts at once | prompts/s | deltas/s | service CPU µs/delta | first delta p50 ms | p99 ms | model server direct p50 ms | p99 ms | added p50 ms | added p99 ms | server peak RSS MB |"
+        "| db | protocol | prompts at once | prompts/s | deltas received/s | service CPU µs per model delta | first delta p50 ms | p99 ms | model server direct p50 ms | p99 ms | added p50 ms | added p99 ms | server peak RSS MB |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut held: Vec<(Wire, usize)> = Vec::new();
@@ -273,7 +277,7 @@ fn print_rows(rows: &[(String, Wire, usize, Run, f64, f64)]) {
             wire.name(),
             r.prompts as f64 / secs,
             r.deltas as f64 / secs,
-            r.cpu_us / r.deltas.max(1) as f64,
+            r.cpu_us / (r.prompts * MODELS.len() as u64 * u64::from(words)).max(1) as f64,
             r.ms(0.5),
             r.ms(0.99),
             r.rss_mb,
@@ -308,9 +312,10 @@ async fn marginal(
             &prompt_text(words, rate, 0),
         )
         .await?;
+        // Deltas the models sent: the service may join some on the way.
         per_prompt.push((
             r.cpu_us / r.prompts as f64,
-            r.deltas as f64 / r.prompts as f64,
+            f64::from(words) * MODELS.len() as f64,
         ));
     }
     let [(short_cpu, short_deltas), (long_cpu, long_deltas)] = per_prompt[..] else {

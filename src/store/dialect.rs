@@ -7,6 +7,7 @@
 use async_trait::async_trait;
 use sqlx::{Database, Pool, Transaction};
 
+use super::batched_creates::BatchedCreate;
 use super::rows::{AgentRows, RefRow, SessionCore};
 use super::{Asked, PromptRows, SessionIds, SessionRows};
 
@@ -14,6 +15,10 @@ use super::{Asked, PromptRows, SessionIds, SessionRows};
 pub trait Dialect: Database {
     /// "sqlite" or "postgres".
     const BACKEND: &'static str;
+
+    /// Whether creates read ahead are sent many in one call
+    /// (`insert_sessions`, see `batched_creates`).
+    const BATCHES_CREATES: bool = false;
 
     /// Brings the schema up to date with this backend's migrations.
     async fn migrate(pool: &Pool<Self>) -> Result<(), sqlx::migrate::MigrateError>;
@@ -75,6 +80,20 @@ pub trait Dialect: Database {
         rows: &PromptRows<'_>,
         savepoint: bool,
     ) -> Result<Option<(i64, Vec<i64>)>, sqlx::Error>;
+
+    /// For each of `creates`, in order and in one call: its references
+    /// read again, `SAVEPOINT batched_{i}` (`i` its place), its insert.
+    /// The new ids and the references as the transaction saw them, one
+    /// pair each. Only where `BATCHES_CREATES`.
+    async fn insert_sessions(
+        _conn: &mut Self::Connection,
+        _creates: &[&BatchedCreate],
+    ) -> Result<Vec<(SessionIds, (Vec<RefRow>, AgentRows))>, sqlx::Error> {
+        Err(sqlx::Error::Protocol(format!(
+            "{} does not batch creates",
+            Self::BACKEND
+        )))
+    }
 
     /// `references` read again, then `insert_session`, for references
     /// first read outside the write transaction (see `sql_tx::ReadAhead`):

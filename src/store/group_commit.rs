@@ -85,10 +85,13 @@ struct Lane<DB: Database> {
     /// Writers holding or waiting for this lane: a new one joins the least
     /// busy lane.
     load: AtomicUsize,
+    /// Creates waiting for whoever holds the lane next to run them, many
+    /// in one call (see `batched_creates`).
+    queued: std::sync::Mutex<Vec<super::batched_creates::Queued>>,
 }
 
 /// A writer's place in a lane's load, given up when dropped.
-struct Slot<DB: Database> {
+pub(super) struct Slot<DB: Database> {
     group: Arc<GroupCommit<DB>>,
     lane: usize,
 }
@@ -101,7 +104,7 @@ impl<DB: Database> Drop for Slot<DB> {
     }
 }
 
-struct Writer<DB: Database> {
+pub(super) struct Writer<DB: Database> {
     /// Numbers the groups, so a closer knows whether its group is still open.
     opened: u64,
     open: Option<Group<DB>>,
@@ -155,6 +158,7 @@ where
                 open: None,
             })),
             load: AtomicUsize::new(0),
+            queued: std::sync::Mutex::new(Vec::new()),
         };
         Arc::new(Self {
             lanes: (0..lanes.max(1)).map(|_| lane()).collect(),
@@ -169,6 +173,20 @@ where
     /// Joins the open group of lane `lane` (of the least busy one if
     /// `None`), or opens one.
     pub async fn begin(self: &Arc<Self>, lane: Option<usize>) -> Result<Member<DB>, StoreError> {
+        let slot = self.slot(lane);
+        let mut writer = tokio::time::timeout(self.acquire_timeout, slot.lock())
+            .await
+            .map_err(|_| StoreError::begin(sqlx::Error::PoolTimedOut))?;
+        self.open(&mut writer).await?;
+        Ok(Member {
+            writer: Some(writer),
+            slot: Some(slot),
+            wrote: false,
+        })
+    }
+
+    /// A place in lane `lane` (in the least busy one if `None`).
+    pub(super) fn slot(self: &Arc<Self>, lane: Option<usize>) -> Slot<DB> {
         let lane = match lane {
             Some(lane) => lane % self.lanes.len(),
             None => (0..self.lanes.len())
@@ -176,16 +194,19 @@ where
                 .expect("at least one lane"),
         };
         self.lanes[lane].load.fetch_add(1, Ordering::Relaxed);
-        let slot = Slot {
+        Slot {
             group: self.clone(),
             lane,
-        };
-        let mut writer = tokio::time::timeout(
-            self.acquire_timeout,
-            self.lanes[lane].writer.clone().lock_owned(),
-        )
-        .await
-        .map_err(|_| StoreError::begin(sqlx::Error::PoolTimedOut))?;
+        }
+    }
+
+    /// How long a writer waits for its lane at most.
+    pub(super) fn acquire_timeout(&self) -> Duration {
+        self.acquire_timeout
+    }
+
+    /// Opens a group on the lane held, unless one is open.
+    pub(super) async fn open(&self, writer: &mut Writer<DB>) -> Result<(), StoreError> {
         if writer.open.is_none() {
             // Boxed: opening a transaction may open a connection, a future
             // of several KB that every member waiting for the lock above
@@ -201,11 +222,40 @@ where
                 outcome: watch::channel(None).0,
             });
         }
-        Ok(Member {
-            writer: Some(writer),
-            slot: Some(slot),
-            wrote: false,
-        })
+        Ok(())
+    }
+
+    /// `members` writes, already in the open group, join it: the group
+    /// commits them with the others'. The lane is let go (or handed to the
+    /// commit, when the group is full).
+    pub(super) fn admit(
+        self: &Arc<Self>,
+        mut writer: OwnedMutexGuard<Writer<DB>>,
+        lane: Arc<Mutex<Writer<DB>>>,
+        members: usize,
+    ) -> Committing {
+        let group = writer.open.as_mut().expect("a member's group is open");
+        let first = group.members == 0;
+        group.members += members;
+        let (id, members) = (group.id, group.members);
+        let outcome = group.outcome.subscribe();
+        let this = self.clone();
+        // The commit runs in a task of its own, so no caller's
+        // cancellation can stop it half-way.
+        if members >= MAX_GROUP {
+            tokio::spawn(async move { this.close(writer, id).await });
+        } else {
+            drop(writer);
+            if first {
+                // The group's closer queues behind the writers waiting now
+                // (the lock is fair), so they all join before it commits.
+                tokio::spawn(async move {
+                    let writer = lane.lock_owned().await;
+                    this.close(writer, id).await;
+                });
+            }
+        }
+        Committing(outcome)
     }
 
     /// Commits the open group, if it is still group `id`, then tells its
@@ -233,7 +283,7 @@ where
 
     /// The open group can't go on: rolls it back, and its members run
     /// again.
-    async fn fail(&self, writer: &mut Writer<DB>, why: &str) {
+    pub(super) async fn fail(&self, writer: &mut Writer<DB>, why: &str) {
         if let Some(group) = writer.open.take() {
             let _ = group.tx.rollback().await;
             group.outcome.send_replace(Some(Ended::RolledBack(format!(
@@ -307,31 +357,58 @@ where
     /// Keeps this member's writes, and returns once its group has
     /// committed them (and synced, when every commit is synced).
     pub async fn commit(mut self) -> Result<(), StoreError> {
-        let mut writer = self.writer.take().expect("held until commit or drop");
-        let group = writer.open.as_mut().expect("a member's group is open");
-        group.members += 1;
-        let (id, members) = (group.id, group.members);
-        let mut outcome = group.outcome.subscribe();
+        let writer = self.writer.take().expect("held until commit or drop");
         let slot = self.slot.take().expect("held until commit or drop");
-        let this = slot.group.clone();
-        let lane = this.lanes[slot.lane].writer.clone();
-        // The commit runs in a task of its own, so no caller's
-        // cancellation can stop it half-way.
-        if members >= MAX_GROUP {
-            tokio::spawn(async move { this.close(writer, id).await });
-        } else {
-            drop(writer);
-            if members == 1 {
-                // The group's closer queues behind the writers waiting now
-                // (the lock is fair), so they all join before it commits.
-                tokio::spawn(async move {
-                    let writer = lane.lock_owned().await;
-                    this.close(writer, id).await;
-                });
-            }
-        }
+        let committing = slot.group.admit(writer, slot.lane(), 1);
         drop(slot);
-        let ended = outcome.wait_for(Option::is_some).await;
+        committing.wait().await
+    }
+}
+
+impl<DB: Database> Slot<DB>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    /// The lane's lock.
+    pub(super) fn lane(&self) -> Arc<Mutex<Writer<DB>>> {
+        self.group.lanes[self.lane].writer.clone()
+    }
+
+    pub(super) async fn lock(&self) -> OwnedMutexGuard<Writer<DB>> {
+        self.lane().lock_owned().await
+    }
+
+    /// Another place in the same lane.
+    pub(super) fn again(&self) -> Slot<DB> {
+        self.group.slot(Some(self.lane))
+    }
+
+    pub(super) fn group(&self) -> &Arc<GroupCommit<DB>> {
+        &self.group
+    }
+
+    /// The creates queued on this lane (see `batched_creates`).
+    pub(super) fn queued(&self) -> &std::sync::Mutex<Vec<super::batched_creates::Queued>> {
+        &self.group.lanes[self.lane].queued
+    }
+}
+
+impl<DB: Database> Writer<DB> {
+    /// The open group's connection.
+    pub(super) fn conn(&mut self) -> Option<&mut DB::Connection> {
+        Some(&mut *self.open.as_mut()?.tx)
+    }
+}
+
+/// Writes admitted to a group, waiting for its commit.
+#[derive(Clone)]
+pub struct Committing(watch::Receiver<Outcome>);
+
+impl Committing {
+    /// Returns once the group has committed (and synced, when every commit
+    /// is synced).
+    pub async fn wait(mut self) -> Result<(), StoreError> {
+        let ended = self.0.wait_for(Option::is_some).await;
         let io = |e: &str| sqlx::Error::Io(std::io::Error::other(e.to_string()));
         match ended.as_deref() {
             Ok(Some(Ended::Committed)) => Ok(()),

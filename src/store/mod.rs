@@ -9,6 +9,7 @@
 //! rows are written in one call) is written out in each backend's module.
 //! Rows are read by column name into the structs of `rows.rs`.
 
+mod batched_creates;
 mod catalog;
 mod conversation;
 mod dialect;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use sqlx::{Pool, QueryBuilder, Transaction};
 
+use super::batched_creates;
 use super::dialect::Dialect;
-use super::group_commit::{GroupCommit, Member};
+use super::group_commit::{Committing, GroupCommit, Member};
 use super::json_param::JsonParam;
 use super::rows::{self, AgentRows, RefRow};
 use super::{
@@ -35,6 +36,9 @@ where
     /// the group's other members up.
     Joining(Arc<GroupCommit<DB>>, Pool<DB>, Option<ReadAhead>),
     Grouped(Member<DB>, Option<ReadAhead>),
+    /// A create sent with others in one call (see `batched_creates`): in
+    /// its group, waiting for the commit.
+    Batched(Committing),
 }
 
 /// References read on the read pool before the transaction joined its
@@ -44,16 +48,16 @@ where
 /// again (`StoreError::Conflict`), so a session is never written from
 /// references its transaction doesn't see.
 pub struct ReadAhead {
-    user: i64,
+    pub user: i64,
     class_id: Option<i64>,
     project_id: Option<i64>,
     knowledge_ids: Vec<i64>,
     agent_id: Option<i64>,
-    rows: (Vec<RefRow>, AgentRows),
+    pub rows: (Vec<RefRow>, AgentRows),
 }
 
 impl ReadAhead {
-    fn asked(&self) -> Asked<'_> {
+    pub fn asked(&self) -> Asked<'_> {
         Asked {
             class_id: self.class_id,
             project_id: self.project_id,
@@ -77,6 +81,11 @@ where
             SqlWriteTx::Own(tx, _) => tx,
             SqlWriteTx::Grouped(member, _) => member.conn(),
             SqlWriteTx::Joining(..) => unreachable!("joined above"),
+            SqlWriteTx::Batched(_) => {
+                return Err(StoreError::Db(sqlx::Error::Protocol(
+                    "a batched create writes nothing after its insert".into(),
+                )));
+            }
         })
     }
 
@@ -190,6 +199,18 @@ where
     }
 
     async fn insert_session(&mut self, rows: &SessionRows<'_>) -> Result<SessionIds, StoreError> {
+        // Read ahead and not yet joined, so this insert is the
+        // transaction's only write (a key's claim would have joined).
+        if let SqlWriteTx::Joining(group, _, ahead @ Some(_)) = self
+            && DB::BATCHES_CREATES
+            && rows.idempotency_key.is_none()
+        {
+            let ahead = ahead.take().expect("matched Some");
+            let create = batched_creates::BatchedCreate::new(ahead, rows);
+            let (ids, committing) = batched_creates::insert(&group.clone(), create).await?;
+            *self = SqlWriteTx::Batched(committing);
+            return Ok(ids);
+        }
         // The savepoint, if due, goes with the insert: one call, not two.
         let savepoint = self.savepoint_due().await?;
         let ahead = match self {
@@ -442,6 +463,7 @@ where
                 super::sql_store::durable(&sync).await
             }
             SqlWriteTx::Grouped(member, _) => member.commit().await,
+            SqlWriteTx::Batched(committing) => committing.wait().await,
             // It never needed the writer: nothing to commit.
             SqlWriteTx::Joining(..) => Ok(()),
         }

@@ -30,12 +30,13 @@ use sqlx::sqlite::{
 use sqlx::types::Json;
 use sqlx::{Column, FromRow, Pool, Row, Sqlite, Transaction};
 
+use super::batched_creates::BatchedCreate;
 use super::dialect::Dialect;
 use super::group_commit::{GroupCommit, MemberUndo};
 use super::json_param::JsonParam;
 use super::rows::{self, AgentRows, RefRow, SessionCore, response_ids_in_order};
 use super::sql::sqlite::{
-    EXAMPLE_OWNERS, FINISH_ANSWER, INSERT_PROMPT, INSERT_SESSION,
+    self as sqlite_sql, EXAMPLE_OWNERS, FINISH_ANSWER, INSERT_PROMPT, INSERT_SESSION,
     RECHECK_SAVEPOINT_THEN_INSERT_SESSION, RECHECK_THEN_INSERT_SESSION, REFERENCES,
     SAVEPOINT_THEN_FINISH_ANSWER, SAVEPOINT_THEN_INSERT_PROMPT, SAVEPOINT_THEN_INSERT_SESSION,
     SESSION_CORE,
@@ -179,6 +180,7 @@ fn json_list<T: serde::Serialize>(items: &[T]) -> String {
 #[async_trait]
 impl Dialect for Sqlite {
     const BACKEND: &'static str = "sqlite";
+    const BATCHES_CREATES: bool = true;
 
     async fn migrate(pool: &Pool<Self>) -> Result<(), sqlx::migrate::MigrateError> {
         MIGRATOR.run(pool).await
@@ -307,6 +309,31 @@ impl Dialect for Sqlite {
             links,
             models,
         }))
+    }
+
+    /// Every create's statements in one call; each create's rows end with
+    /// its new ids' row (the one with `link_ids`).
+    async fn insert_sessions(
+        conn: &mut SqliteConnection,
+        creates: &[&BatchedCreate],
+    ) -> Result<Vec<(SessionIds, (Vec<RefRow>, AgentRows))>, sqlx::Error> {
+        let mut query = sqlx::query(sqlite_sql::insert_sessions(creates.len()));
+        for create in creates {
+            let a = &create.ahead;
+            query = bind_session(bind_asked(query, a.user, &a.asked()), &create.rows());
+        }
+        let rows = query.fetch_all(conn).await?;
+        let mut sent = Vec::with_capacity(creates.len());
+        let mut start = 0;
+        for (i, row) in rows.iter().enumerate() {
+            if row.try_column("link_ids").is_ok() {
+                let again =
+                    rows::split_references(&rows[start..i], |r| Ok(r.try_column("part").is_ok()))?;
+                sent.push((IdsRow::from_row(row)?.into(), again));
+                start = i + 1;
+            }
+        }
+        Ok(sent)
     }
 
     /// The references read again, then the insert, all in one call; the

@@ -38,7 +38,11 @@ pub trait WriteTx: Send {
         asked: &Asked<'_>,
     ) -> Result<References, StoreError>;
 
-    /// Writes a new session's rows in one call to the database.
+    /// Writes a new session's rows in one call to the database. Where
+    /// the references were read ahead and nothing was written before (no
+    /// key), SQLite sends it with other creates' (`batched_creates`): it
+    /// is then in its group, committed with it whether or not this
+    /// transaction is dropped, and the transaction writes nothing more.
     async fn insert_session(&mut self, rows: &SessionRows<'_>) -> Result<SessionIds, StoreError>;
 
     /// The owners of those of `ids` that name examples not deleted, as

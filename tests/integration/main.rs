@@ -11,6 +11,7 @@
 mod common;
 
 mod auth;
+mod batched_creates;
 mod browser;
 mod buf_curl;
 mod catalog;

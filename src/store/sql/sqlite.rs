@@ -114,12 +114,46 @@ pub(in crate::store) static FINISH_ANSWER: std::sync::LazyLock<String> =
 pub(in crate::store) static SAVEPOINT_THEN_FINISH_ANSWER: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("SAVEPOINT member;\n{}", *FINISH_ANSWER));
 
+/// `Dialect::insert_sessions` for `n` creates: for each, `REFERENCES` read
+/// again and `INSERT_SESSION` in a savepoint named by its place, each
+/// create's parameters after the one before's (20 a create).
+pub(in crate::store) fn insert_sessions(n: usize) -> &'static str {
+    use crate::store::batched_creates::MAX_BATCH;
+    static SQL: [std::sync::OnceLock<String>; MAX_BATCH] =
+        [const { std::sync::OnceLock::new() }; MAX_BATCH];
+    assert!((1..=MAX_BATCH).contains(&n), "1 to {MAX_BATCH} creates");
+    SQL[n - 1].get_or_init(|| {
+        (0..n)
+            .map(|i| {
+                format!(
+                    "{};\nSAVEPOINT batched_{i};\n{}",
+                    params_shifted(&REFERENCES, PER_CREATE * i),
+                    params_shifted(INSERT_SESSION, PER_CREATE * i + 5)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(";\n")
+    })
+}
+
+/// Parameters of one create in `insert_sessions`: `REFERENCES`' 5, then
+/// `INSERT_SESSION`'s 15.
+const PER_CREATE: usize = 20;
+
 /// `INSERT_PROMPT` that first begins a group member's savepoint.
 pub(in crate::store) static SAVEPOINT_THEN_INSERT_PROMPT: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("SAVEPOINT member;\n{INSERT_PROMPT}"));
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn batched_creates_bind_one_after_another() {
+        let three = super::insert_sessions(3);
+        assert!(three.contains("$60") && !three.contains("$61"));
+        assert!(three.contains("SAVEPOINT batched_2;"));
+        assert_eq!(super::insert_sessions(1).matches("SAVEPOINT").count(), 1);
+    }
+
     #[test]
     fn the_rechecked_insert_binds_after_the_references() {
         let checked = super::RECHECK_THEN_INSERT_SESSION.as_str();
