@@ -27,7 +27,7 @@ use crate::domain::UserId;
 use crate::domain::session::NewSession;
 
 /// The most inserts sent in one call.
-pub const MAX_BATCH: usize = 16;
+pub const MAX_BATCH: usize = 8;
 
 /// A create's insert, owned so another task can send it.
 pub struct BatchedCreate {
