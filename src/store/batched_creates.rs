@@ -14,6 +14,7 @@
 //! A call that fails rolls the group back, and its members run again.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -86,6 +87,7 @@ type Reply = Result<(SessionIds, Committing), StoreError>;
 
 /// A create waiting on a lane.
 pub struct Queued {
+    id: u64,
     create: BatchedCreate,
     reply: oneshot::Sender<Reply>,
 }
@@ -102,11 +104,12 @@ where
 {
     let slot = group.slot(None);
     let (reply, mut answer) = oneshot::channel();
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     slot.queued()
         .lock()
         .expect("never poisoned: no code panics holding it")
-        .push(Queued { create, reply });
-    let waited = tokio::time::timeout(group.acquire_timeout(), async {
+        .push(Queued { id, create, reply });
+    let waiting = async {
         loop {
             tokio::select! {
                 // Sent by another holder: its answer comes first.
@@ -117,12 +120,26 @@ where
                 writer = slot.lock() => drop(tokio::spawn(send_queued(slot.again(), writer))),
             }
         }
-    });
-    // Given up: if the insert is still queued, no holder sends it now.
-    waited
-        .await
-        .unwrap_or_else(|_| Err(StoreError::begin(sqlx::Error::PoolTimedOut)))
+    };
+    if let Ok(answered) = tokio::time::timeout(group.acquire_timeout(), waiting).await {
+        return answered;
+    }
+    // Waited too long for the lane. Still queued: taken off, nothing was
+    // sent, so the create may safely run again. Already taken by a holder:
+    // its call is under way, and its answer will say what became of it.
+    let taken_off = {
+        let mut queued = slot.queued().lock().expect("never poisoned");
+        let at = queued.iter().position(|q| q.id == id);
+        at.map(|at| queued.remove(at)).is_some()
+    };
+    if taken_off {
+        return Err(StoreError::begin(sqlx::Error::PoolTimedOut));
+    }
+    answer.await.unwrap_or_else(|_| Err(dropped()))
 }
+
+/// Names each queued create, so one that gives up can find itself.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 fn dropped() -> StoreError {
     StoreError::Db(sqlx::Error::Protocol(

@@ -154,3 +154,31 @@ async fn a_create_whose_references_changed_is_undone_with_those_sent_after_it() 
     let counts = app.store.table_counts().await.unwrap();
     assert_eq!((counts.sessions, counts.session_models), (1, 1));
 }
+
+/// A create that waits for the lane past the acquire timeout gives up
+/// with nothing sent: it is taken off the queue, so no later holder of the
+/// lane writes it, and running it again makes one session, not two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_gives_up_waiting_is_never_sent() {
+    let app = app!(
+        Backend::Sqlite,
+        &[("PRACTICE_DB_ACQUIRE_TIMEOUT_MS", "300")]
+    );
+    let holder = holding_the_lane(&app.store).await;
+    let task = tokio::spawn(create(app.store.clone(), "gave up".into(), None));
+    match task.await.unwrap() {
+        Err(StoreError::Begin(_)) => {}
+        other => panic!("expected to give up before beginning, got {other:?}"),
+    }
+    holder.commit().await.unwrap();
+    // The next holder of the lane finds nothing of it queued.
+    let ids = create(app.store.clone(), "ran again".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        title_of(&app.store, ids.session_id).await.as_deref(),
+        Some("ran again")
+    );
+    let counts = app.store.table_counts().await.unwrap();
+    assert_eq!(counts.sessions, 1);
+}
