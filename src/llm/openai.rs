@@ -109,8 +109,6 @@ impl OpenAiModel {
     }
 }
 
-/// How long to wait before retrying: the provider's `Retry-After` in
-/// seconds, within bounds.
 /// The most body frames read in one go (see `read_arrived`): bounds the
 /// work between two chunks handed on.
 const READY_FRAMES: usize = 64;
@@ -180,6 +178,8 @@ fn broke_off(e: reqwest::Error) -> ModelError {
     ModelError("the model's provider broke off its answer".into())
 }
 
+/// How long to wait before retrying: the provider's `Retry-After` in
+/// seconds, within bounds.
 fn backoff(response: &reqwest::Response) -> Duration {
     response
         .headers()

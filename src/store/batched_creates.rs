@@ -1,6 +1,6 @@
 //! Many creates in one call (SQLite). A create without an idempotency key
 //! writes once: its session's rows, decided from references it read ahead
-//! (`sql_tx::ReadAhead`). Instead of taking the lane in turn and sending
+//! (`write_state::ReadAhead`). Instead of taking the lane in turn and sending
 //! its insert alone, it queues the insert; whoever holds the lane next
 //! sends every insert queued, each after its references read again and in
 //! a savepoint of its own, in one call to the connection's thread, and
@@ -22,7 +22,7 @@ use tokio::sync::{OwnedMutexGuard, oneshot};
 
 use super::dialect::Dialect;
 use super::group_commit::{Committing, GroupCommit, Slot, Writer};
-use super::sql_tx::ReadAhead;
+use super::write_state::ReadAhead;
 use super::{SessionIds, SessionRows, StoreError};
 use crate::domain::UserId;
 use crate::domain::session::NewSession;
@@ -206,11 +206,11 @@ where
             return answer_all(batch, |_| Err(run_again("the write group was rolled back")));
         }
     }
-    let committing = group.admit(writer, slot.lane(), kept);
+    let committing = slot.admit(writer, kept);
     let mut ids = sent.into_iter().map(|(ids, _)| ids);
     answer_all(batch, |i| match (i < kept, ids.next()) {
         (true, Some(ids)) => Ok((ids, committing.clone())),
-        _ => Err(run_again("the references changed after they were read")),
+        _ => Err(StoreError::references_changed()),
     });
 }
 

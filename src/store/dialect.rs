@@ -96,7 +96,7 @@ pub trait Dialect: Database {
     }
 
     /// `references` read again, then `insert_session`, for references
-    /// first read outside the write transaction (see `sql_tx::ReadAhead`):
+    /// first read outside the write transaction (see `write_state::ReadAhead`):
     /// the new ids, and the references as the transaction sees them. One
     /// call to the database where the backend can send them together.
     async fn insert_session_rechecked(

@@ -73,6 +73,14 @@ impl StoreError {
     pub(crate) fn begin(e: sqlx::Error) -> Self {
         StoreError::Begin(e)
     }
+
+    /// A create's references, read ahead, were not what its transaction
+    /// saw: it runs again.
+    pub(crate) fn references_changed() -> Self {
+        StoreError::Conflict(sqlx::Error::Protocol(
+            "the references changed after they were read".into(),
+        ))
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -225,39 +225,6 @@ where
         Ok(())
     }
 
-    /// `members` writes, already in the open group, join it: the group
-    /// commits them with the others'. The lane is let go (or handed to the
-    /// commit, when the group is full).
-    pub(super) fn admit(
-        self: &Arc<Self>,
-        mut writer: OwnedMutexGuard<Writer<DB>>,
-        lane: Arc<Mutex<Writer<DB>>>,
-        members: usize,
-    ) -> Committing {
-        let group = writer.open.as_mut().expect("a member's group is open");
-        let first = group.members == 0;
-        group.members += members;
-        let (id, members) = (group.id, group.members);
-        let outcome = group.outcome.subscribe();
-        let this = self.clone();
-        // The commit runs in a task of its own, so no caller's
-        // cancellation can stop it half-way.
-        if members >= MAX_GROUP {
-            tokio::spawn(async move { this.close(writer, id).await });
-        } else {
-            drop(writer);
-            if first {
-                // The group's closer queues behind the writers waiting now
-                // (the lock is fair), so they all join before it commits.
-                tokio::spawn(async move {
-                    let writer = lane.lock_owned().await;
-                    this.close(writer, id).await;
-                });
-            }
-        }
-        Committing(outcome)
-    }
-
     /// Commits the open group, if it is still group `id`, then tells its
     /// members. The lock is let go before the WAL sync, so the next group
     /// runs while this one's sync does.
@@ -332,7 +299,7 @@ where
 {
     pub fn conn(&mut self) -> &mut DB::Connection {
         let writer = self.writer.as_mut().expect("held until commit or drop");
-        &mut writer.open.as_mut().expect("a member's group is open").tx
+        writer.conn().expect("a member's group is open")
     }
 
     /// The caller is about to write. True when its statement must begin
@@ -359,7 +326,7 @@ where
     pub async fn commit(mut self) -> Result<(), StoreError> {
         let writer = self.writer.take().expect("held until commit or drop");
         let slot = self.slot.take().expect("held until commit or drop");
-        let committing = slot.group.admit(writer, slot.lane(), 1);
+        let committing = slot.admit(writer, 1);
         drop(slot);
         committing.wait().await
     }
@@ -376,6 +343,38 @@ where
 
     pub(super) async fn lock(&self) -> OwnedMutexGuard<Writer<DB>> {
         self.lane().lock_owned().await
+    }
+
+    /// `members` writes, already in the open group, join it: the group
+    /// commits them with the others'. The lane is let go (or handed to the
+    /// commit, when the group is full).
+    pub(super) fn admit(
+        &self,
+        mut writer: OwnedMutexGuard<Writer<DB>>,
+        members: usize,
+    ) -> Committing {
+        let group = writer.open.as_mut().expect("a member's group is open");
+        let first = group.members == 0;
+        group.members += members;
+        let (id, members) = (group.id, group.members);
+        let outcome = group.outcome.subscribe();
+        let (this, lane) = (self.group.clone(), self.lane());
+        // The commit runs in a task of its own, so no caller's
+        // cancellation can stop it half-way.
+        if members >= MAX_GROUP {
+            tokio::spawn(async move { this.close(writer, id).await });
+        } else {
+            drop(writer);
+            if first {
+                // The group's closer queues behind the writers waiting now
+                // (the lock is fair), so they all join before it commits.
+                tokio::spawn(async move {
+                    let writer = lane.lock_owned().await;
+                    this.close(writer, id).await;
+                });
+            }
+        }
+        Committing(outcome)
     }
 
     /// Another place in the same lane.

@@ -26,6 +26,7 @@ mod sqlite;
 mod stats;
 mod turns;
 mod wal_sync;
+mod write_state;
 mod write_tx;
 
 use std::sync::Arc;

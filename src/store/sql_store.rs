@@ -18,10 +18,10 @@ use super::rows::{
     CountsRow, ExampleRow, LinkRow, ModelRow, PageRow, ResponseRow, SessionParts, SessionRow,
     SettingsRow,
 };
-use super::sql_tx::SqlWriteTx;
 use super::stats::StatsStore;
 use super::turns::TurnStore;
 use super::wal_sync::WalSync;
+use super::write_state::SqlWriteTx;
 use super::{PagedSession, Responses, SessionQuery, Store, StoreError, TableCounts, WriteTx, sql};
 use crate::domain::{Example, ExamplePatch, NewExample, Session, SessionPatch, UserId};
 use crate::error::Error;
@@ -38,7 +38,7 @@ pub struct SqlStore<DB: Dialect> {
     /// Write transactions commit in groups (see `group_commit`).
     group: Option<Arc<GroupCommit<DB>>>,
     /// A group member's references are read on the read pool before it
-    /// joins its group (see `sql_tx::ReadAhead`): where the read pool is
+    /// joins its group (see `write_state::ReadAhead`): where the read pool is
     /// not the write connection, and the check in the insert's own call
     /// costs less than a call on its own.
     read_ahead: bool,

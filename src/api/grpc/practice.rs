@@ -5,7 +5,6 @@
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::service::joined_deltas::JoinedDeltas;
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -24,6 +23,7 @@ use crate::domain::{
 use crate::proto::practice::v1 as pb;
 use crate::proto::practice::v1::practice_service_server::PracticeService as PracticeRpc;
 use crate::service::conversation::PromptEvent;
+use crate::service::joined_deltas::JoinedDeltas;
 use crate::service::{
     ConversationService, ExampleService, PracticeService, StatsService, UsageService,
 };
